@@ -1,0 +1,50 @@
+"""``python -m fercore COMMAND``: one module per command in this package.
+
+Each command module defines ``NAME`` (the command word), ``HELP`` (one line),
+``add_arguments(parser)`` and ``run(args) -> int``. Modules are found by listing this package,
+so adding a command never touches this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+
+def _commands():
+    mods = []
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(mod, "NAME") and hasattr(mod, "run"):
+            mods.append(mod)
+    return mods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m fercore",
+        description="Train facial-expression CNNs, record what their filters respond to, and relate filters to FACS action units.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for mod in _commands():
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, FileNotFoundError) as e:
+        # User errors (bad file, bad argument) are reported in one line, without a traceback.
+        print(f"fercore {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fercore {args.command}: interrupted; finished stages are cached and resume", file=sys.stderr)
+        return 130

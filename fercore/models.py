@@ -1,0 +1,223 @@
+"""The networks the field studies, in a small registry.
+
+Every model is ``features`` (an ``nn.Sequential`` of named Conv2d / ReLU / MaxPool2d / Dropout
+layers) followed by ``classifier``. Conv layers are addressed by their ``named_modules()`` dotted
+names (``features.conv3``); :func:`conv_layers` lists them and :func:`layer_geometry` gives the
+exact receptive field of any layer of ``features``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+__all__ = [
+    "ARCHS",
+    "LayerGeometry",
+    "ModelSpec",
+    "build_model",
+    "conv_layers",
+    "layer_geometry",
+    "resolve_layer",
+]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What builds a model; saved in every run's ``config.json``.
+
+    Attributes
+    ----------
+    arch : str
+        A key of :data:`ARCHS` (``zero_bias``, ``vgg13``).
+    in_size : int
+        Side of the square grey input in pixels.
+    n_classes : int
+    width : float
+        Multiplies every layer's channel count (1.0 is the paper's network).
+    dropout : bool
+        Dropout on the fully connected layers (the paper's "dropout" variants).
+    init_seed : int
+        Seed of the weight initialisation.
+    """
+
+    arch: str = "zero_bias"
+    in_size: int = 64
+    n_classes: int = 8
+    width: float = 1.0
+    dropout: bool = False
+    init_seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _ch(n: int, width: float) -> int:
+    return max(4, int(round(n * width)))
+
+
+class FERNet(nn.Module):
+    """``features`` then ``classifier``; ``spec`` is kept on the module."""
+
+    def __init__(self, spec: ModelSpec, features: nn.Sequential, classifier: nn.Sequential):
+        super().__init__()
+        self.spec = spec
+        self.features = features
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 1, S, S) -> (N, C) logits
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+def zero_bias_cnn(spec: ModelSpec) -> FERNet:
+    """Khorrami et al. 2015: three 5x5 bias-free conv layers, quadrant pooling, FC 300.
+
+    conv1 64 - pool - conv2 128 - pool - conv3 256 - quadrant max-pool (2x2 output) - FC 300
+    (bias initialised to 1.0) - [dropout 0.5] - FC classes. Weights ~ N(0, (k / sqrt(fan_in))^2)
+    with k drawn from U[0.2, 1.2) per layer. ``in_size`` must be a multiple of 8.
+    """
+    s = spec.in_size
+    if s % 8:
+        raise ValueError(f"zero_bias: in_size must be a multiple of 8 (quadrant pooling), got {s}")
+    c1, c2, c3 = _ch(64, spec.width), _ch(128, spec.width), _ch(256, spec.width)
+    q = s // 8  # conv3 map is s/4; each quadrant is half of it
+    features = nn.Sequential(OrderedDict([
+        ("conv1", nn.Conv2d(1, c1, 5, padding=2, bias=False)),
+        ("relu1", nn.ReLU()),
+        ("pool1", nn.MaxPool2d(2, 2)),
+        ("conv2", nn.Conv2d(c1, c2, 5, padding=2, bias=False)),
+        ("relu2", nn.ReLU()),
+        ("pool2", nn.MaxPool2d(2, 2)),
+        ("conv3", nn.Conv2d(c2, c3, 5, padding=2, bias=False)),
+        ("relu3", nn.ReLU()),
+        ("qpool", nn.MaxPool2d(q, q)),
+    ]))
+    classifier = nn.Sequential(OrderedDict([
+        ("fc1", nn.Linear(c3 * 4, 300)),
+        ("relu4", nn.ReLU()),
+        ("drop", nn.Dropout(0.5 if spec.dropout else 0.0)),
+        ("fc2", nn.Linear(300, spec.n_classes)),
+    ]))
+    model = FERNet(spec, features, classifier)
+    g = torch.Generator().manual_seed(spec.init_seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                fan_in = m.weight[0].numel()
+                k = 0.2 + torch.rand((), generator=g).item()
+                m.weight.normal_(0.0, k / math.sqrt(fan_in), generator=g)
+                if m.bias is not None:
+                    m.bias.zero_()
+        classifier.fc1.bias.fill_(1.0)
+    return model
+
+
+def vgg13_ferplus(spec: ModelSpec) -> FERNet:
+    """Barsoum et al. 2016 ("VGG13"): 3x3 conv blocks [64,64] [128,128] [256x3] [256x3], each
+    followed by max-pool and dropout 0.25, then FC 1024 - drop 0.5 - FC 1024 - drop 0.5 - FC.
+    ``in_size`` must be a multiple of 16 (64 in the paper).
+    """
+    s = spec.in_size
+    if s % 16:
+        raise ValueError(f"vgg13: in_size must be a multiple of 16, got {s}")
+    blocks = [[64, 64], [128, 128], [256, 256, 256], [256, 256, 256]]
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    c_in = 1
+    for b, block in enumerate(blocks, start=1):
+        for i, c in enumerate(block, start=1):
+            c_out = _ch(c, spec.width)
+            layers[f"conv{b}_{i}"] = nn.Conv2d(c_in, c_out, 3, padding=1)
+            layers[f"relu{b}_{i}"] = nn.ReLU()
+            c_in = c_out
+        layers[f"pool{b}"] = nn.MaxPool2d(2, 2)
+        layers[f"drop{b}"] = nn.Dropout(0.25 if spec.dropout else 0.0)
+    fc = _ch(1024, spec.width)
+    p = 0.5 if spec.dropout else 0.0
+    classifier = nn.Sequential(OrderedDict([
+        ("fc1", nn.Linear(c_in * (s // 16) ** 2, fc)), ("relu_fc1", nn.ReLU()), ("drop_fc1", nn.Dropout(p)),
+        ("fc2", nn.Linear(fc, fc)), ("relu_fc2", nn.ReLU()), ("drop_fc2", nn.Dropout(p)),
+        ("fc3", nn.Linear(fc, spec.n_classes)),
+    ]))
+    torch.manual_seed(spec.init_seed)
+    return FERNet(spec, nn.Sequential(layers), classifier)
+
+
+#: The model registry: arch name -> builder(spec).
+ARCHS: dict[str, Callable[[ModelSpec], FERNet]] = {
+    "zero_bias": zero_bias_cnn,
+    "vgg13": vgg13_ferplus,
+}
+
+
+def build_model(spec: ModelSpec) -> FERNet:
+    """Build the model a spec names; ValueError listing the registry otherwise."""
+    try:
+        builder = ARCHS[spec.arch]
+    except KeyError:
+        raise ValueError(f"unknown model {spec.arch!r}; known: {', '.join(ARCHS)}") from None
+    return builder(spec)
+
+
+def conv_layers(model: nn.Module) -> list[str]:
+    """Dotted names of the model's Conv2d layers, input to output."""
+    return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+
+
+def resolve_layer(model: nn.Module, name: str) -> nn.Module:
+    """The module called ``name``; ValueError listing the conv layers otherwise."""
+    modules = dict(model.named_modules())
+    if name not in modules or not name:
+        raise ValueError(f"unknown layer {name!r}; conv layers are {', '.join(conv_layers(model))}")
+    return modules[name]
+
+
+@dataclass(frozen=True)
+class LayerGeometry:
+    """Where the units of one layer look in the input.
+
+    Unit ``(i, j)`` of the layer's output map sees input pixels ``[top, bottom] x [left, right]``
+    (inclusive) with ``left = start + j * jump - (rf - 1) / 2`` and ``right = left + rf - 1``
+    (likewise rows); pixel centres are integers. Parts of the box may lie in the padding.
+    """
+
+    rf: int  # receptive field side in input pixels
+    jump: int  # input pixels between neighbouring units
+    start: float  # input coordinate of the centre of unit 0
+    out_size: int  # side of the layer's output map for the model's input size
+
+    def box(self, i: int, j: int, image_size: int | None = None) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) inclusive pixel box of unit (row i, column j), clipped to the image
+        when ``image_size`` is given."""
+        half = (self.rf - 1) / 2
+        x0 = int(round(self.start + j * self.jump - half))
+        y0 = int(round(self.start + i * self.jump - half))
+        x1, y1 = x0 + self.rf - 1, y0 + self.rf - 1
+        if image_size is not None:
+            x0, y0 = max(x0, 0), max(y0, 0)
+            x1, y1 = min(x1, image_size - 1), min(y1, image_size - 1)
+        return x0, y0, x1, y1
+
+
+def layer_geometry(model: FERNet, name: str) -> LayerGeometry:
+    """Exact receptive field, stride and offset of a layer of ``model.features``."""
+    resolve_layer(model, name)
+    rf, jump, start, size = 1, 1, 0.0, model.spec.in_size
+    for child_name, m in model.features.named_children():
+        if isinstance(m, nn.Conv2d | nn.MaxPool2d):
+            k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+            s = m.stride if isinstance(m.stride, int) else m.stride[0]
+            p = m.padding if isinstance(m.padding, int) else m.padding[0]
+            d = m.dilation if isinstance(m.dilation, int) else m.dilation[0]
+            k_eff = d * (k - 1) + 1
+            start += ((k_eff - 1) / 2 - p) * jump
+            rf += (k_eff - 1) * jump
+            jump *= s
+            size = (size + 2 * p - k_eff) // s + 1
+        if f"features.{child_name}" == name:
+            return LayerGeometry(rf=rf, jump=jump, start=start, out_size=size)
+    raise ValueError(f"layer {name!r} is not in model.features; conv layers are {', '.join(conv_layers(model))}")

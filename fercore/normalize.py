@@ -1,0 +1,53 @@
+"""Pixel normalisation applied between the stored uint8 faces and the network.
+
+The method is recorded in a FaceSet's ``meta["preprocess"]["normalize"]`` and in each run's
+config, so that training, recording and an uploaded photo all see the same input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+METHODS = ("none", "standardize", "local_mean")
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"normalize: expected one of {', '.join(METHODS)}, got {method!r}")
+    return method
+
+
+def to_unit(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(N, H, W) uint8 -> (N, 1, H, W) float32 in [0, 1]."""
+    t = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+    if t.ndim == 3:
+        t = t[:, None]
+    return t.to(torch.float32) / 255.0
+
+
+def normalize(x: torch.Tensor, method: str) -> torch.Tensor:
+    """Normalise a batch of unit-range grey images.
+
+    Parameters
+    ----------
+    x : (N, 1, H, W) float32 in [0, 1]
+    method : {"none", "standardize", "local_mean"}
+        ``none`` centres on 0.5; ``standardize`` gives each image zero mean and unit standard
+        deviation; ``local_mean`` subtracts the 5x5 local mean (Khorrami et al. 2015; their
+        division step was a no-op) and scales by 4 to keep the values near unit range.
+
+    Returns
+    -------
+    (N, 1, H, W) float32
+    """
+    check_method(method)
+    if method == "none":
+        return x - 0.5
+    if method == "standardize":
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        std = x.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)
+        return (x - mean) / std
+    local = F.avg_pool2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
+    return (x - local) * 4.0

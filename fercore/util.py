@@ -1,0 +1,95 @@
+"""Small shared helpers: cache locations, stable hashes, atomic file writes, progress callbacks."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+#: A progress callback: ``progress(done, total, stage)``. The CLI turns it into tqdm bars, the
+#: dashboard into ``st.progress``. ``total`` may change between calls when a stage starts.
+Progress = Callable[[int, int, str], None]
+
+
+def no_progress(done: int, total: int, stage: str) -> None:
+    """The progress callback that reports nothing."""
+
+
+def cache_dir() -> Path:
+    """The cache folder: ``$FERCORE_CACHE`` if set, else ``cache/`` in the repository."""
+    env = os.environ.get("FERCORE_CACHE")
+    root = Path(env) if env else Path(__file__).resolve().parent.parent / "cache"
+    return root
+
+
+def runs_dir() -> Path:
+    return cache_dir() / "runs"
+
+
+def datasets_dir() -> Path:
+    return cache_dir() / "datasets"
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "__dataclass_fields__"):
+        return _jsonable({k: getattr(obj, k) for k in obj.__dataclass_fields__})
+    return obj
+
+
+def stable_hash(obj, *arrays: np.ndarray) -> str:
+    """SHA-256 hex digest of a JSON-able object (keys sorted) and the bytes of some arrays."""
+    h = hashlib.sha256(json.dumps(_jsonable(obj), sort_keys=True).encode())
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes() if a.dtype != object else "\x00".join(map(str, a.ravel())).encode())
+    return h.hexdigest()
+
+
+def file_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place only if the block succeeds.
+
+    A reader never sees a half-written file, and a failure (or a kill) leaves the previous file
+    untouched. The temporary name starts with a dot and ends in ``.tmp``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    """Write JSON atomically (temporary name, then rename)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_jsonable(obj), indent=2) + "\n")

@@ -1,0 +1,57 @@
+import pytest
+import torch
+
+from fercore.models import ModelSpec, build_model, conv_layers, layer_geometry, resolve_layer
+
+
+@pytest.mark.parametrize("arch,size", [("zero_bias", 48), ("zero_bias", 96), ("vgg13", 64)])
+def test_output_shape(arch, size):
+    m = build_model(ModelSpec(arch=arch, in_size=size, n_classes=7, width=0.125))
+    assert m(torch.zeros(3, 1, size, size)).shape == (3, 7)
+
+
+def test_zero_bias_has_no_conv_bias_and_fc_bias_one():
+    m = build_model(ModelSpec(width=0.25))
+    assert all(m.get_submodule(n).bias is None for n in conv_layers(m))
+    assert torch.all(m.classifier.fc1.bias == 1.0)
+
+
+def test_receptive_fields_of_the_zero_bias_cnn():
+    m = build_model(ModelSpec(in_size=96, width=0.125))
+    g = {n: (layer_geometry(m, n).rf, layer_geometry(m, n).jump) for n in conv_layers(m)}
+    assert g == {"features.conv1": (5, 1), "features.conv2": (14, 2), "features.conv3": (32, 4)}
+    assert layer_geometry(m, "features.conv3").out_size == 24
+
+
+def test_receptive_field_matches_the_gradient_support():
+    """The box of a unit is exactly the set of input pixels with a non-zero gradient.
+
+    Max-pooling routes the gradient to one input only, so the pools are swapped for average
+    pools of the same geometry: then every pixel of the receptive field reaches the unit.
+    """
+    m = build_model(ModelSpec(in_size=48, width=0.125)).double()
+    for child, mod in list(m.features.named_children()):
+        if isinstance(mod, torch.nn.MaxPool2d):
+            setattr(m.features, child, torch.nn.AvgPool2d(mod.kernel_size, mod.stride, mod.padding))
+    with torch.no_grad():
+        for p in m.parameters():
+            p.abs_()  # positive weights: no cancellations, every path counts
+    for name in conv_layers(m):
+        x = torch.ones(1, 1, 48, 48, dtype=torch.float64, requires_grad=True)
+        out = x
+        for child, mod in m.features.named_children():
+            out = mod(out)
+            if f"features.{child}" == name:
+                break
+        i, j = 5, 7
+        out[0, 0, i, j].backward()
+        nz = x.grad[0, 0].nonzero()
+        geo = layer_geometry(m, name)
+        x0, y0, x1, y1 = geo.box(i, j, image_size=48)
+        assert (nz[:, 1].min().item(), nz[:, 0].min().item(), nz[:, 1].max().item(), nz[:, 0].max().item()) == (x0, y0, x1, y1)
+
+
+def test_unknown_layer_lists_the_valid_ones():
+    m = build_model(ModelSpec(width=0.125))
+    with pytest.raises(ValueError, match="features.conv1, features.conv2, features.conv3"):
+        resolve_layer(m, "conv9")
