@@ -208,11 +208,10 @@ def layer_geometry(model: FERNet, name: str) -> LayerGeometry:
     resolve_layer(model, name)
     rf, jump, start, size = 1, 1, 0.0, model.spec.in_size
     for child_name, m in model.features.named_children():
-        if isinstance(m, nn.Conv2d | nn.MaxPool2d):
-            k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
-            s = m.stride if isinstance(m.stride, int) else m.stride[0]
-            p = m.padding if isinstance(m.padding, int) else m.padding[0]
-            d = m.dilation if isinstance(m.dilation, int) else m.dilation[0]
+        if isinstance(m, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d):
+            k, s, p = (v if isinstance(v, int) else v[0] for v in (m.kernel_size, m.stride, m.padding))
+            d = getattr(m, "dilation", 1)
+            d = d if isinstance(d, int) else d[0]
             k_eff = d * (k - 1) + 1
             start += ((k_eff - 1) / 2 - p) * jump
             rf += (k_eff - 1) * jump
