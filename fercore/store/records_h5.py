@@ -1,0 +1,183 @@
+"""Activation records <-> HDF5 (``records.h5``). The layout is documented in ``docs/records.md``.
+
+Writers build the whole file under a temporary name and rename it into place
+(:func:`fercore.util.atomic_path`), so a reader never sees a partial file and a failed write
+leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..util import atomic_path
+
+__all__ = [
+    "RECORDS_SCHEMA",
+    "RecordsFileError",
+    "read_layer_array",
+    "read_layer_group",
+    "read_records_header",
+    "write_records",
+    "write_stats",
+]
+
+#: Version of the records.h5 layout; bump when a reader of the old layout would misread the new.
+RECORDS_SCHEMA = 1
+
+#: Header attributes stored as JSON text.
+_JSON_ATTRS = ("layers", "class_names", "au_ids", "meta")
+
+
+class RecordsFileError(ValueError):
+    """A records file is missing, unreadable or not laid out as expected."""
+
+
+def write_records(path: str | os.PathLike, *, attrs: dict, data: dict[str, np.ndarray],
+                  layers: dict[str, dict]) -> None:
+    """Write a complete records file (temporary name, then rename).
+
+    Parameters
+    ----------
+    path : path
+        Destination, normally ``<run_dir>/records.h5``.
+    attrs : dict
+        Root attributes: ``run``, ``run_dir``, ``faceset_path``, ``faceset_hash``, ``fold``,
+        ``k``, ``n``, ``image_size``, ``normalize``, ``layers`` (list), ``class_names``,
+        ``au_ids`` (list), ``batch_size``. ``schema_version`` and ``fercore_kind`` are added.
+    data : dict of str to array
+        Per-image arrays of the recorded FaceSet, stored under ``/data`` (labels (N,), aus (N, A),
+        groups (N,) str, landmarks (N, 68, 2) optional).
+    layers : dict of layer name to dict
+        ``{"attrs": {...}, "max_act": (N, F) float16, "topk": {name: array},
+        "topk_distinct": {name: array}}`` per layer.
+    """
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["fercore_kind"] = "records"
+        f.attrs["schema_version"] = RECORDS_SCHEMA
+        for key, value in attrs.items():
+            f.attrs[key] = json.dumps(value) if key in _JSON_ATTRS else value
+        f.attrs["analyzed"] = False
+        g = f.create_group("data")
+        for key, value in data.items():
+            if value is None:
+                continue
+            value = np.asarray(value)
+            if value.dtype.kind in "US":
+                g.create_dataset(key, data=value.astype(object), dtype=h5py.string_dtype("utf-8"))
+            else:
+                g.create_dataset(key, data=value)
+        lg = f.create_group("layers")
+        for name, rec in layers.items():
+            g = lg.create_group(name)
+            for key, value in rec["attrs"].items():
+                g.attrs[key] = value
+            g.create_dataset("max_act", data=np.asarray(rec["max_act"], dtype=np.float16),
+                             chunks=True, compression="gzip", compression_opts=1)
+            for sub in ("topk", "topk_distinct"):
+                sg = g.create_group(sub)
+                for key, value in rec[sub].items():
+                    big = value.ndim >= 3 and value.size > 4096
+                    sg.create_dataset(key, data=value, compression="gzip" if big else None,
+                                      compression_opts=1 if big else None)
+
+
+def write_stats(path: str | os.PathLike, *, layers: dict[str, dict[str, np.ndarray]],
+                analysis: dict[str, np.ndarray], attrs: dict | None = None) -> None:
+    """Add (or replace) the filter x AU statistics of a records file, atomically.
+
+    The file is copied under a temporary name, the ``/layers/<layer>/stats`` groups and the
+    ``/analysis`` group are written into the copy, and the copy is renamed into place.
+    """
+    path = Path(path)
+    _open(path).close()
+    with atomic_path(path) as tmp:
+        shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "a") as f:
+            for name, arrays in layers.items():
+                g = f["layers"][name]
+                if "stats" in g:
+                    del g["stats"]
+                sg = g.create_group("stats")
+                for key, value in arrays.items():
+                    sg.create_dataset(key, data=value)
+            if "analysis" in f:
+                del f["analysis"]
+            ag = f.create_group("analysis")
+            for key, value in analysis.items():
+                ag.create_dataset(key, data=value)
+            for key, value in (attrs or {}).items():
+                ag.attrs[key] = value
+            f.attrs["analyzed"] = True
+
+
+def _open(path) -> h5py.File:
+    path = Path(path)
+    if not path.exists():
+        raise RecordsFileError(f"{path}: no such records file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise RecordsFileError(f"{path}: not a readable HDF5 file ({e})") from None
+    if f.attrs.get("fercore_kind") != "records":
+        f.close()
+        raise RecordsFileError(f"{path}: an HDF5 file, but not fercore records (no fercore_kind='records')")
+    version = int(f.attrs.get("schema_version", -1))
+    if version != RECORDS_SCHEMA:
+        f.close()
+        raise RecordsFileError(f"{path}: records schema {version}, this fercore reads {RECORDS_SCHEMA}")
+    return f
+
+
+def _attr(v):
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return v
+
+
+def read_records_header(path: str | os.PathLike) -> dict:
+    """Root attributes plus ``layer_info`` {layer: attrs} (no arrays read)."""
+    with _open(path) as f:
+        try:
+            head = {}
+            for key, value in f.attrs.items():
+                value = _attr(value)
+                head[key] = json.loads(value) if key in _JSON_ATTRS else value
+            head["layer_info"] = {name: {k: _attr(v) for k, v in f["layers"][name].attrs.items()}
+                                  for name in head["layers"]}
+            head["has_stats"] = all("stats" in f["layers"][name] for name in head["layers"])
+        except (KeyError, ValueError, OSError) as e:
+            raise RecordsFileError(f"{path}: damaged or incomplete records file ({e})") from None
+    return head
+
+
+def read_layer_array(path: str | os.PathLike, layer: str | None, name: str) -> np.ndarray:
+    """One array: ``/layers/<layer>/<name>`` (``name`` may be ``topk/index``), or ``/<name>``
+    when ``layer`` is None (e.g. ``data/labels``)."""
+    with _open(path) as f:
+        key = name if layer is None else f"layers/{layer}/{name}"
+        if key not in f:
+            raise RecordsFileError(f"{path}: no dataset {key!r}; rebuild the records")
+        ds = f[key]
+        if h5py.check_string_dtype(ds.dtype) is not None:
+            return ds.asstr()[()]
+        return ds[()]
+
+
+def read_layer_group(path: str | os.PathLike, layer: str | None, group: str) -> dict[str, np.ndarray]:
+    """Every dataset of ``/layers/<layer>/<group>`` (or ``/<group>`` when ``layer`` is None)."""
+    with _open(path) as f:
+        key = group if layer is None else f"layers/{layer}/{group}"
+        if key not in f:
+            raise RecordsFileError(f"{path}: no group {key!r}; run `python -m fercore analyze`")
+        return {k: (v.asstr()[()] if h5py.check_string_dtype(v.dtype) is not None else v[()])
+                for k, v in f[key].items()}
