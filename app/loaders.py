@@ -1,0 +1,367 @@
+"""Every cached loader of the dashboard, in one module.
+
+Views call these functions and lay out what they return; they never read files or run models
+themselves. ``st.cache_resource`` holds objects shared by every browser session (run readers,
+FaceSets); ``st.cache_data`` holds arrays, tables and figures keyed by their (hashable) arguments.
+Arguments whose names start with ``_`` are not hashed.
+
+Runs are addressed by their directory as a string, so every cached value is keyed by the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import figures
+from fercore.util import runs_dir
+
+# The model of a run is shared by every browser connected to the server; a forward pass with hooks
+# must not interleave with another one.
+_MODEL_LOCK = threading.Lock()
+
+
+# ----------------------------------------------------------------------------------------- runs
+@st.cache_data(ttl=5, show_spinner=False)
+def list_runs() -> list[dict]:
+    """Every run under the cache's ``runs/`` folder, newest first.
+
+    Returns
+    -------
+    list of dict
+        ``{"run_dir", "name", "dataset", "model", "label"}`` per run.
+    """
+    root = runs_dir()
+    out = []
+    if not root.is_dir():
+        return out
+    dirs = [d for d in root.iterdir() if d.is_dir() and (d / "config.json").is_file()]
+    dirs.sort(key=lambda d: (d / "config.json").stat().st_mtime, reverse=True)
+    for d in dirs:
+        try:
+            config = json.loads((d / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        dataset = _dataset_name(config)
+        model = _model_name(config)
+        out.append({"run_dir": str(d), "name": d.name, "dataset": dataset, "model": model,
+                    "label": f"{d.name} · {dataset} · {model}"})
+    return out
+
+
+def _dataset_name(config: dict) -> str:
+    for key in ("faceset", "dataset", "data"):
+        v = config.get(key)
+        if isinstance(v, dict):
+            for k in ("name", "source", "path"):
+                if v.get(k):
+                    return Path(str(v[k])).stem if k == "path" else str(v[k])
+        elif v:
+            return Path(str(v)).stem
+    return "?"
+
+
+def _model_name(config: dict) -> str:
+    spec = config.get("model") or config.get("spec") or {}
+    if isinstance(spec, dict):
+        arch = spec.get("arch", "?")
+        width = spec.get("width")
+        size = spec.get("in_size")
+        extra = ", ".join(x for x in (f"width {width:g}" if isinstance(width, int | float) else "",
+                                       f"{size}px" if size else "") if x)
+        return f"{arch} ({extra})" if extra else str(arch)
+    return str(spec)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def reader(run_dir: str, _stamp: float = 0.0):
+    """The run's :class:`fercore.reader.RunReader` (cheap to open; caches its own arrays)."""
+    from fercore.reader import open_run
+
+    return open_run(run_dir)
+
+
+def records_stamp(run_dir: str) -> float:
+    """Modification time of the run's records file (a new file gives a new cached reader)."""
+    p = Path(run_dir) / "records.h5"
+    return p.stat().st_mtime if p.exists() else 0.0
+
+
+def get_reader(run_dir: str):
+    """The cached reader of the records file as it is now on disk."""
+    return reader(run_dir, records_stamp(run_dir))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def faceset(run_dir: str, _stamp: float = 0.0):
+    """The FaceSet the run was recorded on (shared, never copied)."""
+    return reader(run_dir, _stamp).faceset()
+
+
+def get_faceset(run_dir: str):
+    return faceset(run_dir, records_stamp(run_dir))
+
+
+# ------------------------------------------------------------------------------------ overview
+@st.cache_data(show_spinner=False, max_entries=16)
+def montage(run_dir: str, stamp: float, *, per_class: int = 8, size: int = 64) -> tuple[np.ndarray, pd.DataFrame]:
+    """A montage of the data set, one row per class, and the counts per class.
+
+    Returns
+    -------
+    image : (C*size, per_class*size) uint8
+    counts : DataFrame with columns class, images
+    """
+    fs = faceset(run_dir, stamp)
+    rows, counts = [], []
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(fs.class_names):
+        idx = np.flatnonzero(fs.labels == c)
+        counts.append({"class": name, "images": int(len(idx))})
+        pick = rng.choice(idx, size=min(per_class, len(idx)), replace=False) if len(idx) else idx
+        tiles = [figures.resize(fs.images[i], size) for i in np.sort(pick)]
+        tiles += [np.full((size, size), 255, np.uint8)] * (per_class - len(tiles))
+        rows.append(np.concatenate(tiles, axis=1))
+    return np.concatenate(rows, axis=0), pd.DataFrame(counts)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def layer_table(run_dir: str, stamp: float) -> pd.DataFrame:
+    """Recorded layers with their filter count and exact receptive field."""
+    r = reader(run_dir, stamp)
+    rows = []
+    for name in r.layers:
+        g = r.geometry(name)
+        rows.append({"layer": name, "filters": r.n_filters(name), "receptive field (px)": g.rf,
+                     "stride (px)": g.jump, "map size": f"{g.out_size}×{g.out_size}"})
+    return pd.DataFrame(rows)
+
+
+def _fold_accuracies(metrics: dict) -> list[float]:
+    folds = metrics.get("folds") or metrics.get("per_fold") or []
+    accs = []
+    for f in folds:
+        if isinstance(f, dict):
+            for k in ("test_accuracy", "accuracy", "test_acc", "acc"):
+                if k in f and f[k] is not None:
+                    accs.append(float(f[k]))
+                    break
+        elif isinstance(f, int | float):
+            accs.append(float(f))
+    if not accs:
+        for k in ("fold_accuracy", "fold_accuracies", "accuracies"):
+            if isinstance(metrics.get(k), list):
+                accs = [float(a) for a in metrics[k]]
+    return accs
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def metrics_view(run_dir: str, stamp: float) -> dict:
+    """What the overview shows from ``metrics.json``.
+
+    Returns
+    -------
+    dict
+        ``protocol`` (str), ``folds`` (DataFrame fold/accuracy), ``mean`` and ``sd`` (float or
+        None), ``confusion`` ((C, C) array or None), ``curves`` (long DataFrame fold/epoch/
+        series/value or None).
+    """
+    r = reader(run_dir, stamp)
+    m = r.metrics or {}
+    accs = _fold_accuracies(m)
+    mean = m.get("mean_accuracy", float(np.mean(accs)) if accs else None)
+    sd = m.get("sd_accuracy", m.get("std_accuracy", float(np.std(accs, ddof=1)) if len(accs) > 1 else None))
+    conf = m.get("confusion") or m.get("confusion_matrix")
+    if conf is None:
+        mats = [f.get("confusion") for f in m.get("folds", []) if isinstance(f, dict) and f.get("confusion")]
+        conf = np.sum(np.asarray(mats, dtype=float), axis=0) if mats else None
+    curves = []
+    for i, f in enumerate(m.get("folds", [])):
+        hist = f.get("history") if isinstance(f, dict) else None
+        if isinstance(hist, dict):  # {"train_loss": [...], "val_accuracy": [...]}
+            for series, values in hist.items():
+                if isinstance(values, list):
+                    curves += [{"fold": i, "epoch": e + 1, "series": series, "value": v}
+                               for e, v in enumerate(values) if isinstance(v, int | float)]
+        elif isinstance(hist, list):  # [{"epoch": 1, "train_loss": ..}, ...]
+            for e, row in enumerate(hist):
+                for series, v in row.items():
+                    if series != "epoch" and isinstance(v, int | float):
+                        curves.append({"fold": i, "epoch": row.get("epoch", e + 1), "series": series, "value": v})
+    return {
+        "protocol": str(m.get("protocol") or r.config.get("protocol") or "not stated in metrics.json"),
+        "folds": pd.DataFrame({"fold": range(len(accs)), "accuracy": accs}),
+        "mean": mean, "sd": sd,
+        "confusion": None if conf is None else np.asarray(conf, dtype=float),
+        "curves": pd.DataFrame(curves) if curves else None,
+    }
+
+
+# ------------------------------------------------------------------------------------- filters
+@st.cache_data(show_spinner=False, max_entries=64)
+def topk(run_dir: str, stamp: float, layer: str, f: int, distinct: bool):
+    """The filter's top-K (the reader's TopK dataclass) as a plain dict of arrays."""
+    t = reader(run_dir, stamp).topk(layer, int(f), distinct=distinct)
+    return {k: np.asarray(getattr(t, k)) for k in ("index", "activation", "pos", "box", "patch", "deconv")}
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def au_stats(run_dir: str, stamp: float, layer: str) -> dict:
+    """Filter × AU statistics of a layer as a dict of arrays (see ``AUStats``)."""
+    s = reader(run_dir, stamp).au_stats(layer)
+    out = {}
+    for k in ("topk_share", "corr", "corr_within", "pval", "qval", "spatial", "kl", "base_rate", "au_cooc"):
+        v = getattr(s, k, None)
+        if v is not None:
+            out[k] = np.asarray(v, dtype=float)
+    return out
+
+
+#: Statistics of the FAU map: label -> (key in au_stats, transform)
+STATISTICS = {
+    "top-K co-occurrence": "topk_share",
+    "KL selectivity (per filter)": "kl",
+    "correlation": "corr",
+    "emotion-controlled correlation": "corr_within",
+    "spatial score": "spatial",
+    "−log10 p (BH q)": "qval",
+}
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def filter_order(run_dir: str, stamp: float, layer: str, by: str) -> np.ndarray:
+    """Filter indices sorted by ``by``: "selectivity" (KL, high first), "AU" (best AU, then
+    strength), "cluster" (hierarchical clustering leaves of the top-K AU profile), "index"."""
+    s = au_stats(run_dir, stamp, layer)
+    share = s["topk_share"]
+    n = share.shape[0]
+    if by == "selectivity":
+        return np.argsort(-s["kl"], kind="stable")
+    if by == "AU":
+        best = np.nanargmax(np.nan_to_num(share, nan=-1), axis=1)
+        strength = np.nanmax(np.nan_to_num(share, nan=-1), axis=1)
+        return np.lexsort((-strength, best))
+    if by == "cluster" and n > 2:
+        from scipy.cluster.hierarchy import leaves_list, linkage
+
+        x = np.nan_to_num(share - s["base_rate"][None, :])
+        return np.asarray(leaves_list(linkage(x, method="average", metric="euclidean")))
+    return np.arange(n)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def filter_grid(run_dir: str, stamp: float, layer: str, kind: str, size: int = 48) -> np.ndarray:
+    """(F, size, size) uint8: each filter's top patch ("patch") or top deconv projection ("deconv")."""
+    r = reader(run_dir, stamp)
+    tiles = []
+    for f in range(r.n_filters(layer)):
+        t = r.topk(layer, f)
+        img = t.patch[0] if kind == "patch" else figures.to_uint8(t.deconv[0])
+        tiles.append(figures.resize(img, size))
+    return np.stack(tiles)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def match_table(run_dir: str, stamp: float, layer: str) -> tuple[pd.DataFrame, str]:
+    """The ranked filter↔AU match table and its CSV text."""
+    r = reader(run_dir, stamp)
+    return pd.DataFrame(r.match_table(layer)), r.match_csv(layer)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def au_labels(run_dir: str, stamp: float) -> list[str]:
+    """``AU12 lip corner puller`` style labels for the run's AU columns."""
+    from fercore.facs import AUS
+
+    r = reader(run_dir, stamp)
+    out = []
+    for a in r.au_ids:
+        info = AUS.get(int(a)) if isinstance(AUS, dict) else None
+        name = getattr(info, "name", None) if info is not None else None
+        out.append(f"AU{int(a)}" + (f" {name}" if name else ""))
+    return out
+
+
+# -------------------------------------------------------------------------------------- upload
+@st.cache_data(show_spinner=False, max_entries=32)
+def decode_and_crop(data: bytes, run_dir: str, stamp: float, centre_crop: bool = False) -> dict:
+    """Decode an uploaded file and cut the face out as the run's data was preprocessed.
+
+    Raises
+    ------
+    fercore.preprocess.ImageDecodeError
+        The bytes are not a readable image (message says what and what to do).
+    """
+    from fercore.preprocess import decode_image, options_from_meta, preprocess_face
+
+    grey = decode_image(data)
+    r = reader(run_dir, stamp)
+    meta = dict(r.config.get("preprocess") or {})
+    fs_meta = (r.faceset().meta or {}).get("preprocess") if not meta else None
+    options = options_from_meta(meta or fs_meta or {})
+    if centre_crop:
+        options = _with(options, centre_crop=True)
+    size = int(r.faceset().size)
+    options = _with(options, size=size)
+    crop = preprocess_face(grey, options)
+    return {"grey": grey, "image": np.asarray(crop.image), "box": tuple(int(v) for v in crop.box) if crop.box is not None else None,
+            "n_faces": int(crop.n_faces), "centre_crop": bool(crop.centre_crop),
+            "messages": list(crop.messages or []), "landmarks": crop.landmarks}
+
+
+def _with(options, **changes):
+    import dataclasses
+
+    if dataclasses.is_dataclass(options):
+        fields = {f.name for f in dataclasses.fields(options)}
+        return dataclasses.replace(options, **{k: v for k, v in changes.items() if k in fields})
+    if isinstance(options, dict):
+        return {**options, **changes}
+    return options
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def analyze_face(run_dir: str, stamp: float, face_key: str, _face: np.ndarray, top: int = 8) -> dict:
+    """Forward an aligned face through the run's model: probabilities, maps, Grad-CAM.
+
+    ``face_key`` is a hash of ``_face`` (the array is not hashed by the cache).
+    """
+    from fercore.single import analyze_face as run_analysis
+
+    r = reader(run_dir, stamp)
+    with _MODEL_LOCK:
+        a = run_analysis(r, _face, top=top)
+    return {"probs": np.asarray(a.probs, dtype=float), "class_names": list(a.class_names), "pred": int(a.pred),
+            "activations": {k: np.asarray(v) for k, v in a.activations.items()},
+            "top_filters": {k: [(int(f), float(v)) for f, v in fs] for k, fs in a.top_filters.items()},
+            "gradcam": {k: np.asarray(v) for k, v in a.gradcam.items()}}
+
+
+def array_key(a: np.ndarray) -> str:
+    """A short content hash of an array (cache key for arrays that are not hashed)."""
+    return hashlib.sha1(np.ascontiguousarray(a).tobytes() + str(a.shape).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------- rebuilding
+def rebuild_records(run_dir: str, progress) -> None:
+    """Record and analyse the run again (the "rebuild" button); clears cached readers after."""
+    from fercore.pipeline import refresh_records
+
+    refresh_records(run_dir, progress=progress)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def build_default(progress) -> str:
+    """Build the embedded default run (phantom, train, record, analyse)."""
+    from fercore.pipeline import build_default as build
+
+    run_dir = build(progress=progress)
+    list_runs.clear()
+    return str(run_dir)

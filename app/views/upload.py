@@ -1,0 +1,101 @@
+"""Upload: a face photo through the run's model — face box, aligned crop, prediction, activation
+maps, the most active filters with their top-K patches and AU profiles, Grad-CAM per class."""
+
+import numpy as np
+import streamlit as st
+
+from app import figures, loaders, ui
+from fercore.preprocess import ImageDecodeError
+
+st.title("Upload a face")
+ctx = ui.require_run()
+if ctx is None:
+    st.stop()
+run_dir, stamp, reader = ctx
+
+c_file, c_cam = st.columns([1, 1])
+with c_file:
+    up = st.file_uploader("A face photo (PNG, JPEG, BMP, TIFF, WebP)", key="upload_file",
+                          help="One face, roughly frontal. Grey or colour; EXIF rotation is applied.")
+with c_cam:
+    use_cam = st.toggle("Use the camera", key="upload_use_cam")
+    cam = st.camera_input("Take a photo", key="upload_cam") if use_cam else None
+source = cam if cam is not None else up
+if source is None:
+    st.info("Upload a photo or take one with the camera. The run's own face preprocessing "
+            "(detection, alignment, crop) is applied before the network sees it.")
+    st.stop()
+
+data = source.getvalue()
+name = getattr(source, "name", "camera photo")
+
+centre = st.session_state.get("upload_centre_crop", False)
+try:
+    crop = loaders.decode_and_crop(data, run_dir, stamp, centre)
+except ImageDecodeError as e:
+    st.error(f"{name}: {e}")
+    st.stop()
+except ValueError as e:  # e.g. no face found with centre crops switched off
+    st.warning(f"{name}: {e}")
+    if st.button("Use a centre crop instead", key="centre_crop_btn"):
+        st.session_state["upload_centre_crop"] = True
+        st.rerun()
+    st.stop()
+
+if crop["n_faces"] == 0 and not centre:
+    st.warning(f"No face found in {name}. The centre of the photo is shown instead; "
+               "use a centre crop on purpose or upload a photo with a clear, frontal face.")
+    st.checkbox("Use a centre crop", value=True, key="upload_centre_crop")
+elif crop["n_faces"] > 1:
+    st.info(f"{crop['n_faces']} faces found in {name}; using the largest.")
+for msg in crop["messages"]:
+    st.caption(msg)
+
+face = crop["image"]
+grey = crop["grey"]
+c1, c2, c3 = st.columns([2, 1, 2])
+with c1:
+    shown = figures.draw_box(grey, crop["box"], thickness=max(2, grey.shape[1] // 200)) if crop["box"] else figures.to_rgb(grey)
+    st.image(shown, caption=f"{name}: {grey.shape[1]}×{grey.shape[0]} px, detected face box", width="stretch")
+with c2:
+    st.image(figures.resize(face, 192), caption=f"aligned crop {face.shape[0]}×{face.shape[1]} px", width=192)
+    ui.png_button("Aligned crop (PNG)", figures.png_bytes(face), "face.png", "dl_face")
+
+a = loaders.analyze_face(run_dir, stamp, loaders.array_key(face), face)
+with c3:
+    pred = a["class_names"][a["pred"]]
+    st.metric("Predicted expression", pred, f"p = {a['probs'][a['pred']]:.2f}", delta_color="off")
+    st.plotly_chart(figures.bars(a["probs"], a["class_names"], title="Class probabilities",
+                                 value_name="probability"), key="probs")
+    ui.csv_button("Probabilities (CSV)", "class,probability\n" + "\n".join(
+        f"{c},{p:.5f}" for c, p in zip(a["class_names"], a["probs"], strict=True)), "probabilities.csv", "dl_probs")
+
+st.subheader("Grad-CAM per class")
+cams = [figures.resize(figures.overlay(face, a["gradcam"][c]), 160) for c in a["class_names"]]
+st.image(cams, caption=[f"{c} ({p:.2f})" for c, p in zip(a["class_names"], a["probs"], strict=True)], width=160)
+ui.png_button("Grad-CAM (PNG)", figures.png_bytes(figures.tile(cams, cols=len(cams))), "gradcam.png", "dl_cam")
+
+st.subheader("Activation maps on the face")
+st.caption("Per layer, the most active filters' maps (colour) over the aligned face.")
+au_labels = loaders.au_labels(run_dir, stamp)
+for layer, acts in a["activations"].items():
+    top = a["top_filters"].get(layer, [])[:8]
+    maps = [figures.resize(figures.overlay(face, acts[f]), 128) for f, _ in top]
+    st.markdown(f"**{layer}** — {acts.shape[0]} filters, maps {acts.shape[1]}×{acts.shape[2]}")
+    st.image(maps, caption=[f"#{f}: {v:.2f}" for f, v in top], width=128)
+
+st.subheader("Most active filters: what they respond to in the data set")
+layer = st.selectbox("Layer", list(a["top_filters"]), index=len(a["top_filters"]) - 1, key="upload_layer")
+stats = loaders.au_stats(run_dir, stamp, layer)
+for f, v in a["top_filters"][layer][:4]:
+    t = loaders.topk(run_dir, stamp, layer, f, False)
+    share = stats["topk_share"][f]
+    lift = share - stats["base_rate"]
+    best = np.argsort(-np.nan_to_num(lift, nan=-9))[:3]
+    cols = st.columns([3, 2])
+    with cols[0]:
+        st.markdown(f"**#{f}** activation {v:.2f} on this face; its top-K patches in the data set:")
+        st.image([figures.resize(p, 72) for p in t["patch"]], caption=[f"{x:.2f}" for x in t["activation"]], width=72)
+    with cols[1]:
+        st.markdown("AU profile (top-K share vs base rate): " + ", ".join(
+            f"{au_labels[j]} {share[j]:.2f} vs {stats['base_rate'][j]:.2f}" for j in best))
