@@ -80,7 +80,7 @@ def _model_name(config: dict) -> str:
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def reader(run_dir: str, _stamp: float = 0.0):
+def reader(run_dir: str, stamp: float = 0.0):
     """The run's :class:`fercore.reader.RunReader` (cheap to open; caches its own arrays)."""
     from fercore.reader import open_run
 
@@ -99,9 +99,9 @@ def get_reader(run_dir: str):
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def faceset(run_dir: str, _stamp: float = 0.0):
+def faceset(run_dir: str, stamp: float = 0.0):
     """The FaceSet the run was recorded on (shared, never copied)."""
-    return reader(run_dir, _stamp).faceset()
+    return reader(run_dir, stamp).faceset()
 
 
 def get_faceset(run_dir: str):
@@ -143,61 +143,39 @@ def layer_table(run_dir: str, stamp: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _fold_accuracies(metrics: dict) -> list[float]:
-    folds = metrics.get("folds") or metrics.get("per_fold") or []
-    accs = []
-    for f in folds:
-        if isinstance(f, dict):
-            for k in ("test_accuracy", "accuracy", "test_acc", "acc"):
-                if k in f and f[k] is not None:
-                    accs.append(float(f[k]))
-                    break
-        elif isinstance(f, int | float):
-            accs.append(float(f))
-    if not accs:
-        for k in ("fold_accuracy", "fold_accuracies", "accuracies"):
-            if isinstance(metrics.get(k), list):
-                accs = [float(a) for a in metrics[k]]
-    return accs
-
-
 @st.cache_data(show_spinner=False, max_entries=16)
 def metrics_view(run_dir: str, stamp: float) -> dict:
-    """What the overview shows from ``metrics.json``.
+    """What the overview shows from ``metrics.json`` (written by :func:`fercore.train.train`).
 
     Returns
     -------
     dict
-        ``protocol`` (str), ``folds`` (DataFrame fold/accuracy), ``mean`` and ``sd`` (float or
-        None), ``confusion`` ((C, C) array or None), ``curves`` (long DataFrame fold/epoch/
-        series/value or None).
+        ``protocol`` (str, in words), ``protocol_items`` (dict), ``folds`` (DataFrame fold/test
+        accuracy/best validation accuracy/best epoch), ``mean`` and ``sd`` (float or None),
+        ``summary`` (str), ``confusion`` ((C, C) counts or None), ``curves`` (long DataFrame
+        fold/epoch/series/value or None).
     """
     r = reader(run_dir, stamp)
     m = r.metrics or {}
-    accs = _fold_accuracies(m)
-    mean = m.get("mean_accuracy", float(np.mean(accs)) if accs else None)
-    sd = m.get("sd_accuracy", m.get("std_accuracy", float(np.std(accs, ddof=1)) if len(accs) > 1 else None))
-    conf = m.get("confusion") or m.get("confusion_matrix")
-    if conf is None:
-        mats = [f.get("confusion") for f in m.get("folds", []) if isinstance(f, dict) and f.get("confusion")]
-        conf = np.sum(np.asarray(mats, dtype=float), axis=0) if mats else None
+    folds = [f for f in m.get("folds", []) if isinstance(f, dict)]
+    table = pd.DataFrame([{"fold": f.get("fold", i), "test accuracy": f.get("test_acc"),
+                           "best validation accuracy": f.get("best_val_acc"), "best epoch": f.get("best_epoch"),
+                           "test images": f.get("n_test")} for i, f in enumerate(folds)])
     curves = []
-    for i, f in enumerate(m.get("folds", [])):
-        hist = f.get("history") if isinstance(f, dict) else None
-        if isinstance(hist, dict):  # {"train_loss": [...], "val_accuracy": [...]}
-            for series, values in hist.items():
-                if isinstance(values, list):
-                    curves += [{"fold": i, "epoch": e + 1, "series": series, "value": v}
-                               for e, v in enumerate(values) if isinstance(v, int | float)]
-        elif isinstance(hist, list):  # [{"epoch": 1, "train_loss": ..}, ...]
-            for e, row in enumerate(hist):
-                for series, v in row.items():
-                    if series != "epoch" and isinstance(v, int | float):
-                        curves.append({"fold": i, "epoch": row.get("epoch", e + 1), "series": series, "value": v})
+    for i, f in enumerate(folds):
+        for series, values in (f.get("curves") or {}).items():
+            curves += [{"fold": f.get("fold", i), "epoch": e + 1, "series": series, "value": float(v)}
+                       for e, v in enumerate(values) if isinstance(v, int | float)]
+    protocol = m.get("protocol")
+    if isinstance(protocol, dict):
+        text = str(protocol.get("text") or "; ".join(f"{k}: {v}" for k, v in protocol.items()))
+        items = {k: v for k, v in protocol.items() if k != "text"}
+    else:
+        text, items = (str(protocol) if protocol else "not stated in metrics.json"), {}
+    conf = m.get("confusion")
     return {
-        "protocol": str(m.get("protocol") or r.config.get("protocol") or "not stated in metrics.json"),
-        "folds": pd.DataFrame({"fold": range(len(accs)), "accuracy": accs}),
-        "mean": mean, "sd": sd,
+        "protocol": text, "protocol_items": items, "folds": table,
+        "mean": m.get("mean_test_acc"), "sd": m.get("sd_test_acc"), "summary": m.get("summary", ""),
         "confusion": None if conf is None else np.asarray(conf, dtype=float),
         "curves": pd.DataFrame(curves) if curves else None,
     }
@@ -277,14 +255,14 @@ def match_table(run_dir: str, stamp: float, layer: str) -> tuple[pd.DataFrame, s
 @st.cache_data(show_spinner=False, max_entries=16)
 def au_labels(run_dir: str, stamp: float) -> list[str]:
     """``AU12 lip corner puller`` style labels for the run's AU columns."""
-    from fercore.facs import AUS
+    from fercore.facs import au_name
 
-    r = reader(run_dir, stamp)
     out = []
-    for a in r.au_ids:
-        info = AUS.get(int(a)) if isinstance(AUS, dict) else None
-        name = getattr(info, "name", None) if info is not None else None
-        out.append(f"AU{int(a)}" + (f" {name}" if name else ""))
+    for a in reader(run_dir, stamp).au_ids:
+        try:
+            out.append(f"AU{int(a)} {au_name(int(a))}")
+        except (KeyError, ValueError):
+            out.append(f"AU{int(a)}")
     return out
 
 
@@ -293,37 +271,45 @@ def au_labels(run_dir: str, stamp: float) -> list[str]:
 def decode_and_crop(data: bytes, run_dir: str, stamp: float, centre_crop: bool = False) -> dict:
     """Decode an uploaded file and cut the face out as the run's data was preprocessed.
 
+    The run's recorded options (``config["preprocess"]``: size, alignment, margin,
+    normalisation) are used, with face detection switched on: a photo is not a pre-cropped face.
+
+    Returns
+    -------
+    dict
+        ``grey`` (H, W) uint8 decoded photo, ``image`` (S, S) uint8 aligned face, ``box``
+        (x0, y0, x1, y1) inclusive or None, ``n_faces``, ``centre_crop``, ``messages``.
+
     Raises
     ------
     fercore.preprocess.ImageDecodeError
-        The bytes are not a readable image (message says what and what to do).
+        The bytes are not a readable image (the message says what and what to do).
+    fercore.preprocess.NoFaceError
+        No face found and ``centre_crop`` is False.
     """
-    from fercore.preprocess import decode_image, options_from_meta, preprocess_face
-
-    grey = decode_image(data)
-    r = reader(run_dir, stamp)
-    meta = dict(r.config.get("preprocess") or {})
-    fs_meta = (r.faceset().meta or {}).get("preprocess") if not meta else None
-    options = options_from_meta(meta or fs_meta or {})
-    if centre_crop:
-        options = _with(options, centre_crop=True)
-    size = int(r.faceset().size)
-    options = _with(options, size=size)
-    crop = preprocess_face(grey, options)
-    return {"grey": grey, "image": np.asarray(crop.image), "box": tuple(int(v) for v in crop.box) if crop.box is not None else None,
-            "n_faces": int(crop.n_faces), "centre_crop": bool(crop.centre_crop),
-            "messages": list(crop.messages or []), "landmarks": crop.landmarks}
-
-
-def _with(options, **changes):
     import dataclasses
 
-    if dataclasses.is_dataclass(options):
-        fields = {f.name for f in dataclasses.fields(options)}
-        return dataclasses.replace(options, **{k: v for k, v in changes.items() if k in fields})
-    if isinstance(options, dict):
-        return {**options, **changes}
-    return options
+    from fercore.preprocess import (
+        PreprocessOptions,
+        decode_image,
+        options_from_meta,
+        preprocess_face,
+    )
+
+    r = reader(run_dir, stamp)
+    recorded = r.config.get("preprocess")
+    options = options_from_meta({"preprocess": recorded}) if isinstance(recorded, dict) else PreprocessOptions()
+    size = int((r.config.get("model") or {}).get("in_size") or options.size)
+    options = dataclasses.replace(options, size=size, detect=True,
+                                  on_no_face="center" if centre_crop else "skip")
+    grey = decode_image(data, max_pixels=options.max_pixels)
+    crop = preprocess_face(grey, options)
+    box = None
+    if crop.box is not None:
+        x, y, w, h = (int(v) for v in crop.box)
+        box = (x, y, x + w - 1, y + h - 1)
+    return {"grey": grey, "image": np.asarray(crop.image), "box": box, "n_faces": int(crop.n_faces),
+            "centre_crop": bool(crop.centre_crop), "messages": list(crop.messages or [])}
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

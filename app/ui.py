@@ -51,8 +51,9 @@ def require_run() -> tuple[str, float, object] | None:
         return None
     stamp = loaders.records_stamp(run_dir)
     r = loaders.reader(run_dir, stamp)
-    if not r.has_records:
-        st.error(r.records_error or f"The records of run {r.name} are missing or unreadable.")
+    if not r.has_records or not r.has_stats:
+        st.error(r.records_error or f"Run {r.name} has records but no filter–AU statistics yet "
+                 f"(the analysis step did not run or was interrupted).")
         if st.button("Rebuild the records (record + analyse)", key="rebuild_records", type="primary"):
             loaders.rebuild_records(run_dir, progress_bar("Rebuilding records"))
             st.rerun()

@@ -106,11 +106,7 @@ def _has_analysis(run_dir: Path) -> tuple[bool, bool]:
         return False, False
     if not reader.has_records:
         return False, False
-    try:
-        reader.au_stats(reader.layers[-1])
-        return True, True
-    except Exception:
-        return True, False
+    return True, bool(reader.has_stats)
 
 
 def refresh_records(run_dir: str | Path, *, k: int | None = None, progress: Progress | None = None) -> Path:

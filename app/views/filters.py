@@ -51,6 +51,8 @@ scale = max(1, 144 // size)
 patch_imgs, src_imgs, deconv_imgs, caps, src_caps = [], [], [], [], []
 for i in range(len(t["index"])):
     idx = int(t["index"][i])
+    if idx < 0:  # a distinct list pads with -1 when the data has fewer groups than K
+        continue
     patch_imgs.append(figures.resize(t["patch"][i], 96))
     deconv_imgs.append(figures.resize(figures.to_uint8(t["deconv"][i]), 96))
     src_imgs.append(figures.draw_box(fs.images[idx], t["box"][i], scale=scale, thickness=2))

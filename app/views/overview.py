@@ -16,11 +16,13 @@ m = loaders.metrics_view(run_dir, stamp)
 col_acc, col_layers = st.columns([1, 1])
 with col_acc:
     st.subheader("Accuracy")
-    st.markdown(f"**Protocol:** {m['protocol']}")
     if m["mean"] is not None:
-        sd = f" ± {m['sd']:.3f} (sd over folds)" if m["sd"] is not None else ""
-        st.metric("Mean test accuracy", f"{m['mean']:.3f}", help="Mean over the test folds" + sd)
-        st.write(f"{m['mean']:.3f}{sd}")
+        sd = f" ± {100 * m['sd']:.1f}" if m["sd"] is not None else ""
+        st.metric("Mean test accuracy ± sd over folds", f"{100 * m['mean']:.1f}{sd} %")
+    st.markdown(f"**Protocol:** {m['protocol']}")
+    if m["protocol_items"]:
+        with st.expander("Protocol details"):
+            st.json(m["protocol_items"])
     if len(m["folds"]):
         st.dataframe(m["folds"], hide_index=True, width="stretch")
         ui.csv_button("Accuracy per fold (CSV)", m["folds"].to_csv(index=False), "accuracy_per_fold.csv", "dl_folds")

@@ -5,7 +5,7 @@ import numpy as np
 import streamlit as st
 
 from app import figures, loaders, ui
-from fercore.preprocess import ImageDecodeError
+from fercore.preprocess import ImageDecodeError, NoFaceError
 
 st.title("Upload a face")
 ctx = ui.require_run()
@@ -29,27 +29,30 @@ if source is None:
 data = source.getvalue()
 name = getattr(source, "name", "camera photo")
 
-centre = st.session_state.get("upload_centre_crop", False)
+centre = bool(st.session_state.get("upload_centre_crop", False))
 try:
     crop = loaders.decode_and_crop(data, run_dir, stamp, centre)
 except ImageDecodeError as e:
-    st.error(f"{name}: {e}")
+    st.error(f"Cannot use {name}: {e}")
     st.stop()
-except ValueError as e:  # e.g. no face found with centre crops switched off
-    st.warning(f"{name}: {e}")
-    if st.button("Use a centre crop instead", key="centre_crop_btn"):
+except NoFaceError:
+    st.warning(f"No face found in {name}. Upload a photo with a clear, roughly frontal face, "
+               "or analyse the centre of the photo instead.")
+    if st.button("Use a centre crop", key="centre_crop_btn"):
         st.session_state["upload_centre_crop"] = True
         st.rerun()
     st.stop()
 
-if crop["n_faces"] == 0 and not centre:
-    st.warning(f"No face found in {name}. The centre of the photo is shown instead; "
-               "use a centre crop on purpose or upload a photo with a clear, frontal face.")
-    st.checkbox("Use a centre crop", value=True, key="upload_centre_crop")
+if crop["centre_crop"]:
+    st.warning(f"No face found in {name}; the centre of the photo is analysed (centre crop).")
 elif crop["n_faces"] > 1:
-    st.info(f"{crop['n_faces']} faces found in {name}; using the largest.")
+    st.info(f"{crop['n_faces']} faces found in {name}; the largest one is analysed.")
+if centre and st.button("Detect the face again (no centre crop)", key="centre_crop_off"):
+    st.session_state["upload_centre_crop"] = False
+    st.rerun()
 for msg in crop["messages"]:
-    st.caption(msg)
+    if "faces found" not in msg and "centre crop" not in msg:
+        st.caption(msg)
 
 face = crop["image"]
 grey = crop["grey"]
