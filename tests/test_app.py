@@ -1,0 +1,221 @@
+"""The dashboard, driven in-process by Streamlit's AppTest: every view, uploads good and bad,
+and a run whose records are missing or corrupt."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+REPO = Path(__file__).resolve().parent.parent
+MAIN = str(REPO / "app" / "main.py")
+
+
+def app(cache) -> AppTest:
+    """A fresh AppTest of the dashboard over ``cache`` (Streamlit's caches emptied first)."""
+    import os
+
+    os.environ["FERCORE_CACHE"] = str(cache)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    return AppTest.from_file(MAIN, default_timeout=120)
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "error", "warning", "info", "success", "title", "subheader")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not [e for e in at.error], [e.value for e in at.error]
+
+
+# ------------------------------------------------------------------ runs without usable records
+@pytest.fixture()
+def broken_cache(tmp_path, monkeypatch):
+    run = tmp_path / "runs" / "phantom-zero_bias-hard-deadbeef"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"name": run.name, "class_names": ["a", "b"],
+                                                 "faceset": {"name": "phantom-1234"},
+                                                 "model": {"arch": "zero_bias", "width": 0.25, "in_size": 48}}))
+    monkeypatch.setenv("FERCORE_CACHE", str(tmp_path))
+    return tmp_path, run
+
+
+@pytest.mark.parametrize("page", ["views/overview.py", "views/filters.py", "views/fau_map.py", "views/upload.py"])
+def test_missing_records_say_which_and_offer_rebuild(broken_cache, page):
+    cache, run = broken_cache
+    at = app(cache)
+    at.run()
+    if page != "views/overview.py":
+        at.switch_page(page).run()
+    assert not at.exception
+    msg = " ".join(e.value for e in at.error)
+    assert "records.h5" in msg and "missing" in msg and run.name in msg
+    assert at.button(key="rebuild_records").label.startswith("Rebuild")
+    assert at.sidebar.selectbox(key="run_picker").value == str(run)
+
+
+def test_corrupt_records_say_so(broken_cache):
+    cache, run = broken_cache
+    (run / "records.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)  # an HDF5 signature, then nothing
+    at = app(cache)
+    at.run()
+    assert not at.exception
+    msg = " ".join(e.value for e in at.error)
+    assert "records.h5" in msg and "corrupt" in msg
+    assert at.button(key="rebuild_records")
+
+
+# ---------------------------------------------------------------------------- the tiny real run
+def test_overview_shows_accuracy_protocol_layers_and_data(tiny_cache, tiny_run):
+    at = app(tiny_cache)
+    at.run()
+    assert_clean(at)
+    assert at.sidebar.selectbox(key="run_picker").value == str(tiny_run)
+    assert "Mean test accuracy" in at.metric[0].label and "%" in at.metric[0].value
+    assert "Protocol:" in texts(at) and "subject" in texts(at)
+    layers = at.dataframe[1].value
+    assert list(layers["layer"])[0] == "features.conv1" and (layers["filters"] > 0).all()
+    assert len(at.get("plotly_chart")) >= 2  # confusion matrix and learning curves
+    assert len(at.get("imgs")) >= 1  # the montage
+    assert {b.label for b in at.get("download_button")} >= {"Accuracy per fold (CSV)", "Montage (PNG)"}
+
+
+def test_filters_view_switches_filter_layer_and_distinct(tiny_cache):
+    at = app(tiny_cache)
+    at.run()
+    at.switch_page("views/filters.py").run()
+    assert_clean(at)
+    assert "All" in texts(at) and "top" in texts(at)
+    filt = at.selectbox(key="filters_filter")
+    other = filt.options[1]
+    filt.set_value(int(other.split(" ")[0].lstrip("#")) if isinstance(other, str) else other).run()
+    assert_clean(at)
+    at.toggle(key="filters_distinct").set_value(True).run()
+    assert_clean(at)
+    assert "(distinct)" in texts(at)
+    layer = at.selectbox(key="filters_layer")
+    layer.set_value(layer.options[0]).run()
+    assert_clean(at)
+    at.radio(key="filters_sort").set_value("AU").run()
+    at.radio(key="filters_kind").set_value("deconv").run()
+    assert_clean(at)
+
+
+def test_fau_map_every_statistic_and_order(tiny_cache):
+    at = app(tiny_cache)
+    at.run()
+    at.switch_page("views/fau_map.py").run()
+    assert_clean(at)
+    for stat in at.selectbox(key="fau_stat").options:
+        at.selectbox(key="fau_stat").set_value(stat).run()
+        assert_clean(at)
+    for order in ("AU", "index", "cluster"):
+        at.radio(key="fau_order").set_value(order).run()
+        assert_clean(at)
+    labels = {b.label for b in at.get("download_button")}
+    assert {"Match table (CSV)", "Heat map data (CSV)", "AU co-occurrence (CSV)"} <= labels
+    assert len(at.dataframe[0].value) > 0
+
+
+def test_fau_map_opens_the_chosen_filter(tiny_cache):
+    at = app(tiny_cache)
+    at.run()
+    at.switch_page("views/fau_map.py").run()
+    f = at.selectbox(key="fau_filter").options[-1]
+    at.selectbox(key="fau_filter").set_value(int(f)).run()
+    at.button(key="open_filter").click().run()
+    assert_clean(at)
+    assert any(t.value == "Filters" for t in at.title)
+    assert at.selectbox(key="filters_filter").value == int(f)
+
+
+def _upload(at: AppTest, name: str, data: bytes, mime: str = "image/png") -> AppTest:
+    at.file_uploader(key="upload_file").set_value((name, data, mime))
+    return at.run()
+
+
+def _upload_page(cache) -> AppTest:
+    at = app(cache)
+    at.run()
+    return at.switch_page("views/upload.py").run()
+
+
+def test_upload_a_face_photo(tiny_cache, face_png):
+    at = _upload(_upload_page(tiny_cache), "astronaut.png", face_png)
+    assert_clean(at)
+    assert at.metric[0].label == "Predicted expression"
+    t = texts(at)
+    assert "Grad-CAM per class" in t and "Activation maps on the face" in t and "features.conv1" in t
+    assert {"Probabilities (CSV)", "Grad-CAM (PNG)", "Aligned crop (PNG)"} <= {b.label for b in at.get("download_button")}
+
+
+def _img_bytes(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("case", ["not_an_image", "truncated", "huge"])
+def test_bad_upload_is_a_message_not_a_traceback(tiny_cache, face_png, case):
+    if case == "not_an_image":
+        data, expect = b"name,label\nface.png,happy\n", "not an image"
+    elif case == "truncated":
+        data, expect = face_png[: len(face_png) // 3], "truncated or corrupt"
+    else:
+        data, expect = _img_bytes(Image.new("L", (8000, 8000)), "PNG"), "megapixels"
+    at = _upload(_upload_page(tiny_cache), f"{case}.png", data)
+    assert not at.exception
+    msg = " ".join(e.value for e in at.error)
+    assert f"{case}.png" in msg and expect in msg
+    assert not at.metric
+
+
+@pytest.mark.parametrize("mode", ["I;16", "RGBA", "CMYK", "P", "exif"])
+def test_unusual_image_modes_are_decoded(tiny_cache, face_png, mode):
+    rgb = Image.open(io.BytesIO(face_png)).convert("RGB")
+    if mode == "I;16":
+        data = _img_bytes(Image.fromarray(np.asarray(rgb.convert("L"), np.uint16) * 257), "PNG")
+    elif mode == "CMYK":
+        data = _img_bytes(rgb.convert("CMYK"), "JPEG")
+    elif mode == "exif":  # stored on its side, EXIF says rotate back
+        exif = Image.Exif()
+        exif[0x0112] = 8
+        data = _img_bytes(rgb.transpose(Image.Transpose.ROTATE_270), "JPEG", exif=exif)
+    else:
+        data = _img_bytes(rgb.convert(mode), "PNG")
+    at = _upload(_upload_page(tiny_cache), "photo", data)
+    assert_clean(at)
+    assert at.metric[0].label == "Predicted expression"
+
+
+def test_no_face_offers_a_centre_crop(tiny_cache):
+    flat = _img_bytes(Image.new("L", (200, 160), 128), "PNG")
+    at = _upload(_upload_page(tiny_cache), "wall.png", flat)
+    assert not at.exception
+    assert "No face found in wall.png" in " ".join(w.value for w in at.warning)
+    assert not at.metric
+    at.button(key="centre_crop_btn").click().run()
+    assert_clean(at)
+    assert "centre crop" in " ".join(w.value for w in at.warning)
+    assert at.metric[0].label == "Predicted expression"
+
+
+def test_several_faces_use_the_largest(tiny_cache, face_png):
+    face = np.asarray(Image.open(io.BytesIO(face_png)).convert("L"))
+    small = np.asarray(Image.fromarray(face).resize((256, 256)))
+    canvas = np.full((512, 800), 200, np.uint8)
+    canvas[:, :512] = face
+    canvas[128:384, 540:796] = small
+    at = _upload(_upload_page(tiny_cache), "two.png", _img_bytes(Image.fromarray(canvas), "PNG"))
+    assert_clean(at)
+    assert "faces found in two.png; the largest one is analysed" in " ".join(i.value for i in at.info)
