@@ -1,0 +1,135 @@
+"""Dashboard speed with a warm cache: server time of switching filter or view, and of an upload.
+
+Targets: switching a filter or a view costs at most 200 ms of server time; an uploaded photo's
+full analysis (decode, detect/align/crop, forward pass, activation maps, Grad-CAM per class) at
+most 1 s on CPU with the default model.
+
+Server time is measured as the wall time of Streamlit's ``AppTest.run()`` (the script run plus
+AppTest's own small overhead), median over repeats, after one warm-up run that fills the caches.
+
+    python bench/bench_app.py              # the default run (built first if missing)
+    FERCORE_CACHE=/some/cache python bench/bench_app.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def _median_ms(fn, repeats: int) -> tuple[float, float]:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times), max(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+    from streamlit.testing.v1 import AppTest
+
+    from fercore.pipeline import build_default
+
+    t0 = time.perf_counter()
+    run_dir = build_default()
+    print(f"default run: {run_dir} (ready in {time.perf_counter() - t0:.1f} s)")
+
+    at = AppTest.from_file(str(REPO / "app" / "main.py"), default_timeout=300)
+    t0 = time.perf_counter()
+    at.run()
+    print(f"first open of the overview (cold caches): {(time.perf_counter() - t0) * 1000:.0f} ms")
+    for page in ("views/filters.py", "views/fau_map.py", "views/upload.py", "views/overview.py"):
+        at.switch_page(page).run()  # warm every view's caches once
+    assert not at.exception, [e.value for e in at.exception]
+
+    rows = []
+    views = ["views/overview.py", "views/filters.py", "views/fau_map.py", "views/upload.py"]
+    state = {"i": 0}
+
+    def switch_view():
+        state["i"] += 1
+        at.switch_page(views[state["i"] % len(views)]).run()
+
+    rows.append(("switch view (round robin over 4 views)",) + _median_ms(switch_view, args.repeats * 4))
+
+    at.switch_page("views/filters.py").run()
+    options = list(at.selectbox(key="filters_filter").options)
+    filters = [int(str(o).split(" ")[0].lstrip("#")) if not str(o).isdigit() else int(o) for o in options][:args.repeats * 2]
+    for f in filters:  # warm: each filter's top-K once
+        at.selectbox(key="filters_filter").set_value(f).run()
+    state["j"] = 0
+
+    def switch_filter():
+        state["j"] += 1
+        at.selectbox(key="filters_filter").set_value(filters[state["j"] % len(filters)]).run()
+
+    rows.append(("switch filter (Filters view, warm)",) + _median_ms(switch_filter, args.repeats * 2))
+
+    at.switch_page("views/fau_map.py").run()
+    stats = list(at.selectbox(key="fau_stat").options)
+    for s in stats:
+        at.selectbox(key="fau_stat").set_value(s).run()
+    state["k"] = 0
+
+    def switch_stat():
+        state["k"] += 1
+        at.selectbox(key="fau_stat").set_value(stats[state["k"] % len(stats)]).run()
+
+    rows.append(("switch statistic (FAU map, warm)",) + _median_ms(switch_stat, len(stats)))
+    assert not at.exception, [e.value for e in at.exception]
+
+    # An upload's full analysis, without Streamlit's cache: what a new photo costs.
+    import dataclasses
+
+    from fercore.preprocess import decode_image, options_from_meta, preprocess_face
+    from fercore.reader import open_run
+    from fercore.single import analyze_face
+
+    buf = io.BytesIO()
+    Image.fromarray(data.astronaut()).save(buf, format="PNG")
+    photo = buf.getvalue()
+    reader = open_run(run_dir)
+    opts = options_from_meta({"preprocess": reader.config["preprocess"]})
+    opts = dataclasses.replace(opts, size=int(reader.config["model"]["in_size"]), detect=True)
+
+    def upload():
+        grey = decode_image(photo)
+        crop = preprocess_face(grey, opts)
+        a = analyze_face(reader, crop.image)
+        assert np.isclose(float(np.sum(a.probs)), 1.0, atol=1e-4)
+
+    upload()  # loads the model once, as the dashboard's cache does
+    rows.append(("upload: decode + face crop + analysis (512x512 photo)",) + _median_ms(upload, args.repeats))
+
+    at.switch_page("views/upload.py").run()
+    at.file_uploader(key="upload_file").set_value(("astronaut.png", photo, "image/png"))
+    t0 = time.perf_counter()
+    at.run()
+    first = (time.perf_counter() - t0) * 1000
+    assert not at.exception, [e.value for e in at.exception]
+    rows.append(("upload view script run, new photo (incl. drawing)", first, first))
+
+    print(f"\n{'what':58s} {'median ms':>10s} {'max ms':>8s}  target")
+    for what, med, mx in rows:
+        target = "1000" if what.startswith("upload") else "200"
+        print(f"{what:58s} {med:10.0f} {mx:8.0f}  {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
