@@ -1,0 +1,32 @@
+"""``python -m fercore summary``: how many filters are AU-selective under each control, next to a null network."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "summary"
+HELP = "count AU-selective filters per layer: raw, distinct top-K, beyond emotion, beyond a null network"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, help="run directory, run name under the runs folder, or a unique prefix")
+    parser.add_argument("--null", choices=("untrained", "shuffled", "none"), default="untrained",
+                        help="null network to compare with (built when missing; default untrained)")
+    parser.add_argument("--min-share", type=float, default=0.8, help="share of the top-K that must show the AU (default 0.8)")
+    parser.add_argument("--max-base-rate", type=float, default=0.4, help="the AU's base rate must be below this (default 0.4)")
+    parser.add_argument("--min-excess", type=float, default=0.3,
+                        help="observed minus emotion-predicted AU share of the top-K (default 0.3)")
+    parser.add_argument("--alpha", type=float, default=0.05, help="Benjamini-Hochberg false discovery rate (default 0.05)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from fercore.cli._progress import tqdm_progress
+    from fercore.selectivity import Criteria
+    from fercore.summary import format_summary, summarize
+
+    crit = Criteria(min_share=args.min_share, max_base_rate=args.max_base_rate, min_excess=args.min_excess, alpha=args.alpha)
+    with tqdm_progress(disable=args.quiet) as progress:
+        s = summarize(args.run, null=None if args.null == "none" else args.null, criteria=crit, progress=progress)
+    print(format_summary(s))
+    return 0
