@@ -290,7 +290,7 @@ def format_summary(summary: Summary) -> str:
         "  distinct       the same on the top-K list with at most one image per group",
         f"  beyond emotion distinct share - share predicted by the top images' emotions >= {c.min_excess:.2f}, "
         f"partial corr. given emotion > 0 with BH q < {c.alpha:g}, on >= 20 images (>= 5 of the rarer AU value)",
-        f"  beyond null    distinct share above the null's {c.null_quantile:.0%} percentile (same layer, same AU)",
+        f"  beyond null    distinct share above the null's {c.null_quantile * 100:.0f}th percentile (same layer, same AU)",
         "  all            every criterion at once",
         "",
     ]
