@@ -1,0 +1,250 @@
+"""The phantom data set: subjects, expressions sampled around the EMFACS prototypes, folds."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from .. import facs
+from ..faceset import FaceSet
+from ..util import Progress, no_progress
+from .identity import random_identity, random_nuisance
+from .render import DRAWN_AUS, render_face
+
+__all__ = ["CORE_AUS", "generate_faceset", "montage", "sample_expression"]
+
+GENERATOR_VERSION = 1
+
+#: The AU an expression keeps when others are dropped (the one CK+ requires for the label, or
+#: the one that tells it from its nearest neighbour).
+CORE_AUS: dict[str, tuple[int, ...]] = {
+    "neutral": (),
+    "anger": (23,),
+    "contempt": (14,),
+    "disgust": (9,),
+    "fear": (4,),
+    "happy": (12,),
+    "sadness": (15,),
+    "surprise": (2,),
+}
+
+
+def sample_expression(
+    emotion: str,
+    rng: np.random.Generator,
+    *,
+    au_variation: float = 1.0,
+    p_drop: float = 0.15,
+    p_extra: float = 0.3,
+) -> tuple[dict[int, int], dict[int, str]]:
+    """AU intensities and sides of one face showing ``emotion``.
+
+    Starts from :data:`fercore.facs.PROTOTYPES`. With ``au_variation`` v > 0, each prototype AU
+    other than the emotion's core AU (:data:`CORE_AUS`) is dropped with probability
+    ``v * p_drop`` (at least two prototype AUs stay where the prototype has two or more), each
+    intensity moves by -1, 0 or +1 with probability v (kept within 1-5), zero to two extra AUs
+    are added (each with probability ``v * p_extra``, half that for neutral) at intensity 1-3,
+    and a one-sided AU shows on either side with equal odds. With v = 0 the AUs are exactly the
+    prototype's: the emotion fully determines them.
+
+    Returns
+    -------
+    aus : dict of int to int
+        AU number -> intensity 1-5 (absent AUs are left out).
+    sides : dict of int to str
+        ``"R"`` or ``"L"`` for one-sided AUs.
+    """
+    proto = facs.PROTOTYPES[emotion]
+    proto_sides = facs.PROTOTYPE_SIDES.get(emotion, {})
+    v = float(au_variation)
+    if v <= 0:
+        return dict(proto), dict(proto_sides)
+    core = set(CORE_AUS.get(emotion, ()))
+    kept = [a for a in proto if a in core or rng.random() >= v * p_drop]
+    need = min(2, len(proto))
+    dropped = [a for a in proto if a not in kept]
+    rng.shuffle(dropped)
+    while len(kept) < need and dropped:
+        kept.append(dropped.pop())
+    aus = {}
+    for a in kept:
+        k = proto[a]
+        if rng.random() < v:
+            k += int(rng.integers(-1, 2))
+        aus[a] = int(min(5, max(1, k)))
+    pe = v * p_extra * (0.5 if emotion == "neutral" else 1.0)
+    pool = [a for a in DRAWN_AUS if a not in proto]
+    for _ in range(2):
+        if rng.random() < pe:
+            a = int(pool[rng.integers(len(pool))])
+            aus.setdefault(a, int(rng.integers(1, 4)))
+    side = "R" if rng.random() < 0.5 else "L"
+    sides = {a: side for a in proto_sides if a in aus}
+    return aus, sides
+
+
+def generate_faceset(
+    n: int = 2000,
+    *,
+    size: int = 64,
+    seed: int = 0,
+    n_subjects: int | None = None,
+    n_folds: int = 10,
+    au_variation: float = 1.0,
+    nuisance: float = 1.0,
+    progress: Progress | None = None,
+) -> FaceSet:
+    """Generate the phantom data set: grey faces with known emotions, AUs, subjects and folds.
+
+    Each subject has a fixed :class:`~fercore.phantom.Identity`; its images cycle through the
+    eight CK+ classes (so classes are balanced to within one image overall), each an EMFACS
+    prototype varied by :func:`sample_expression`, drawn with random nuisance (a few degrees,
+    a few percent of scale and shift, light gradient, gamma, blur, noise).
+
+    Parameters
+    ----------
+    n : int
+        Number of images.
+    size : int
+        Image side in pixels, 48-128 (default 64).
+    seed : int
+        The same seed and options give the same images, bit for bit. Subject ``j``'s identity
+        depends only on ``seed`` and ``j``.
+    n_subjects : int or None
+        Default: ``n / 16`` rounded, at least ``n_folds`` (2,000 images -> 125 subjects).
+    n_folds : int
+        Subject-independent folds: subjects sorted by id, subject i goes to fold ``i % n_folds``
+        (the CK+ protocol of Khorrami et al. 2015).
+    au_variation : float
+        0 makes the AUs fully determined by the emotion (the prototype exactly); 1 (default) is
+        natural variation (drops, extras, intensity jitter); see :func:`sample_expression`.
+    nuisance : float
+        Strength of the nuisance; 0 draws every face upright, centred, clean.
+    progress : callable or None
+        ``progress(done, total, "phantom")``.
+
+    Returns
+    -------
+    FaceSet
+        ``label_set="ckplus8"``; ``aus`` (n, 18) intensities 0-5 of :data:`DRAWN_AUS`;
+        ``landmarks`` (n, 68, 2); ``sequences`` None (subjects stand in for sequences).
+    """
+    n, size, n_folds = int(n), int(size), int(n_folds)
+    if n < 1:
+        raise ValueError(f"n: expected at least 1 image, got {n}")
+    if not 24 <= size <= 512:
+        raise ValueError(f"size: expected 24-512 px (48-128 is the designed range), got {size}")
+    if n_folds < 1:
+        raise ValueError(f"n_folds: expected at least 1, got {n_folds}")
+    if n_subjects is None:
+        n_subjects = max(n_folds, int(round(n / 16)))
+    n_subjects = int(n_subjects)
+    if not 1 <= n_subjects <= n:
+        raise ValueError(f"n_subjects: expected 1..n ({n}), got {n_subjects}")
+    if not 0.0 <= float(au_variation) <= 3.0:
+        raise ValueError(f"au_variation: expected 0 (determined) to 3, got {au_variation}")
+    if not 0.0 <= float(nuisance) <= 3.0:
+        raise ValueError(f"nuisance: expected 0 (none) to 3, got {nuisance}")
+    progress = progress or no_progress
+    ls = facs.LABEL_SETS["ckplus8"]
+    classes = ls.classes
+    n_cls = len(classes)
+
+    counts = np.full(n_subjects, n // n_subjects)
+    counts[: n % n_subjects] += 1
+    width = max(3, len(str(n_subjects - 1)))
+    names = [f"P{j:0{width}d}" for j in range(n_subjects)]
+
+    images = np.empty((n, size, size), np.uint8)
+    landmarks = np.empty((n, 68, 2), np.float32)
+    labels = np.empty(n, np.int64)
+    aus = np.zeros((n, len(DRAWN_AUS)), np.float32)
+    subjects = np.empty(n, dtype=object)
+    folds = np.empty(n, np.int64)
+    col = {a: i for i, a in enumerate(DRAWN_AUS)}
+
+    i = 0
+    offset = 0
+    step = max(1, n // 100)
+    progress(0, n, "phantom")
+    for j in range(n_subjects):
+        idn = random_identity(np.random.default_rng(np.random.SeedSequence([seed, j, 0])))
+        for t in range(counts[j]):
+            rng = np.random.default_rng(np.random.SeedSequence([seed, j, 1, t]))
+            lab = (offset + t) % n_cls
+            emo = classes[lab]
+            a, sides = sample_expression(emo, rng, au_variation=au_variation)
+            nz = random_nuisance(rng, nuisance) if nuisance > 0 else None
+            img, lm = render_face(idn, a, size=size, nuisance=nz, sides=sides)
+            images[i], landmarks[i], labels[i] = img, lm, lab
+            for k, v in a.items():
+                aus[i, col[k]] = v
+            subjects[i] = names[j]
+            folds[i] = j % n_folds
+            i += 1
+            if i % step == 0 or i == n:
+                progress(i, n, "phantom")
+        offset += counts[j]
+
+    perm = np.random.default_rng(np.random.SeedSequence([seed, 2])).permutation(n)
+    options = {
+        "n": n, "size": size, "seed": int(seed), "n_subjects": n_subjects, "n_folds": n_folds,
+        "au_variation": float(au_variation), "nuisance": float(nuisance), "p_drop": 0.15,
+        "p_extra": 0.3, "intensity_jitter": 1, "generator_version": GENERATOR_VERSION,
+    }
+    protocol = (
+        f"{n} images, {n_subjects} subjects, {n_cls} classes, {n_folds} subject-independent folds "
+        f"(subjects sorted, subject i -> fold i mod {n_folds})"
+    )
+    return FaceSet(
+        images=images[perm],
+        labels=labels[perm],
+        class_names=classes,
+        label_set="ckplus8",
+        aus=aus[perm],
+        au_ids=np.array(DRAWN_AUS),
+        subjects=subjects[perm].astype(str),
+        folds=folds[perm],
+        landmarks=landmarks[perm],
+        meta={
+            "source": "phantom",
+            "options": options,
+            "preprocess": {"normalize": "standardize", "size": size, "detect": False},
+            "protocol": protocol,
+        },
+    )
+
+
+def montage(fs: FaceSet, per_class: int = 8) -> np.ndarray:
+    """One row per class with its name at the left, ``per_class`` faces per row.
+
+    Parameters
+    ----------
+    fs : FaceSet
+    per_class : int
+        Faces per row (the first ones of each class, in data-set order; fewer leave a gap).
+
+    Returns
+    -------
+    (C * S, L + per_class * S) uint8
+        S the image side, L the width of the label column.
+    """
+    per_class = int(per_class)
+    if per_class < 1:
+        raise ValueError(f"per_class: expected at least 1, got {per_class}")
+    s = fs.size
+    scale = max(0.3, s / 110)
+    thick = max(1, int(round(s / 64)))
+    label_w = max(int(math.ceil(cv2.getTextSize(c, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)[0][0]))
+                  for c in fs.class_names) + 12
+    out = np.full((len(fs.class_names) * s, label_w + per_class * s), 255, np.uint8)
+    for c, name in enumerate(fs.class_names):
+        idx = np.flatnonzero(fs.labels == c)[:per_class]
+        y = c * s
+        (tw, th), _ = cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        cv2.putText(out, name, (6, y + (s + th) // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, 0, thick, cv2.LINE_AA)
+        for k, i in enumerate(idx):
+            out[y : y + s, label_w + k * s : label_w + (k + 1) * s] = fs.images[i]
+    return out
