@@ -164,3 +164,46 @@ def test_bad_input_names_the_argument(kwargs, match):
 def test_criteria_validate():
     with pytest.raises(ValueError, match="min_share"):
         Criteria(min_share=1.5)
+
+
+def test_dashboard_components_draw_the_summary_and_badges():
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+
+    def page():
+        import numpy as np
+
+        from app.views import honest
+        from fercore.selectivity import CRITERIA_NAMES, Criteria, selectivity
+        from fercore.summary import FigureRow, LayerRow, Summary
+
+        rng = np.random.default_rng(0)
+        act = rng.normal(size=(100, 4))
+        pres = (rng.random((100, 2)) < 0.3).astype(float)
+        lab = rng.integers(0, 3, 100)
+        idx = np.argsort(-act, 0)[:8].T.copy()
+        s = selectivity(act, idx, pres, lab, au_ids=[12, 4], null=selectivity(act, idx, pres, lab, au_ids=[12, 4]))
+        row = LayerRow("features.conv1", 4, {c: s.count(c) for c in CRITERIA_NAMES}, s.null_counts,
+                       {c: s.aus(c) for c in CRITERIA_NAMES}, 5.0, 8)
+        summ = Summary("r", "untrained", Criteria(), 100, 50, [row],
+                       [FigureRow("features.conv1", "x", 0.1, 0.5, 0.4, 1)], {"features.conv1": s})
+        honest.summary_table(summ)
+        honest.figure_table(summ)
+        honest.null_badge(0.8, 0.6, label="share")
+        honest.null_badge(float("nan"), 0.6)
+        honest.filter_verdict(s, 1)
+
+    at = AppTest.from_function(page).run(timeout=60)
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown)
+    assert "beyond the null" in text and ":green-badge[0.80 · null p95 0.60 ✓]" in text
+    assert "AU12" in text or "AU4" in text
+    assert len(at.dataframe) == 2
+    assert "untrained network" in at.caption[0].value
+
+
+def test_null_badge_text():
+    from app.views.honest import null_badge_text
+
+    assert null_badge_text(0.5, 0.7).endswith("✗ not above null")
+    assert null_badge_text(0.5, float("nan")) == "0.50 · no null"
