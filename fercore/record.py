@@ -15,6 +15,7 @@ records too; only the weights' test fold was unseen by the model.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,13 +212,25 @@ def _topk_arrays(stat: RunningTopK, map_w: int, geo) -> dict[str, np.ndarray]:
             "deconv": np.zeros((nf, kk, geo.rf, geo.rf), np.float16)}
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    """Run a block with ``n`` torch threads (the deconvnet's small windowed ops are slower with
+    several threads, badly so on a busy machine), restoring the previous count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _fill_patches_and_deconv(model, fs: FaceSet, lists: dict, geos: dict, *, in_size: int, method: str,
                              batch_size: int, progress: Progress) -> None:
     wanted = np.unique(np.concatenate([a["index"][a["index"] >= 0] for a in lists.values()]))
     deepest = max(geos, key=lambda name: conv_layers(model).index(name))
     total = len(wanted)
     progress(0, total, "deconv")
-    with torch.no_grad():
+    with torch.no_grad(), _torch_threads(1):
         for s in range(0, total, batch_size):
             chunk = wanted[s:s + batch_size]
             x = model_inputs(fs.images[chunk], in_size=in_size, method=method)
