@@ -91,9 +91,10 @@ def heatmap(z: np.ndarray, *, x: list[str], y: list[str], title: str, zlabel: st
     fig = go.Figure(go.Heatmap(z=z, x=x, y=y, colorscale=colorscale, zmid=zmid,
                                colorbar={"title": zlabel},
                                hovertemplate="%{y} × %{x}<br>" + zlabel + " %{z:.3f}<extra></extra>"))
-    fig.update_layout(title=title, height=height or max(320, 16 * len(y) + 140),
-                      margin={"l": 10, "r": 10, "t": 50, "b": 10}, yaxis={"autorange": "reversed"},
-                      xaxis={"side": "top", "tickangle": -45}, dragmode="select")
+    fig.update_layout(title=title, height=height or max(360, 14 * len(y) + 160),
+                      margin={"l": 10, "r": 10, "t": 50, "b": 10},
+                      yaxis={"autorange": "reversed", "type": "category"},
+                      xaxis={"type": "category", "tickangle": -45}, dragmode="select")
     return fig
 
 
@@ -102,7 +103,7 @@ def confusion_figure(conf: np.ndarray, class_names: list[str]) -> go.Figure:
     conf = np.asarray(conf, dtype=float)
     rows = conf.sum(axis=1, keepdims=True)
     norm = np.divide(conf, rows, out=np.zeros_like(conf), where=rows > 0)
-    fig = go.Figure(go.Heatmap(z=norm, x=class_names, y=class_names, colorscale="Oranges", zmin=0, zmax=1,
+    fig = go.Figure(go.Heatmap(z=norm, x=list(class_names), y=list(class_names), colorscale="Oranges", zmin=0, zmax=1,
                                text=conf.astype(int), texttemplate="%{text}",
                                colorbar={"title": "share of row"},
                                hovertemplate="true %{y} → predicted %{x}<br>%{text} images<extra></extra>"))

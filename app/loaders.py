@@ -260,7 +260,7 @@ def au_labels(run_dir: str, stamp: float) -> list[str]:
     out = []
     for a in reader(run_dir, stamp).au_ids:
         try:
-            out.append(f"AU{int(a)} {au_name(int(a))}")
+            out.append(au_name(int(a)))  # "AU12 lip corner puller"
         except (KeyError, ValueError):
             out.append(f"AU{int(a)}")
     return out

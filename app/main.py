@@ -22,12 +22,19 @@ st.set_page_config(page_title="fercore — what did my FER network learn?", page
 
 _VIEWS = Path(__file__).resolve().parent / "views"
 PAGES = [
-    st.Page(_VIEWS / "overview.py", title="Overview", icon="📊", url_path="overview", default=True),
-    st.Page(_VIEWS / "filters.py", title="Filters", icon="🔍", url_path="filters"),
-    st.Page(_VIEWS / "fau_map.py", title="FAU map", icon="🗺️", url_path="fau-map"),
-    st.Page(_VIEWS / "upload.py", title="Upload", icon="📷", url_path="upload"),
+    st.Page(_VIEWS / "overview.py", title="Overview", icon=":material/dashboard:", url_path="overview"),
+    st.Page(_VIEWS / "filters.py", title="Filters", icon=":material/grid_view:", url_path="filters"),
+    st.Page(_VIEWS / "fau_map.py", title="FAU map", icon=":material/grid_on:", url_path="fau-map"),
+    st.Page(_VIEWS / "upload.py", title="Upload", icon=":material/add_a_photo:", url_path="upload"),
 ]
-page = st.navigation(PAGES)
+
+
+def _home() -> None:
+    """The root address opens the overview at its own stable address."""
+    st.switch_page(PAGES[0])
+
+
+page = st.navigation([st.Page(_home, title="fercore", url_path="home", default=True, visibility="hidden"), *PAGES])
 
 
 def _build_default_here() -> None:

@@ -86,7 +86,7 @@ def test_overview_shows_accuracy_protocol_layers_and_data(tiny_cache, tiny_run):
     layers = at.dataframe[1].value
     assert list(layers["layer"])[0] == "features.conv1" and (layers["filters"] > 0).all()
     assert len(at.get("plotly_chart")) >= 2  # confusion matrix and learning curves
-    assert len(at.get("imgs")) >= 1  # the montage
+    assert len(at.get("image")) >= 1  # the montage
     assert {b.label for b in at.get("download_button")} >= {"Accuracy per fold (CSV)", "Montage (PNG)"}
 
 

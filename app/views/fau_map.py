@@ -39,7 +39,7 @@ elif key == "kl":  # one value per filter: shown against each AU's top-K share
 elif key == "topk_share":
     z = z - stats["base_rate"][None, :]
 z = z[order]
-ylabels = [f"#{int(f)}" for f in order]
+ylabels = [f"filter {int(f)}" for f in order]
 zname = "top-K share − base rate" if key == "topk_share" else stat_label
 fig = figures.heatmap(z, x=au_short, y=ylabels, title=f"{layer}: filters × AUs ({zname})", zlabel=zname,
                       colorscale=colorscale, zmid=zmid)
@@ -51,7 +51,7 @@ picked = None
 points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else []
 if points:
     p = points[0]
-    picked = (int(str(p.get("y", "#0")).lstrip("#")), str(p.get("x")))
+    picked = (int(str(p.get("y", "filter 0")).split()[-1]), str(p.get("x")))
 
 st.markdown("**Open a filter** — select a cell in the heat map, or pick here:")
 c1, c2, c3 = st.columns([2, 2, 1])
