@@ -131,7 +131,8 @@ def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize
     if n == 0:
         raise ValueError("record: the FaceSet has no images")
     in_size = model.spec.in_size
-    _, group_codes = np.unique(faceset.groups, return_inverse=True)
+    groups = faceset.groups
+    group_code: dict[str, int] = {}  # grows with the number of groups, not of images
     geos = {name: layer_geometry(model, name) for name in layers}
     states: dict[str, _LayerState] = {}
     for name in layers:
@@ -145,13 +146,14 @@ def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize
         for s in range(0, n, batch_size):
             e = min(s + batch_size, n)
             model(model_inputs(faceset.images[s:e], in_size=in_size, method=normalize_method))
+            codes = np.array([group_code.setdefault(g, len(group_code)) for g in groups[s:e]], np.int64)
             for name, st in states.items():
                 a = cap.outputs[name].flatten(2)  # (B, F, h*w)
                 mx, arg = a.max(dim=2)  # (B, F)
                 mx_np, arg_np = mx.numpy().astype(np.float32), arg.numpy()
                 st.max_act[s:e] = mx_np
                 st.topk.add(mx_np, payload=arg_np)
-                st.distinct.add(mx_np, group_codes[s:e], payload=arg_np)
+                st.distinct.add(mx_np, codes, payload=arg_np)
             progress(e, n, "record")
 
     # pass 2: patches and deconvnet projections of the top-K images only
@@ -169,8 +171,9 @@ def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize
         "faceset_hash": fs_hash, "batch_size": int(batch_size),
     }
     head.update(attrs or {})
-    data = {"labels": faceset.labels, "aus": faceset.aus, "au_ids": faceset.au_ids, "groups": faceset.groups,
-            "subjects": faceset.subjects, "folds": faceset.folds, "landmarks": _scaled_landmarks(faceset, in_size)}
+    # views of the FaceSet's arrays (no per-image copies); groups and subjects stay in the FaceSet file
+    data = {"labels": faceset.labels, "aus": faceset.aus, "au_ids": faceset.au_ids, "folds": faceset.folds,
+            "landmarks": _scaled_landmarks(faceset, in_size)}
     out_layers = {}
     for name, st in states.items():
         g = geos[name]
