@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +120,8 @@ def ferplus_target(votes, scheme: str) -> np.ndarray:
     return out / out.sum()
 
 
-def _read_rows(path: Path, header: tuple[str, ...], name: str) -> list[tuple[int, list[str]]]:
+def _open_rows(path: Path, header: tuple[str, ...], name: str):
+    """Yield (line number, fields) of a CSV after checking its header."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file; expected the {name} CSV")
     with open(path, newline="", encoding="utf-8-sig") as f:
@@ -133,9 +135,35 @@ def _read_rows(path: Path, header: tuple[str, ...], name: str) -> list[tuple[int
         if [h.lower() for h in head[: len(header)]] != [h.lower() for h in header]:
             raise ValueError(f"{path}:1: header {','.join(head)!r} is not the {name} header {','.join(header)!r}")
         try:
-            return [(i + 2, row) for i, row in enumerate(reader)]
+            for row in reader:
+                yield reader.line_num, row
         except csv.Error as e:
             raise ValueError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
+
+
+def _count_lines(path: Path) -> int:
+    """Number of lines (for the progress bar; a fast byte scan, no parsing)."""
+    n = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            n += block.count(b"\n")
+    return n
+
+
+def _parse_pixels(text: str) -> np.ndarray | str:
+    """(P,) int64 pixel values, or the reason they are not valid."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pix = np.fromstring(text, dtype=np.int64, sep=" ")  # text mode: fast and not deprecated
+    if pix.size != 48 * 48:
+        # fromstring stops at the first bad token: tell a bad token from a wrong count
+        tokens = text.split()
+        if not all(t.isdigit() for t in tokens):
+            return "bad pixels: expected space-separated integers 0-255"
+        return f"wrong number of pixels: expected 2304 (48x48), got {len(tokens)}"
+    if pix.min() < 0 or pix.max() > 255:
+        return "bad pixels: values outside 0-255"
+    return pix
 
 
 def load_fer2013(csv_path: str | os.PathLike, *, ferplus: str | os.PathLike | None = None,
@@ -171,24 +199,27 @@ def load_fer2013(csv_path: str | os.PathLike, *, ferplus: str | os.PathLike | No
         A missing file, a wrong header, or FER+ rows that do not match FER2013's.
     """
     csv_path = Path(csv_path)
-    rows = _read_rows(csv_path, ("emotion", "pixels", "Usage"), "fer2013.csv")
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"{csv_path}: no such file; expected the fer2013.csv CSV")
     plus_rows = None
     if ferplus is not None:
         ferplus = Path(ferplus)
-        plus_rows = _read_rows(ferplus, ("Usage", "Image name", *FERPLUS_COLUMNS), "fer2013new.csv")
-        if len(plus_rows) != len(rows):
-            raise ValueError(f"{ferplus}: {len(plus_rows)} data rows, but {csv_path} has {len(rows)}; "
-                             f"fer2013new.csv must list the same images in the same order")
+        plus_rows = list(_open_rows(ferplus, ("Usage", "Image name", *FERPLUS_COLUMNS), "fer2013new.csv"))
+    rows = _open_rows(csv_path, ("emotion", "pixels", "Usage"), "fer2013.csv")
+    total = _count_lines(csv_path) - 1
     ls = label_set("ferplus" if ferplus is not None else "fer2013")
     tally = _Tally(options)
     skipped: list[tuple[str, str]] = []
     images, labels, subjects, splits, dists = [], [], [], [], []
     targets: dict[str, list] = {s: [] for s in FERPLUS_SCHEMES}
     n_dropped = {"no image name": 0, "dropped by every scheme": 0, "no majority (valid/test)": 0}
-    total = len(rows)
+    n_rows = 0
     for k, (line, row) in enumerate(rows):
+        n_rows = k + 1
         if k % 500 == 0:
-            progress(k, total, "fer2013")
+            progress(k, max(total, k), "fer2013")
+        if plus_rows is not None and k >= len(plus_rows):
+            continue  # counted below: the files do not match
         where = f"{csv_path}:{line}"
         if len(row) != 3:
             skipped.append((where, f"malformed row: expected 3 fields emotion,pixels,Usage, got {len(row)}"))
@@ -197,17 +228,9 @@ def load_fer2013(csv_path: str | os.PathLike, *, ferplus: str | os.PathLike | No
         if usage not in USAGE:
             skipped.append((where, f"bad Usage: {usage!r} is not one of {', '.join(USAGE)}"))
             continue
-        try:
-            pix = np.array(pix_s.split(), dtype=np.int64)
-        except ValueError:
-            skipped.append((where, "bad pixels: expected space-separated integers 0-255"))
-            continue
-        side = int(round(np.sqrt(pix.size)))
-        if pix.size != 48 * 48:
-            skipped.append((where, f"wrong number of pixels: expected 2304 (48x48), got {pix.size}"))
-            continue
-        if pix.min() < 0 or pix.max() > 255:
-            skipped.append((where, "bad pixels: values outside 0-255"))
+        pix = _parse_pixels(pix_s)
+        if isinstance(pix, str):
+            skipped.append((where, pix))
             continue
         if plus_rows is None:
             try:
@@ -250,7 +273,7 @@ def load_fer2013(csv_path: str | os.PathLike, *, ferplus: str | os.PathLike | No
                 targets[s].append(t[s])
             v8 = votes[:8].astype(np.float64)
             dists.append(v8 / v8.sum() if v8.sum() else v8)
-        grey = pix.astype(np.uint8).reshape(side, side)
+        grey = pix.astype(np.uint8).reshape(48, 48)
         crop = tally.face(grey, where)
         if crop is None:
             if plus_rows is not None:
@@ -262,7 +285,10 @@ def load_fer2013(csv_path: str | os.PathLike, *, ferplus: str | os.PathLike | No
         labels.append(label)
         subjects.append(str(line - 2))
         splits.append(USAGE[usage])
-    progress(total, total, "fer2013")
+    if plus_rows is not None and n_rows != len(plus_rows):
+        raise ValueError(f"{ferplus}: {len(plus_rows)} data rows, but {csv_path} has {n_rows}; "
+                         f"fer2013new.csv must list the same images in the same order")
+    progress(n_rows, n_rows, "fer2013")
     size = options.size
     subj = np.array(subjects, dtype=str)
     fs = FaceSet(
