@@ -44,8 +44,9 @@ def magnitude(intensity: float) -> float:
 # geometry
 
 
+@functools.lru_cache(maxsize=256)
 def _neutral(idn: Identity) -> np.ndarray:
-    """(68, 2) float64 landmarks of the resting face in the face frame."""
+    """(68, 2) float64 landmarks of the resting face in the face frame (read-only, cached)."""
     lm = np.zeros((68, 2))
     w, n = idn.face_width, idn.jaw_square
     phi = np.linspace(0.0, np.pi, 17)
@@ -85,6 +86,7 @@ def _neutral(idn: Identity) -> np.ndarray:
         (-0.86 * mw, my), (-0.35 * mw, my - e), (0, my - e), (0.35 * mw, my - e),
         (0.86 * mw, my), (0.35 * mw, my + e), (0, my + e), (-0.35 * mw, my + e),
     ]
+    lm.flags.writeable = False
     return lm
 
 
@@ -92,13 +94,6 @@ def _sides(lm0: np.ndarray) -> np.ndarray:
     """(68,) side of each landmark: -1 subject's right (image left), +1 left, 0 midline."""
     x = lm0[:, 0]
     return np.where(x < -0.02, -1.0, np.where(x > 0.02, 1.0, 0.0))
-
-
-def _point_mags(mags: dict[int, tuple[float, float]], sgn: np.ndarray) -> dict[int, np.ndarray]:
-    out = {}
-    for au_n, (mr, ml) in mags.items():
-        out[au_n] = np.where(sgn < 0, mr, np.where(sgn > 0, ml, 0.5 * (mr + ml)))
-    return out
 
 
 # Landmark moves per AU at full strength: (indices, outward dx, dy) in IOD. "Outward" is away
@@ -138,29 +133,46 @@ _MOVES: dict[int, list] = {
          ((65, 66, 67), 0.0, 0.28 * _R([0.85, 1, 0.85])), ((61, 62, 63), 0.0, -0.02),
          ((48, 54, 60, 64), -0.03, 0.07)],
 }
-_MOVES = {k: [(np.array(i), np.asarray(dx, float), np.asarray(dy, float)) for i, dx, dy in v] for k, v in _MOVES.items()}
+
+
+def _dense_moves() -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per AU, the (68, 2) landmark displacement at full strength on the right and left side.
+
+    Midline points take half of each side's move, so a one-sided AU moves them half as far.
+    """
+    sgn = _sides(_neutral(Identity()))
+    out = {}
+    for au_n, moves in _MOVES.items():
+        dense = np.zeros((68, 2))
+        for idx, dx, dy in moves:
+            idx = np.asarray(idx)
+            dense[idx, 0] += sgn[idx] * np.asarray(dx, float)
+            dense[idx, 1] += np.asarray(dy, float)
+        right = np.where((sgn < 0)[:, None], dense, np.where((sgn == 0)[:, None], 0.5 * dense, 0.0))
+        left = np.where((sgn > 0)[:, None], dense, np.where((sgn == 0)[:, None], 0.5 * dense, 0.0))
+        out[au_n] = (right, left)
+    return out
 
 
 def face_landmarks(idn: Identity, mags: dict[int, tuple[float, float]]) -> np.ndarray:
     """(68, 2) float64 landmarks in the face frame for AU strengths ``{au: (right, left)}``."""
-    lm0 = _neutral(idn)
-    sgn = _sides(lm0)
-    pm = _point_mags(mags, sgn)
-    lm = lm0.copy()
-    for au_n, m in pm.items():
-        for idx, dx, dy in _MOVES.get(au_n, ()):
-            mi = m[idx]
-            lm[idx, 0] += sgn[idx] * dx * mi
-            lm[idx, 1] += dy * mi
+    lm = _neutral(idn).copy()
+    for au_n, (mr, ml) in mags.items():
+        right, left = _DENSE[au_n]
+        if mr:
+            lm += mr * right
+        if ml:
+            lm += ml * left
     # keep lips and lids from crossing
-    inner_up = lm[[61, 62, 63], 1]
-    lm[[67, 66, 65], 1] = np.maximum(lm[[67, 66, 65], 1], inner_up + 0.005)
-    lm[[49, 50, 51, 52, 53], 1] = np.minimum(lm[[49, 50, 51, 52, 53], 1], lm[[61, 61, 62, 63, 63], 1] - 0.02)
-    lm[[55, 56, 57, 58, 59], 1] = np.maximum(lm[[55, 56, 57, 58, 59], 1], lm[[65, 65, 66, 67, 67], 1] + 0.025)
-    for up, lo in ((37, 41), (38, 40), (43, 47), (44, 46)):
-        lm[lo, 1] = max(lm[lo, 1], lm[up, 1] + 0.015)
+    y = lm[:, 1]
+    y[[67, 66, 65]] = np.maximum(y[[67, 66, 65]], y[[61, 62, 63]] + 0.005)
+    y[49:54] = np.minimum(y[49:54], y[[61, 61, 62, 63, 63]] - 0.02)
+    y[55:60] = np.maximum(y[55:60], y[[65, 65, 66, 67, 67]] + 0.025)
+    y[[41, 40, 47, 46]] = np.maximum(y[[41, 40, 47, 46]], y[[37, 38, 43, 44]] + 0.015)
     return lm
 
+
+_DENSE = _dense_moves()
 
 # ------------------------------------------------------------------------------------------
 # drawing helpers
@@ -200,41 +212,63 @@ class _Canvas:
         self.cx = self.r / 2.0
         self.cy = _EYE_Y * self.r
         self.off = np.array([self.cx, self.cy])
-        self.off16 = self.off * _ONE
+        self.off16 = self.off * _ONE + 0.5  # +0.5: truncation rounds
         self.iod16 = self.iod * _ONE
         self.img = np.full((self.r, self.r), int(round(background)), np.uint8)
-        self.soft = np.zeros((self.r, self.r), np.float32)
+        # the soft (blurred) shading layer lives at the output size: pixel centres of the
+        # output sit at (x - (_SS - 1) / 2) / _SS in canvas pixels
+        self.soft = np.zeros((size, size), np.float32)
+        self.soft_iod16 = self.iod16 / _SS
+        self.soft_off16 = (self.off - (_SS - 1) / 2.0) / _SS * _ONE + 0.5
+        self._widths: dict[float, int] = {}
 
     def px(self, p) -> np.ndarray:
         return np.asarray(p, dtype=np.float64) * self.iod + self.off
 
     def fx(self, p) -> np.ndarray:
-        return np.rint(np.asarray(p, dtype=np.float64) * self.iod16 + self.off16).astype(np.int32)
+        return (np.asarray(p, dtype=np.float64) * self.iod16 + self.off16).astype(np.int32)
 
     def t(self, width: float) -> int:
         """Line thickness in pixels for a width in IOD."""
-        return max(1, int(round(width * self.iod)))
+        t = self._widths.get(width)
+        if t is None:
+            t = self._widths[width] = max(1, int(round(width * self.iod)))
+        return t
 
-    def poly(self, pts, tone, img=None):
-        cv2.fillPoly(self.img if img is None else img, [self.fx(pts)], _c(tone), cv2.LINE_AA, _SHIFT)
+    def poly(self, pts, tone):
+        cv2.fillPoly(self.img, [self.fx(pts)], _c(tone), cv2.LINE_AA, _SHIFT)
 
     def line(self, pts, tone, width, closed=False):
         cv2.polylines(self.img, [self.fx(pts)], closed, _c(tone), self.t(width), cv2.LINE_AA, _SHIFT)
 
-    def ellipse(self, centre, axes, tone, angle=0.0, img=None, thickness=-1, arc=(0, 360)):
+    def lines(self, curves, tone, width):
+        """Several open curves of one tone and width: (k, n, 2) or a list of (n, 2)."""
+        cv2.polylines(self.img, list(self.fx(c) for c in curves), False, _c(tone), self.t(width),
+                      cv2.LINE_AA, _SHIFT)
+
+    def ellipse(self, centre, axes, tone, angle=0.0, thickness=-1):
         c = self.fx(centre)
-        ax = np.round(np.asarray(axes) * self.iod * _ONE).astype(int)
-        target = self.img if img is None else img
-        lt = cv2.LINE_AA if target.dtype == np.uint8 else cv2.LINE_8
-        color = _c(tone) if target.dtype == np.uint8 else float(tone)
-        cv2.ellipse(target, (int(c[0]), int(c[1])), (int(ax[0]), int(ax[1])), angle, arc[0], arc[1],
-                    color, thickness, lt, _SHIFT)
+        ax = (int(axes[0] * self.iod16), int(axes[1] * self.iod16))
+        cv2.ellipse(self.img, (int(c[0]), int(c[1])), ax, angle, 0, 360, _c(tone), thickness,
+                    cv2.LINE_AA, _SHIFT)
+
+    def sx(self, p) -> np.ndarray:
+        return (np.asarray(p, dtype=np.float64) * self.soft_iod16 + self.soft_off16).astype(np.int32)
+
+    def st(self, width: float) -> int:
+        return max(1, int(round(width * self.iod / _SS)))
 
     def soft_line(self, pts, value, width):
-        cv2.polylines(self.soft, [self.fx(pts)], False, float(value), self.t(width), cv2.LINE_8, _SHIFT)
+        cv2.polylines(self.soft, [self.sx(pts)], False, float(value), self.st(width), cv2.LINE_8, _SHIFT)
+
+    def soft_lines(self, curves, value, width):
+        cv2.polylines(self.soft, list(self.sx(c) for c in curves), False, float(value), self.st(width),
+                      cv2.LINE_8, _SHIFT)
 
     def soft_ellipse(self, centre, axes, value, angle=0.0):
-        self.ellipse(centre, axes, value, angle=angle, img=self.soft)
+        c = self.sx(centre)
+        ax = (int(axes[0] * self.soft_iod16), int(axes[1] * self.soft_iod16))
+        cv2.ellipse(self.soft, (int(c[0]), int(c[1])), ax, angle, 0, 360, float(value), -1, cv2.LINE_8, _SHIFT)
 
 
 def _c(tone) -> int:
@@ -244,7 +278,7 @@ def _c(tone) -> int:
 @functools.lru_cache(maxsize=64)
 def _shade(r: int, face_width: float) -> np.ndarray:
     """(r, r) float32 brightness factor: a head lit from the front, darker towards its rim."""
-    iod, cx, cy = _IOD * r, r / 2.0, _EYE_Y * r
+    iod, cx, cy = _IOD * r, r / 2.0 - 0.5, _EYE_Y * r - 0.5
     yy, xx = np.mgrid[0:r, 0:r].astype(np.float32)
     u = (xx - cx) / (iod * face_width * 1.05)
     v = (yy - cy) / iod - 0.35
@@ -271,19 +305,25 @@ def _hair_strands(seed: int) -> tuple[np.ndarray, ...]:
 # the face
 
 
-def _draw(cv: _Canvas, idn: Identity, lm: np.ndarray, m: dict[int, tuple[float, float]]):
-    """Draw everything in face-frame coordinates onto the canvas (before shading)."""
-    skin = idn.skin
+_TEETH = np.stack([np.zeros(13), np.sin(np.linspace(0, np.pi, 13)) ** 0.5], 1)
+_BROW_TAPER = np.stack([np.zeros(13), np.linspace(0.55, 1.0, 13)], 1)
+
+
+@functools.lru_cache(maxsize=256)
+def _forehead(idn: Identity) -> np.ndarray:
+    """(13, 2) the forehead arc from the left temple over the hairline to the right temple."""
     w = idn.face_width
+    phi = np.linspace(0.0, np.pi, 15)[1:-1]
+    y0 = _neutral(idn)[16, 1]
+    return np.stack([w * np.cos(phi), y0 + (idn.hairline - y0) * np.sin(phi) ** 0.45], 1)
 
-    def mm(au_n):  # (right, left) strength
-        return m.get(au_n, (0.0, 0.0))
 
-    def mx(au_n):
-        r, le = mm(au_n)
-        return max(r, le)
-
-    # head: hair behind, ears, neck, face
+@functools.lru_cache(maxsize=32)
+def _base(idn: Identity, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """What no AU moves, drawn once per identity and size: background, hair, ears, neck and
+    the resting soft shading (eye sockets, nose sides, cheeks). Read-only arrays."""
+    cv = _Canvas(size, idn.background)
+    w, skin = idn.face_width, idn.skin
     cv.ellipse((0, -0.12), (w * 1.14, 1.35), idn.hair)
     strand = idn.hair + (18 if idn.hair < 100 else -22)
     for s in _hair_strands(idn.hair_seed):
@@ -291,254 +331,252 @@ def _draw(cv: _Canvas, idn: Identity, lm: np.ndarray, m: dict[int, tuple[float, 
     for side in (-1, 1):
         cv.ellipse((side * w * 0.98, 0.25), (0.1, 0.2), skin * 0.9)
     cv.poly([(-0.48 * w, 1.0), (0.48 * w, 1.0), (0.56 * w, 3.0), (-0.56 * w, 3.0)], skin * 0.82)
-    jaw = _smooth(lm[0:17], 3)
-    phi = np.linspace(0.0, np.pi, 15)
-    y0 = lm[16, 1]
-    forehead = np.stack([w * np.cos(phi), y0 + (idn.hairline - y0) * np.sin(phi) ** 0.45], 1)
-    cv.poly(np.concatenate([jaw, forehead[1:-1]]), skin)
-
-    # soft shading (identity): eye sockets, nose sides, below the nose, lips and chin
-    nl = lm[30, 1]
+    nl = idn.nose_length
     for side in (-1, 1):
         cv.soft_ellipse((side * 0.5, -0.1), (0.3, 0.15), -14)
         cv.soft_line([(side * 0.1, 0.0), (side * 0.13, nl - 0.05), (side * (idn.nose_width + 0.02), nl + 0.02)],
                      -16, 0.05)
         cv.soft_ellipse((side * 0.55, 0.33), (0.2, 0.12), 7)
-    cv.soft_ellipse((0, lm[33, 1] + 0.05), (0.16, 0.035), -16)
     cv.soft_ellipse((0, nl - 0.04), (0.06, 0.05), 12)
+    cv.img.flags.writeable = False
+    cv.soft.flags.writeable = False
+    return cv.img, cv.soft
+
+
+_L4 = np.linspace(-1.0, 1.0, 4)
+_L5 = np.linspace(-1.0, 1.0, 5)
+# texture templates, in IOD, relative to an anchor point; right side (image left) where sided
+_AU1_WRINKLES = np.stack([np.stack([0.33 * _L5, -dy - 0.05 * (1 - _L5**2)], 1) for dy in (0.16, 0.28, 0.4)])
+_AU2_WRINKLES = np.stack([np.stack([0.2 * _L4, -dy + 0.04 * _L4**2], 1) for dy in (0.15, 0.27)])
+_AU4_FURROWS = np.array([[[-0.055, 0.0], [-0.044, 0.12], [-0.05, 0.22]], [[0.055, 0.0], [0.044, 0.12], [0.05, 0.22]]])
+_CROW_START = np.array([[[-0.06, 0.0]] * 2] * 3)
+_CROW_DIR = np.array([[[0.0, 0.0], [-math.cos(a), math.sin(a)]] for a in np.radians([-30, 0, 30])])
+_INFRA = np.stack([np.linspace(-0.3, -0.82, 5), 0.36 - 0.08 * ((np.linspace(-0.3, -0.82, 5) + 0.56) / 0.26) ** 2], 1)
+_DIMPLE = np.array([[-0.06, -0.06], [-0.085, 0.0], [-0.06, 0.06]])
+_DEPRESSOR = np.array([[-0.03, 0.03], [-0.07, 0.12], [-0.09, 0.22]])
+_STRETCH = np.array([[[-0.05, -0.03], [-0.17, -0.08]], [[-0.05, 0.03], [-0.17, 0.08]]])
+_CHIN_FURROW = np.stack([0.17 * _L5, 0.07 + 0.03 * _L5**2], 1)
+_CHIN_DOTS = ((-0.08, 0.08), (0.07, 0.1), (0.0, 0.16), (-0.05, 0.19), (0.09, 0.18))
+_MIRROR = np.array([-1.0, 1.0])
+
+
+def _side(template: np.ndarray, side: int) -> np.ndarray:
+    """A right-side template as is (side -1) or mirrored to the left (side +1)."""
+    return template if side < 0 else template * _MIRROR
+
+
+@functools.lru_cache(maxsize=256)
+def _nose_parts(idn: Identity) -> tuple[np.ndarray, np.ndarray]:
+    """AU9 bridge wrinkles (3, 3, 2) and nose-side shadows (2, 2, 2) of the resting nose."""
+    lm = _neutral(idn)
+    y28, y29, y30 = lm[28, 1], lm[29, 1], lm[30, 1]
+    wr = []
+    for j, y in enumerate(np.linspace(y28 - 0.12, y29 - 0.02, 3)):
+        half = 0.09 + 0.02 * j
+        wr.append([(-half, y + 0.02), (0.0, y), (half, y + 0.02)])
+    sides = [[(sd * 0.12, y28), (sd * 0.2, y30 - 0.05)] for sd in (-1, 1)]
+    return np.array(wr), np.array(sides)
+
+
+def _draw(cv: _Canvas, idn: Identity, lm: np.ndarray, m: dict[int, tuple[float, float]]):
+    """Draw everything in face-frame coordinates onto the canvas (before shading)."""
+    skin = idn.skin
+    zero = (0.0, 0.0)
+
+    def mx(au_n):
+        return max(m.get(au_n, zero))
+
+    cv.poly(np.concatenate([_smooth(lm[0:17], 3), _forehead(idn)]), skin)
+    cv.soft_ellipse((0, lm[33, 1] + 0.05), (0.16, 0.035), -16)
     cv.soft_ellipse((0, lm[57, 1] + 0.08), (0.2, 0.045), -14)
     cv.soft_line(_smooth(lm[3:14], 2), -22, 0.07)
 
-    # nasolabial folds: at rest, deepened by AU10, AU11-like AU12 pull, and AU9
-    r10, l10 = mm(10)
-    r12, l12 = mm(12)
-    r9, l9 = mm(9)
-    for k, side, corner in ((0, -1, 48), (1, 1, 54)):
-        depth = idn.fold_depth * 0.35 + (r10, l10)[k] * 0.8 + (r12, l12)[k] * 0.9 + (r9, l9)[k] * 0.25
+    # nasolabial folds: faint at rest, deepened by AU10 and AU12 (and a little by AU9)
+    m10, m12, m9 = m.get(10, zero), m.get(12, zero), m.get(9, zero)
+    for k, side, corner, wing_i in ((0, -1, 48, 31), (1, 1, 54, 35)):
+        depth = idn.fold_depth * 0.35 + m10[k] * 0.8 + m12[k] * 0.9 + m9[k] * 0.25
         if depth <= 0.02:
             continue
-        wing = lm[31 if side < 0 else 35]
+        wx, wy = lm[wing_i]
         cx_, cy_ = lm[corner]
-        pts = np.array([
-            wing + (side * 0.04, -0.02),
-            (wing[0] + side * 0.1, wing[1] + 0.12),
-            (cx_ + side * 0.09, cy_ - 0.02),
-            (cx_ + side * 0.11, cy_ + 0.1),
-        ])
-        cv.soft_line(_smooth(pts, 3), -60 * depth, 0.06)
+        pts = np.array([(wx + side * 0.04, wy - 0.02), (wx + side * 0.1, wy + 0.12),
+                        (cx_ + side * 0.09, cy_ - 0.02), (cx_ + side * 0.11, cy_ + 0.1)])
+        curve = _smooth(pts, 3)
+        cv.soft_line(curve, -60 * depth, 0.06)
         if depth > 0.3:
-            cv.line(_smooth(pts[:3], 3), skin * (1 - 0.35 * min(depth, 1.0)), 0.03)
-            # cheek lifted above the fold
-            cv.soft_ellipse((cx_ + side * 0.2, cy_ - 0.17), (0.14, 0.09), 22 * depth)
+            cv.line(curve[:7], skin * (1 - 0.35 * min(depth, 1.0)), 0.03)
+            cv.soft_ellipse((cx_ + side * 0.2, cy_ - 0.17), (0.14, 0.09), 22 * depth)  # cheek above
 
-    # AU6: cheeks raised (highlight moved up), lower-lid bulge, infraorbital furrow, crow's feet
-    for k, side, eye in ((0, -1, slice(36, 42)), (1, 1, slice(42, 48))):
-        s6 = mm(6)[k]
-        s7 = mm(7)[k]
-        e = lm[eye]
-        outer = e[0] if side < 0 else e[3]
-        lower = e[4:6] if side < 0 else e[4:6]
+    # AU6: cheeks raised, lower-lid bulge, infraorbital furrow, crow's feet; AU7: tensed lower lid
+    m6, m7 = m.get(6, zero), m.get(7, zero)
+    for k, side, outer_i, lo in ((0, -1, 36, (40, 41)), (1, 1, 45, (46, 47))):
+        s6, s7 = m6[k], m7[k]
+        if s6 <= 0 and s7 <= 0:
+            continue
+        lower = lm[list(lo)]
+        lx, ly = 0.5 * (lower[0] + lower[1])
+        half = 0.5 * abs(lower[0, 0] - lower[1, 0])
         if s6 > 0:
             cv.soft_ellipse((side * 0.55, 0.3), (0.22, 0.11), 26 * s6)
-            bx = np.linspace(lower[:, 0].min() - 0.1, lower[:, 0].max() + 0.1, 5)
-            by = lower[:, 1].mean() + 0.07 + 0.03 * ((bx - bx.mean()) / (np.ptp(bx) / 2)) ** 2
-            cv.line(np.stack([bx, by], 1), skin * (1 - 0.4 * s6), 0.035)
-            fx = np.linspace(side * 0.3, side * 0.82, 5)
-            fy = 0.36 - 0.08 * ((fx - side * 0.56) / 0.26) ** 2
-            cv.soft_line(np.stack([fx, fy], 1), -40 * s6, 0.05)
-            for ang in (-30, 0, 30):
-                a = math.radians(ang)
-                start = outer + (side * 0.06, 0.0)
-                d = np.array([side * math.cos(a), math.sin(a)])
-                cv.line([start, start + 0.07 * d + 0.12 * s6 * d], skin * (1 - 0.45 * s6), 0.03)
+            bulge = np.empty((5, 2))
+            bulge[:, 0] = lx + (half + 0.1) * _L5
+            bulge[:, 1] = ly + 0.07 + 0.03 * _L5**2
+            cv.line(bulge, skin * (1 - 0.4 * s6), 0.035)
+            cv.soft_line(_side(_INFRA, side), -40 * s6, 0.05)
+            crow = lm[outer_i] + _side(_CROW_START + (0.07 + 0.12 * s6) * _CROW_DIR, side)
+            cv.lines(crow, skin * (1 - 0.45 * s6), 0.03)
         if s7 > 0:
-            # tensed lower lid: a raised roll just under the lid
-            bx = np.linspace(lower[:, 0].min() - 0.03, lower[:, 0].max() + 0.03, 4)
-            by = np.full_like(bx, lower[:, 1].mean() + 0.04)
-            cv.line(np.stack([bx, by], 1), skin * (1 - 0.3 * s7), 0.03)
+            roll = np.empty((4, 2))
+            roll[:, 0] = lx + (half + 0.03) * _L4
+            roll[:, 1] = ly + 0.04
+            cv.line(roll, skin * (1 - 0.3 * s7), 0.03)
 
     # forehead: AU1 wrinkles in the middle, AU2 wrinkles above the outer brows
     s1 = mx(1)
     if s1 > 0:
         top = min(lm[21, 1], lm[22, 1])
-        for j, dy in enumerate((0.16, 0.28, 0.4)):
-            if j == 2 and s1 < 0.5:
-                continue
-            xs = np.linspace(-0.33, 0.33, 5)
-            ys = top - dy - 0.05 * (1 - (xs / 0.33) ** 2)
-            cv.line(np.stack([xs, ys], 1), skin * (1 - 0.42 * s1), 0.032)
+        cv.lines(_AU1_WRINKLES[: 3 if s1 >= 0.5 else 2] + (0.0, top), skin * (1 - 0.42 * s1), 0.032)
+    m2 = m.get(2, zero)
     for k, side, brow in ((0, -1, slice(17, 20)), (1, 1, slice(24, 27))):
-        s2 = mm(2)[k]
-        if s2 > 0:
+        if m2[k] > 0:
             b = lm[brow]
-            top = b[:, 1].min()
-            for dy in (0.15, 0.27):
-                xs = np.linspace(b[:, 0].min() + 0.05 * side, b[:, 0].max() + 0.05 * side, 4)
-                ys = top - dy + 0.04 * ((xs - xs.mean()) / (np.ptp(xs) / 2)) ** 2
-                cv.line(np.stack([xs, ys], 1), skin * (1 - 0.4 * s2), 0.03)
-    # AU4: vertical furrows between the brows
+            anchor = (b[:, 0].mean() + side * 0.05, b[:, 1].min())
+            cv.lines(_AU2_WRINKLES + anchor, skin * (1 - 0.4 * m2[k]), 0.03)
+    # AU4: vertical furrows between the brows, the glabella shaded
     s4 = mx(4)
     if s4 > 0:
         ytop = min(lm[21, 1], lm[22, 1]) - 0.12
-        for side in (-1, 1):
-            x = side * 0.055
-            cv.line([(x, ytop), (x * 0.8, ytop + 0.12), (x * 0.9, ytop + 0.22)], skin * (1 - 0.5 * s4), 0.035)
+        cv.lines(_AU4_FURROWS + (0.0, ytop), skin * (1 - 0.5 * s4), 0.035)
         cv.soft_ellipse((0, ytop + 0.15), (0.12, 0.09), -18 * s4)
 
-    # brows: thick at the inner end, thinner outwards
-    for brow, inner_last in ((lm[17:22], True), (lm[22:27][::-1], True)):
-        c = _smooth(brow, 3)
-        d = np.gradient(c, axis=0)
-        nrm = np.stack([-d[:, 1], d[:, 0]], 1) / (np.linalg.norm(d, axis=1, keepdims=True) + 1e-9)
-        th = idn.brow_thickness * np.linspace(0.55, 1.0, len(c))[:, None] * (1 if inner_last else 1)
-        nrm = nrm * np.sign(nrm[:, 1:2] + 1e-9)  # point downwards (towards the eye)
-        poly = np.concatenate([c - nrm * th * 0.6, (c + nrm * th * 0.4)[::-1]])
-        cv.poly(poly, idn.brow)
-
-    # eyes: socket shadow already soft; sclera, iris, pupil inside the lids
+    # eyes first (brows and textures may overlap the lid skin), then the brows
     sclera = min(235.0, skin + 55)
-    for eye in (lm[36:42], lm[42:48]):
-        _draw_eye(cv, idn, eye, sclera)
+    _draw_eyes(cv, idn, lm, sclera)
+    th = idn.brow_thickness * _BROW_TAPER
+    brows = []
+    for brow in (lm[17:22], lm[22:27][::-1]):
+        c = _smooth(brow, 3)
+        brows.append(cv.fx(np.concatenate([c - th * 0.6, (c + th * 0.4)[::-1]])))
+    cv2.fillPoly(cv.img, brows, _c(idn.brow), cv2.LINE_AA, _SHIFT)
 
-    # nose: wings, nostrils, AU9 wrinkles
+    # nose: wings, nostrils, AU9 wrinkles across the bridge and shadows beside it
     s9 = mx(9)
+    arcs = []
     for side, wing_i, nos_i in ((-1, 31, 32), (1, 35, 34)):
-        wing = lm[wing_i]
-        arc = np.array([wing + (side * -0.01, -0.1), wing + (side * 0.035, -0.03), wing, lm[nos_i] + (0, 0.01)])
-        cv.line(_smooth(arc, 3), skin * (0.62 - 0.12 * s9), 0.03)
-        cv.ellipse(0.5 * (lm[nos_i] + wing) + (0, -0.005), (0.045 + 0.01 * s9, 0.02 + 0.006 * s9),
+        wx, wy = lm[wing_i]
+        nx, ny = lm[nos_i]
+        arcs.append(_smooth(np.array([(wx - side * 0.01, wy - 0.1), (wx + side * 0.035, wy - 0.03), (wx, wy),
+                                      (nx, ny + 0.01)]), 3))
+        cv.ellipse((0.5 * (nx + wx), 0.5 * (ny + wy) - 0.005), (0.045 + 0.01 * s9, 0.02 + 0.006 * s9),
                    skin * 0.35, angle=side * 15)
+    cv.lines(arcs, skin * (0.62 - 0.12 * s9), 0.03)
     if s9 > 0:
-        y28, y29 = lm[28, 1], lm[29, 1]
-        for j, y in enumerate(np.linspace(y28 - 0.12, y29 - 0.02, 3)):
-            half = 0.09 + 0.02 * j
-            cv.line([(-half, y + 0.02), (0, y), (half, y + 0.02)], skin * (1 - 0.45 * s9), 0.03)
-        for side in (-1, 1):
-            cv.soft_line([(side * 0.12, lm[28, 1]), (side * 0.2, lm[30, 1] - 0.05)], -35 * s9, 0.06)
+        wrinkles, shadows = _nose_parts(idn)
+        cv.lines(wrinkles, skin * (1 - 0.45 * s9), 0.03)
+        cv.soft_lines(shadows, -35 * s9, 0.06)
 
-    # mouth
     _draw_mouth(cv, idn, lm, m)
 
     # glasses (fixed on the resting eye positions, so they never move with an AU)
     if idn.glasses:
         tone = idn.glasses_tone
+        w = idn.face_width
         for side in (-1, 1):
             cv.ellipse((side * 0.5, -0.005), (0.29, 0.19), tone, thickness=cv.t(0.035))
-            cv.line([(side * 0.79, -0.04), (side * w * 0.99, -0.02)], tone, 0.035)
-        cv.line([(-0.22, -0.05), (0, -0.09), (0.22, -0.05)], tone, 0.035)
+        cv.lines([np.array([(-0.79, -0.04), (-w * 0.99, -0.02)]), np.array([(0.79, -0.04), (w * 0.99, -0.02)]),
+                  np.array([(-0.22, -0.05), (0, -0.09), (0.22, -0.05)])], tone, 0.035)
 
 
-def _draw_eye(cv: _Canvas, idn: Identity, e: np.ndarray, sclera: float):
-    outline = _smooth(e, 3, closed=True)
-    p = cv.px(outline)
-    pad = 2
-    x0, y0 = np.floor(p.min(0)).astype(int) - pad
-    x1, y1 = np.ceil(p.max(0)).astype(int) + pad
-    x0, y0 = max(x0, 0), max(y0, 0)
-    x1, y1 = min(x1, cv.r), min(y1, cv.r)
-    if x1 <= x0 or y1 <= y0:
-        return
-    roi = cv.img[y0:y1, x0:x1]
-    inner = np.full_like(roi, _c(sclera))
-    mask = np.zeros_like(roi)
-    off = np.array([x0, y0]) * _ONE
-    cv2.fillPoly(mask, [cv.fx(outline) - off], 255, cv2.LINE_AA, _SHIFT)
-    centre = 0.5 * (e[0] + e[3]) + (0, 0.012)
-    c = cv.fx(centre) - off
-    rad = int(round(idn.iris_radius * cv.iod * _ONE))
-    cv2.circle(inner, (int(c[0]), int(c[1])), rad, _c(idn.iris), -1, cv2.LINE_AA, _SHIFT)
-    cv2.circle(inner, (int(c[0]), int(c[1])), int(rad * 0.45), _c(idn.iris * 0.3), -1, cv2.LINE_AA, _SHIFT)
-    hl = c + np.round(np.array([0.3, -0.35]) * rad).astype(np.int32)
-    cv2.circle(inner, (int(hl[0]), int(hl[1])), int(rad * 0.22), 235, -1, cv2.LINE_AA, _SHIFT)
-    a = mask.astype(np.float32) * (1 / 255)
-    roi[...] = (roi * (1 - a) + inner * a + 0.5).astype(np.uint8)
-    # lids: a dark upper lid with lashes, a lighter lower lid, the crease above
-    upper = _smooth(e[[0, 1, 2, 3]], 4)
-    lower = _smooth(e[[3, 4, 5, 0]], 4)
-    cv.line(upper, idn.skin * 0.2, 0.05)
-    cv.line(lower, idn.skin * 0.6, 0.025)
-    crease = _smooth(e[[0, 1, 2, 3]] + np.array([[0.03, -0.02], [0, -0.075], [0, -0.075], [-0.03, -0.03]]), 3)
-    cv.line(crease[2:-2], idn.skin * 0.72, 0.025)
+def _draw_eyes(cv: _Canvas, idn: Identity, lm: np.ndarray, sclera: float):
+    """Both eyes: sclera, iris, pupil and glint, lid skin over the iris outside the opening,
+    the lids and the crease above."""
+    skin = idn.skin
+    eyes = (lm[36:42], lm[42:48])
+    cv2.fillPoly(cv.img, [cv.fx(_smooth(e, 3, closed=True)) for e in eyes], _c(sclera), cv2.LINE_AA, _SHIFT)
+    rad = int(round(idn.iris_radius * cv.iod16))
+    r = idn.iris_radius + 0.03
+    uppers, lowers, covers, creases = [], [], [], []
+    for e in eyes:
+        centre = 0.5 * (e[0] + e[3])
+        c = cv.fx(centre + (0.0, 0.012))
+        cc = (int(c[0]), int(c[1]))
+        cv2.circle(cv.img, cc, rad, _c(idn.iris), -1, cv2.LINE_AA, _SHIFT)
+        cv2.circle(cv.img, cc, int(rad * 0.45), _c(idn.iris * 0.3), -1, cv2.LINE_AA, _SHIFT)
+        cv2.circle(cv.img, (cc[0] + int(0.3 * rad), cc[1] - int(0.35 * rad)), int(rad * 0.22), 235, -1,
+                   cv2.LINE_AA, _SHIFT)
+        upper = _smooth(e[[0, 1, 2, 3]], 4)
+        lower = _smooth(e[[3, 4, 5, 0]], 4)
+        cx_, cy_ = centre
+        covers.append(np.concatenate([upper, [(e[3, 0], e[3, 1] - r), (cx_, cy_ - 2 * r), (e[0, 0], e[0, 1] - r)]]))
+        covers.append(np.concatenate([lower, [(e[0, 0], e[0, 1] + r), (cx_, cy_ + 2 * r), (e[3, 0], e[3, 1] + r)]]))
+        uppers.append(upper)
+        lowers.append(lower)
+        creases.append(_smooth(e[[0, 1, 2, 3]] + _CREASE, 3)[2:-2])
+    cv2.fillPoly(cv.img, [cv.fx(p) for p in covers], _c(skin), cv2.LINE_AA, _SHIFT)
+    cv.lines(uppers, skin * 0.2, 0.05)
+    cv.lines(lowers, skin * 0.6, 0.025)
+    cv.lines(creases, skin * 0.72, 0.025)
+
+
+_CREASE = np.array([[0.03, -0.02], [0, -0.075], [0, -0.075], [-0.03, -0.03]])
 
 
 def _draw_mouth(cv: _Canvas, idn: Identity, lm: np.ndarray, m: dict[int, tuple[float, float]]):
     skin = idn.skin
+    zero = (0.0, 0.0)
     inner = lm[60:68]
     outer = lm[48:60]
     gap = float(np.max(lm[[65, 66, 67], 1] - lm[[63, 62, 61], 1]))
     if gap > 0.035:
-        io = _smooth(inner, 3, closed=True)
-        p = cv.px(io)
-        x0, y0 = np.floor(p.min(0)).astype(int) - 2
-        x1, y1 = np.ceil(p.max(0)).astype(int) + 2
-        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, cv.r), min(y1, cv.r)
-        if x1 > x0 and y1 > y0:
-            roi = cv.img[y0:y1, x0:x1]
-            dark = np.full_like(roi, _c(skin * 0.16))
-            off = np.array([x0, y0]) * _ONE
-            # upper teeth under the upper lip, lower teeth above the lower lip when wide open
-            up = _smooth(inner[[0, 1, 2, 3, 4]], 3)
-            teeth_h = min(0.07, 0.6 * gap)
-            tpoly = np.concatenate([up, (up + (0, teeth_h))[::-1]])
-            cv2.fillPoly(dark, [cv.fx(tpoly) - off], _c(min(230, skin + 45)), cv2.LINE_AA, _SHIFT)
-            if gap > 0.16:
-                lo = _smooth(inner[[4, 5, 6, 7, 0]], 3)
-                lpoly = np.concatenate([lo, (lo - (0, 0.045))[::-1]])
-                cv2.fillPoly(dark, [cv.fx(lpoly) - off], _c(min(220, skin + 30)), cv2.LINE_AA, _SHIFT)
-            mask = np.zeros_like(roi)
-            cv2.fillPoly(mask, [cv.fx(io) - off], 255, cv2.LINE_AA, _SHIFT)
-            a = mask.astype(np.float32) * (1 / 255)
-            roi[...] = (roi * (1 - a) + dark * a + 0.5).astype(np.uint8)
-    # AU tightening darkens the lip red; AU24 pressing pales it
-    s23 = max(m.get(23, (0, 0)))
-    s24 = max(m.get(24, (0, 0)))
-    lip_u = skin * (0.66 - 0.08 * s23 + 0.06 * s24)
-    lip_l = skin * (0.74 - 0.08 * s23 + 0.06 * s24)
+        # the opening, upper teeth under the upper lip, lower teeth when wide open; the lips
+        # drawn next cover whatever of the teeth lies outside the opening
+        cv.poly(_smooth(inner, 3, closed=True), skin * 0.16)
+        up = _smooth(inner[[0, 1, 2, 3, 4]], 3)
+        teeth_h = min(0.07, 0.6 * gap)
+        cv.poly(np.concatenate([up, (up + _TEETH * teeth_h)[::-1]]), min(230, skin + 45))
+        if gap > 0.16:
+            lo = _smooth(inner[[4, 5, 6, 7, 0]], 3)
+            cv.poly(np.concatenate([lo, (lo - _TEETH * 0.045)[::-1]]), min(220, skin + 30))
+    # AU23 tightening darkens the lip red and rims it; AU24 pressing pales it
+    s23, s24 = max(m.get(23, zero)), max(m.get(24, zero))
     up_outer = _smooth(outer[0:7], 3)
-    up_inner = _smooth(inner[[4, 3, 2, 1, 0]], 3)
-    cv.poly(np.concatenate([up_outer, up_inner]), lip_u)
-    lo_outer = _smooth(np.concatenate([outer[6:12], outer[0:1]]), 3)
-    lo_inner = _smooth(inner[[0, 7, 6, 5, 4]], 3)
-    cv.poly(np.concatenate([lo_outer, lo_inner]), lip_l)
+    lo_outer = _smooth(outer[[6, 7, 8, 9, 10, 11, 0]], 3)
+    cv.poly(np.concatenate([up_outer, _smooth(inner[[4, 3, 2, 1, 0]], 3)]), skin * (0.66 - 0.08 * s23 + 0.06 * s24))
+    cv.poly(np.concatenate([lo_outer, _smooth(inner[[0, 7, 6, 5, 4]], 3)]), skin * (0.74 - 0.08 * s23 + 0.06 * s24))
     if gap <= 0.035:
         line = _smooth(0.5 * (inner[[0, 1, 2, 3, 4]] + inner[[0, 7, 6, 5, 4]]), 3)
         cv.line(line, skin * (0.3 - 0.1 * s24), 0.03 + 0.02 * s24)
-    # lower lip highlight
-    cv.soft_ellipse(0.5 * (lm[57] + lm[66]) + (0, 0.005), (0.1, 0.025), 10)
-
-    # corners: AU14 dimples, AU15 depressor folds, AU20 stretch lines, AU24 bulges, AU17 chin
-    for k, side, corner in ((0, -1, 48), (1, 1, 54)):
-        c = lm[corner]
-        s14 = m.get(14, (0, 0))[k]
-        if s14 > 0:
-            pts = [c + (side * 0.06, -0.06), c + (side * 0.085, 0.0), c + (side * 0.06, 0.06)]
-            cv.line(_smooth(np.array(pts), 3), skin * (1 - 0.55 * s14), 0.04)
-            cv.soft_ellipse(c + (side * 0.1, 0.0), (0.05, 0.07), -35 * s14)
-        s15 = m.get(15, (0, 0))[k]
-        if s15 > 0:
-            pts = np.array([c + (side * 0.03, 0.03), c + (side * 0.07, 0.12), c + (side * 0.09, 0.22)])
-            cv.line(_smooth(pts, 3), skin * (1 - 0.4 * s15), 0.035)
-            cv.soft_line(pts, -30 * s15, 0.06)
-        s20 = m.get(20, (0, 0))[k]
-        if s20 > 0:
-            for dy in (-0.05, 0.05):
-                cv.line([c + (side * 0.05, dy * 0.6), c + (side * 0.17, dy * 1.6)], skin * (1 - 0.35 * s20), 0.028)
+    cv.soft_ellipse((lm[57, 0], 0.5 * (lm[57, 1] + lm[66, 1]) + 0.005), (0.1, 0.025), 10)  # lower-lip light
+    if s23 > 0:
+        cv.lines([up_outer, lo_outer], skin * (1 - 0.5 * s23), 0.022)
     if s24 > 0:
         cv.soft_ellipse((0, lm[51, 1] - 0.06), (0.2, 0.04), 18 * s24)
         cv.soft_ellipse((0, lm[57, 1] + 0.05), (0.18, 0.04), 18 * s24)
-    if s23 > 0:
-        cv.line(_smooth(outer[0:7], 3), skin * (1 - 0.5 * s23), 0.022)
-        cv.line(_smooth(np.concatenate([outer[6:12], outer[0:1]]), 3), skin * (1 - 0.5 * s23), 0.022)
-    s17 = max(m.get(17, (0, 0)))
-    if s17 > 0:
-        ch = lm[8]
-        mid = 0.5 * (lm[57] + ch)
-        # mentolabial furrow deepened, chin boss bulged with dimpled skin
-        xs = np.linspace(-0.17, 0.17, 5)
-        cv.line(np.stack([xs, lm[57, 1] + 0.07 + 0.03 * (xs / 0.17) ** 2], 1), skin * (1 - 0.4 * s17), 0.035)
-        cv.soft_ellipse(mid + (0, 0.06), (0.17, 0.1), 20 * s17)
-        for dx, dy in ((-0.08, 0.02), (0.07, 0.04), (0.0, 0.1), (-0.05, 0.13), (0.09, 0.12)):
-            cv.ellipse(mid + (dx, dy), (0.018, 0.014), skin * (1 - 0.3 * s17))
+
+    # corners: AU14 dimples, AU15 depressor folds, AU20 stretch lines
+    m14, m15, m20 = m.get(14, zero), m.get(15, zero), m.get(20, zero)
+    for k, side, corner in ((0, -1, 48), (1, 1, 54)):
+        if m14[k] <= 0 and m15[k] <= 0 and m20[k] <= 0:
+            continue
+        c = lm[corner]
+        if m14[k] > 0:
+            cv.line(_smooth(c + _side(_DIMPLE, side), 3), skin * (1 - 0.55 * m14[k]), 0.04)
+            cv.soft_ellipse((c[0] + side * 0.1, c[1]), (0.05, 0.07), -35 * m14[k])
+        if m15[k] > 0:
+            pts = c + _side(_DEPRESSOR, side)
+            cv.line(_smooth(pts, 3), skin * (1 - 0.4 * m15[k]), 0.035)
+            cv.soft_line(pts, -30 * m15[k], 0.06)
+        if m20[k] > 0:
+            cv.lines(c + _side(_STRETCH, side), skin * (1 - 0.35 * m20[k]), 0.028)
+    # AU17: mentolabial furrow deepened, chin boss bulged with dimpled skin
+    s17 = mx17 = max(m.get(17, zero))
+    if mx17 > 0:
+        cv.line(_CHIN_FURROW + (0.0, lm[57, 1]), skin * (1 - 0.4 * s17), 0.035)
+        mid = 0.5 * (lm[57] + lm[8])
+        cv.soft_ellipse((mid[0], mid[1] + 0.06), (0.17, 0.1), 20 * s17)
+        dot = skin * (1 - 0.3 * s17)
+        for dx, dy in _CHIN_DOTS:
+            cv.ellipse((mid[0] + dx, mid[1] + dy - 0.06), (0.018, 0.014), dot)
 
 
 # ------------------------------------------------------------------------------------------
@@ -618,15 +656,24 @@ def render_face(
     mags = _validate(aus, sides)
     lm = face_landmarks(identity, mags)
     cv = _Canvas(size, identity.background)
+    base_img, base_soft = _base(identity, size)
+    cv.img[...] = base_img
+    cv.soft[...] = base_soft
     _draw(cv, identity, lm, mags)
-    soft = cv2.GaussianBlur(cv.soft, (0, 0), 0.05 * cv.iod)
-    img = cv.img.astype(np.float32) * _shade(cv.r, round(identity.face_width, 4)) + soft
+    soft = cv2.GaussianBlur(cv.soft, (0, 0), 0.05 * cv.iod / _SS)
+    img = cv2.resize(cv.img, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
+    img = img * _shade(size, round(identity.face_width, 4)) + soft
     np.clip(img, 0, 255, out=img)
-    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
     pts = (cv.px(lm) - (_SS - 1) / 2.0) / _SS
     if nuisance is not None:
         img, pts = _apply_nuisance(img, pts, nuisance, size)
     return (img + 0.5).astype(np.uint8), pts.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def _noise_bank() -> np.ndarray:
+    """(640, 640) float32 unit Gaussian noise; each image takes the window its seed picks."""
+    return np.random.default_rng(20260101).standard_normal((640, 640), dtype=np.float32)
 
 
 def _apply_nuisance(img: np.ndarray, pts: np.ndarray, nz: Nuisance, size: int):
@@ -644,5 +691,8 @@ def _apply_nuisance(img: np.ndarray, pts: np.ndarray, nz: Nuisance, size: int):
     if nz.blur > 0:
         img = cv2.GaussianBlur(img, (0, 0), nz.blur * size / 64.0)
     if nz.noise > 0:
-        img = img + np.random.default_rng(nz.seed).standard_normal((size, size), dtype=np.float32) * nz.noise
+        bank = _noise_bank()
+        span = bank.shape[0] - size
+        oy, ox = divmod(nz.seed % (span * span), span)
+        img = img + bank[oy : oy + size, ox : ox + size] * nz.noise
     return np.clip(img, 0, 255), pts
