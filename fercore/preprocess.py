@@ -194,7 +194,6 @@ def decode_image(data: bytes | str | os.PathLike, *, max_pixels: int = DEFAULT_M
                     f"{name}: image is {w}x{h} = {w * h / 1e6:.1f} megapixels, more than the limit of "
                     f"{max_pixels / 1e6:.1f}; downscale it first or raise max_pixels"
                 )
-            Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, int(max_pixels))
             img.load()
             img = ImageOps.exif_transpose(img)
             return _to_grey(img)
@@ -204,7 +203,9 @@ def decode_image(data: bytes | str | os.PathLike, *, max_pixels: int = DEFAULT_M
         raise ImageDecodeError(
             f"{name}: not an image file Pillow can read; expected PNG, JPEG, TIFF, BMP, GIF or WebP"
         ) from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        raise ImageDecodeError(f"{name}: image too large for the decoder ({e}); downscale it first") from None
+    except (OSError, SyntaxError, ValueError) as e:
         raise ImageDecodeError(f"{name}: the image data is truncated or corrupt ({e}); re-export the file") from None
 
 
@@ -422,18 +423,32 @@ def preprocess_face(grey: np.ndarray, options: PreprocessOptions, *,
             angle = math.degrees(math.atan2(d[1], d[0]))
 
     size = int(options.size)
-    # Warp to an intermediate square (at most 4x the output), then area-resize: no aliasing
-    # when a large face is shrunk to a small input.
+    src = grey
+    lm_src = lm
+    if side > 4 * size:
+        # A large face: area-shrink the region the crop can reach (a square of side*sqrt(2)
+        # about the centre) to 4x the output first, so that the warp does not alias.
+        half = side * 0.75
+        x0, y0 = max(0, int(math.floor(cx - half))), max(0, int(math.floor(cy - half)))
+        x1, y1 = min(w, int(math.ceil(cx + half))), min(h, int(math.ceil(cy + half)))
+        f = 4.0 * size / side
+        nw, nh = max(1, round((x1 - x0) * f)), max(1, round((y1 - y0) * f))
+        src = cv2.resize(grey[y0:y1, x0:x1], (nw, nh), interpolation=cv2.INTER_AREA)
+        fx, fy = nw / (x1 - x0), nh / (y1 - y0)
+        cx, cy, side = (cx - x0) * fx, (cy - y0) * fy, side * fx
+        if lm is not None:
+            lm_src = (lm - [x0, y0]) * [fx, fy]
+    # Warp to an intermediate square (at most 4x the output), then area-resize.
     inter = int(min(max(size, round(side)), 4 * size))
     m = cv2.getRotationMatrix2D((cx, cy), angle, inter / side)
     m[0, 2] += inter / 2.0 - cx
     m[1, 2] += inter / 2.0 - cy
-    crop = cv2.warpAffine(grey, m, (inter, inter), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    crop = cv2.warpAffine(src, m, (inter, inter), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if inter != size:
         crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
     out_lm = None
     if lm is not None:
-        pts = lm @ m[:, :2].T + m[:, 2]
+        pts = lm_src @ m[:, :2].T + m[:, 2]
         out_lm = (pts * (size / inter)).astype(np.float32)
     return FaceCrop(
         image=np.ascontiguousarray(crop, dtype=np.uint8),
