@@ -103,6 +103,18 @@ def settle(page, heading: str) -> None:
     page.wait_for_selector(IDLE)
 
 
+def shoot(page, path: Path) -> None:
+    """Screenshot of the whole view (Streamlit scrolls inside its main block, so the window is
+    made as tall as the content first)."""
+    height = page.evaluate(
+        "Math.max(...[...document.querySelectorAll('[data-testid=stMain], [data-testid=stMainBlockContainer]')]"
+        ".map(e => e.scrollHeight), 800)")
+    page.set_viewport_size({"width": 1600, "height": min(int(height) + 40, 6000)})
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(path))
+    page.set_viewport_size({"width": 1600, "height": 1000})
+
+
 def no_exceptions(page) -> None:
     assert page.locator("[data-testid=stException]").count() == 0
     assert page.locator("[data-testid=stAlertContentError]").count() == 0
@@ -114,19 +126,19 @@ def test_every_view_and_an_upload(server, page, shots_dir, face_png):
     no_exceptions(page)
     assert page.get_by_text("Mean test accuracy").count() > 0
     assert page.locator("[data-testid=stPlotlyChart]").count() >= 2
-    page.screenshot(path=str(shots_dir / "overview.png"), full_page=True)
+    shoot(page, shots_dir / "overview.png")
 
     page.goto(f"{server}/filters")
     settle(page, "Filters")
     no_exceptions(page)
-    assert page.locator("[data-testid=stImage]").count() > 8
-    page.screenshot(path=str(shots_dir / "filters.png"), full_page=True)
+    assert page.locator("[data-testid=stImage] img").count() > 8
+    shoot(page, shots_dir / "filters.png")
 
     page.goto(f"{server}/fau-map")
     settle(page, "FAU map")
     no_exceptions(page)
     page.locator("[data-testid=stPlotlyChart] .heatmaplayer, [data-testid=stPlotlyChart] .hm").first.wait_for()
-    page.screenshot(path=str(shots_dir / "fau_map.png"), full_page=True)
+    shoot(page, shots_dir / "fau_map.png")
 
     page.goto(f"{server}/upload")
     settle(page, "Upload a face")
@@ -137,7 +149,7 @@ def test_every_view_and_an_upload(server, page, shots_dir, face_png):
     no_exceptions(page)
     assert page.locator("[data-testid=stMetricValue]").first.inner_text().strip()
     assert page.locator("[data-testid=stImage] img").count() > 8  # crop, Grad-CAM and activation overlays
-    page.screenshot(path=str(shots_dir / "upload.png"), full_page=True)
+    shoot(page, shots_dir / "upload.png")
 
     for name in ("overview", "filters", "fau_map", "upload"):
         assert (shots_dir / f"{name}.png").stat().st_size > 10_000
