@@ -9,13 +9,18 @@
    predict. The expected share is the mean over the top images of P(AU present | that image's
    emotion), estimated on the whole data set. The rule is::
 
-       observed - expected >= min_excess          (0.3)
+       excess >= min_excess                        (0.5)
        and r_partial > 0 and BH(p_partial) < alpha (0.05, Benjamini-Hochberg over the layer's F x A tests)
        and the partial correlation is not weak     (>= 20 images in classes where the AU varies,
                                                     >= 5 of the rarer AU value)
 
-   where ``r_partial`` is the correlation of the activation with AU presence once the emotion is
-   held constant (:func:`fercore.confound.partial_correlation`).
+   where ``excess`` is, with ``Criteria.excess="relative"`` (default), ``(observed - expected) /
+   (1 - expected)``: the part of the gap the emotions leave that the filter closes (0 when the
+   emotions already predict every top image to show the AU); with ``excess="absolute"`` it is
+   ``observed - expected`` (use ``min_excess=0.3``). The relative form is the default because an
+   AU that comes with an emotion 85% of the time leaves at most 0.15 of absolute excess even to
+   a perfect AU detector. ``r_partial`` is the correlation of the activation with AU presence
+   once the emotion is held constant (:func:`fercore.confound.partial_correlation`).
 4. **beyond null** — the distinct top-K AU share is above the ``null_quantile`` (95th percentile)
    of the same figure over the null network's filters (same layer, same AU). The null is an
    untrained network of the same architecture (:mod:`fercore.null`).
@@ -40,6 +45,7 @@ __all__ = [
     "beyond_null",
     "best_au",
     "bh_adjust",
+    "excess_share",
     "expected_share",
     "null_threshold",
     "raw_selective",
@@ -59,7 +65,11 @@ class Criteria:
     max_base_rate : float
         The AU's base rate in the data must be below this (a common AU fills any top-K list).
     min_excess : float
-        Observed minus emotion-expected AU share of the top-K (beyond emotion).
+        Least excess of the top-K's AU share over the share its emotions predict (beyond
+        emotion), on the scale given by ``excess``.
+    excess : {"relative", "absolute"}
+        ``relative``: ``(observed - expected) / (1 - expected)``; ``absolute``:
+        ``observed - expected``.
     alpha : float
         False discovery rate of the Benjamini-Hochberg step on the partial-correlation p-values.
     null_quantile : float
@@ -68,15 +78,18 @@ class Criteria:
 
     min_share: float = 0.8
     max_base_rate: float = 0.4
-    min_excess: float = 0.3
+    min_excess: float = 0.5
     alpha: float = 0.05
     null_quantile: float = 0.95
+    excess: str = "relative"
 
     def __post_init__(self):
         for name in ("min_share", "max_base_rate", "alpha", "null_quantile"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"Criteria.{name}: expected a value in [0, 1], got {v}")
+        if self.excess not in ("relative", "absolute"):
+            raise ValueError(f"Criteria.excess: expected 'relative' or 'absolute', got {self.excess!r}")
         if not -1.0 <= self.min_excess <= 1.0:
             raise ValueError(f"Criteria.min_excess: expected a value in [-1, 1], got {self.min_excess}")
 
@@ -195,26 +208,44 @@ def raw_selective(share: np.ndarray, base_rate: np.ndarray, *, min_share: float 
         return (share >= min_share) & (base < max_base_rate)
 
 
+def excess_share(share: np.ndarray, expected: np.ndarray, *, excess: str = "relative") -> np.ndarray:
+    """(F, A) float64: how far the top-K's AU share exceeds the share its emotions predict.
+
+    ``relative``: ``(share - expected) / (1 - expected)``, NaN where ``expected`` is 1 (nothing
+    left to exceed); ``absolute``: ``share - expected``.
+    """
+    share = np.asarray(share, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    diff = share - expected
+    if excess == "absolute":
+        return diff
+    if excess != "relative":
+        raise ValueError(f"excess: expected 'relative' or 'absolute', got {excess!r}")
+    gap = 1.0 - expected
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(gap > 1e-9, diff / np.where(gap > 1e-9, gap, 1.0), np.nan)
+
+
 def beyond_emotion(
     share: np.ndarray,
     expected: np.ndarray,
     r_partial: np.ndarray,
     p_partial: np.ndarray,
     *,
-    min_excess: float = 0.3,
+    min_excess: float = 0.5,
     alpha: float = 0.05,
     weak: np.ndarray | None = None,
+    excess: str = "relative",
 ) -> np.ndarray:
     """(F, A) bool: the AU preference survives holding the emotion constant.
 
-    ``share - expected >= min_excess`` and ``r_partial > 0`` and the Benjamini-Hochberg adjusted
-    ``p_partial`` (over all finite entries passed) is below ``alpha``, and ``weak`` (A,) or (F, A)
-    is False.
+    ``excess_share(share, expected, excess=excess) >= min_excess`` and ``r_partial > 0`` and the
+    Benjamini-Hochberg adjusted ``p_partial`` (over all finite entries passed) is below
+    ``alpha``, and ``weak`` (A,) or (F, A) is False.
     """
-    share = np.asarray(share, dtype=np.float64)
     q = bh_adjust(p_partial)
     with np.errstate(invalid="ignore"):
-        out = (share - np.asarray(expected, dtype=np.float64) >= min_excess) & (np.asarray(r_partial) > 0) & (q < alpha)
+        out = (excess_share(share, expected, excess=excess) >= min_excess) & (np.asarray(r_partial) > 0) & (q < alpha)
     if weak is not None:
         out &= ~np.broadcast_to(np.asarray(weak, dtype=bool), out.shape)
     return out
@@ -380,7 +411,7 @@ def selectivity(
     distinct = raw_selective(share_distinct, base, min_share=crit.min_share, max_base_rate=crit.max_base_rate)
     be = beyond_emotion(
         share_distinct, expected, conf.r_partial, conf.p_partial,
-        min_excess=crit.min_excess, alpha=crit.alpha, weak=conf.weak_partial,
+        min_excess=crit.min_excess, alpha=crit.alpha, weak=conf.weak_partial, excess=crit.excess,
     )
     out = Selectivity(
         au_ids=conf.au_ids, base_rate=base, share_raw=share_raw, share_distinct=share_distinct,

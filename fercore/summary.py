@@ -288,8 +288,10 @@ def format_summary(summary: Summary) -> str:
         "AU-selective filters (at least one AU), run (null):",
         f"  raw            >= {c.min_share:.0%} of the top-K share an AU whose base rate is < {c.max_base_rate:.0%}",
         "  distinct       the same on the top-K list with at most one image per group",
-        f"  beyond emotion distinct share - share predicted by the top images' emotions >= {c.min_excess:.2f}, "
-        f"partial corr. given emotion > 0 with BH q < {c.alpha:g}, on >= 20 images (>= 5 of the rarer AU value)",
+        f"  beyond emotion distinct share exceeds the share the top images' emotions predict "
+        f"({c.excess} excess >= {c.min_excess:.2f}{', relative = (obs - exp) / (1 - exp)' if c.excess == 'relative' else ''}),",
+        f"                 and the partial corr. given emotion is > 0 with BH q < {c.alpha:g}, "
+        "on >= 20 images (>= 5 of the rarer AU value)",
         f"  beyond null    distinct share above the null's {c.null_quantile * 100:.0f}th percentile (same layer, same AU)",
         "  all            every criterion at once",
         "",

@@ -207,3 +207,15 @@ def test_null_badge_text():
 
     assert null_badge_text(0.5, 0.7).endswith("✗ not above null")
     assert null_badge_text(0.5, float("nan")) == "0.50 · no null"
+
+
+def test_excess_share_relative_and_absolute():
+    from fercore.selectivity import excess_share
+
+    share = np.array([[1.0, 0.5, 1.0]])
+    expected = np.array([[0.8, 0.5, 1.0]])
+    rel = excess_share(share, expected)
+    assert rel[0, 0] == pytest.approx(1.0) and rel[0, 1] == 0.0 and np.isnan(rel[0, 2])
+    assert excess_share(share, expected, excess="absolute")[0, 0] == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="excess"):
+        Criteria(excess="ratio")

@@ -28,7 +28,7 @@ CRITERIA_CAPTION = (
     "**raw**: at least {share:.0%} of the filter's top-K images share an AU whose base rate is below "
     "{base:.0%}. **distinct**: the same when each sequence (else subject) counts once in the top-K. "
     "**beyond emotion**: the AU share of the distinct top-K exceeds what those images' emotions "
-    "predict by at least {excess:.2f}, and the correlation with the AU stays positive once the emotion "
+    "predict ({kind} excess at least {excess:.2f}), and the correlation with the AU stays positive once the emotion "
     "is held constant (Benjamini-Hochberg q < {alpha:g}, at least 20 images). **beyond null**: the "
     "distinct AU share is above the {q:.0f}th percentile of an untrained network of the same "
     "architecture (same layer, same AU). **all**: every criterion. Numbers in brackets are the null "
@@ -39,7 +39,7 @@ CRITERIA_CAPTION = (
 def criteria_caption(criteria) -> str:
     """The caption text for a :class:`fercore.selectivity.Criteria`."""
     return CRITERIA_CAPTION.format(share=criteria.min_share, base=criteria.max_base_rate,
-                                   excess=criteria.min_excess, alpha=criteria.alpha,
+                                   excess=criteria.min_excess, kind=criteria.excess, alpha=criteria.alpha,
                                    q=criteria.null_quantile * 100)
 
 
