@@ -447,3 +447,15 @@ def test_cli_import_bad_input_is_one_line_error(tmp_path, capsys):
     assert cli_main(["import", "tfd", str(tmp_path / "none.mat"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "none.mat" in err and "Traceback" not in err
+
+
+def test_ckplus_missing_facs_file_gives_unknown_aus(tmp_path, face_photo):
+    root = _write_ckplus(tmp_path / "ck", face_photo, landmarks=False)
+    (root / "FACS" / "S011" / "003" / "S011_003_00000005_facs.txt").unlink()
+    res = load_ckplus(root, options=PreprocessOptions(size=48))
+    fs = res.faceset
+    s011 = fs.subjects == "S011"
+    assert np.isnan(fs.aus[s011 & (fs.labels > 0)]).all()  # emotion frames: unknown
+    assert (fs.aus[s011 & (fs.labels == 0)] == 0).all()  # neutral frame: absent by protocol
+    assert 26 not in fs.au_ids  # only AUs that occur in the FACS files
+    assert "0 FACS files, expected 1" in res.summary()
