@@ -13,7 +13,7 @@ from ..util import Progress, no_progress
 from .identity import random_identity, random_nuisance
 from .render import DRAWN_AUS, render_face
 
-__all__ = ["CORE_AUS", "generate_faceset", "montage", "sample_expression"]
+__all__ = ["CONFLICTS", "CORE_AUS", "generate_faceset", "montage", "sample_expression"]
 
 GENERATOR_VERSION = 1
 
@@ -28,6 +28,15 @@ CORE_AUS: dict[str, tuple[int, ...]] = {
     "happy": (12,),
     "sadness": (15,),
     "surprise": (2,),
+}
+
+
+#: Extra AUs are not added beside these: the lips cannot part (25) where the jaw already drops
+#: them apart (26) or the lower lip is pulled down (16), nor be pressed (24) or tightened (23)
+#: while open, nor the chin boss raised (17) while the jaw drops.
+CONFLICTS: dict[int, set[int]] = {
+    25: {16, 26}, 24: {16, 25, 26}, 23: {16, 25, 26}, 17: {16, 25, 26},
+    26: {17, 23, 24, 25}, 16: {17, 23, 24, 25},
 }
 
 
@@ -46,7 +55,7 @@ def sample_expression(
     ``v * p_drop`` (at least two prototype AUs stay where the prototype has two or more), each
     intensity moves by -1, 0 or +1 with probability v (kept within 1-5), zero to two extra AUs
     are added (each with probability ``v * p_extra``, half that for neutral) at intensity 1-3,
-    and a one-sided AU shows on either side with equal odds. With v = 0 the AUs are exactly the
+    never beside an AU they cannot show with (:data:`CONFLICTS`), and a one-sided AU shows on either side with equal odds. With v = 0 the AUs are exactly the
     prototype's: the emotion fully determines them.
 
     Returns
@@ -75,11 +84,11 @@ def sample_expression(
             k += int(rng.integers(-1, 2))
         aus[a] = int(min(5, max(1, k)))
     pe = v * p_extra * (0.5 if emotion == "neutral" else 1.0)
-    pool = [a for a in DRAWN_AUS if a not in proto]
     for _ in range(2):
         if rng.random() < pe:
-            a = int(pool[rng.integers(len(pool))])
-            aus.setdefault(a, int(rng.integers(1, 4)))
+            pool = [a for a in DRAWN_AUS if a not in proto and a not in aus and not (CONFLICTS.get(a, set()) & set(aus))]
+            if pool:
+                aus[int(pool[rng.integers(len(pool))])] = int(rng.integers(1, 4))
     side = "R" if rng.random() < 0.5 else "L"
     sides = {a: side for a in proto_sides if a in aus}
     return aus, sides
