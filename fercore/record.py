@@ -240,19 +240,28 @@ def _fill_patches_and_deconv(model, fs: FaceSet, lists: dict, geos: dict, *, in_
             unit = model_inputs(fs.images[chunk], in_size=in_size, method="none") + 0.5
             pix = np.clip(np.round(unit[:, 0].numpy() * 255.0), 0, 255).astype(np.uint8)  # (B, S, S)
             switches = forward_switches(model, x, deepest)
-            for (name, _key), arr in lists.items():
+            for (name, key), arr in lists.items():
                 rf = geos[name].rf
                 sel = np.isin(arr["index"], chunk)
                 if not sel.any():
                     continue
                 fi, ki = np.nonzero(sel)
                 local = np.searchsorted(chunk, arr["index"][fi, ki])
-                box = arr["box"][fi, ki]
-                arr["patch"][fi, ki] = _cut(pix, local, box, rf)
-                proj = deconv_project(model, x, name, torch.from_numpy(local), torch.from_numpy(fi),
-                                      torch.from_numpy(arr["pos"][fi, ki].astype(np.int64)),
-                                      torch.from_numpy(arr["activation"][fi, ki]), switches=switches)
-                arr["deconv"][fi, ki] = proj.numpy().astype(np.float16)
+                arr["patch"][fi, ki] = _cut(pix, local, arr["box"][fi, ki], rf)
+                todo = np.ones(len(fi), bool)
+                if key == "topk_distinct":  # an entry also in the raw list has the same projection
+                    raw = lists[(name, "topk")]
+                    same = raw["index"][fi] == arr["index"][fi, ki][:, None]  # (P, K)
+                    hit = same.any(1)
+                    kr = same.argmax(1)
+                    arr["deconv"][fi[hit], ki[hit]] = raw["deconv"][fi[hit], kr[hit]]
+                    todo = ~hit
+                if todo.any():
+                    f_, k_ = fi[todo], ki[todo]
+                    proj = deconv_project(model, x, name, torch.from_numpy(local[todo]), torch.from_numpy(f_),
+                                          torch.from_numpy(arr["pos"][f_, k_].astype(np.int64)),
+                                          torch.from_numpy(arr["activation"][f_, k_]), switches=switches)
+                    arr["deconv"][f_, k_] = proj.numpy().astype(np.float16)
             progress(min(s + batch_size, total), total, "deconv")
 
 

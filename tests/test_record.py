@@ -92,6 +92,18 @@ def test_topk_matches_max_matrix_and_patches_are_image_crops(tmp_path):
                         for xx in (x0, (x0 + x1) // 2, x1):
                             want = img[yy, xx] if 0 <= yy < 16 and 0 <= xx < 16 else 0
                             assert patch[fi, ki, yy - y0, xx - x0] == want
+            # deconv entries are the projections of those activations; shared ones are reused
+            dec = g["topk/deconv"][()].astype(np.float32)
+            proj = deconv_project(model, x, layer, torch.from_numpy(idx[:, 0]), torch.arange(full.shape[1]),
+                                  torch.from_numpy(pos[:, 0].astype(np.int64)),
+                                  torch.from_numpy(g["topk/activation"][:, 0]))
+            np.testing.assert_allclose(dec[:, 0], proj.numpy(), rtol=2e-3, atol=2e-3 * float(np.abs(dec).max()))
+            ddec, dindex = g["topk_distinct/deconv"][()].astype(np.float32), g["topk_distinct/index"][()]
+            for fi in range(full.shape[1]):
+                for ki in range(5):
+                    hit = np.nonzero(idx[fi] == dindex[fi, ki])[0]
+                    if len(hit):
+                        np.testing.assert_array_equal(ddec[fi, ki], dec[fi, hit[0]])
             # distinct lists never hold two images of one group
             didx = g["topk_distinct/index"][()]
             for row in didx:

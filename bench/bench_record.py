@@ -1,0 +1,166 @@
+"""Recording speed and memory.
+
+1. Throughput: ``record_model`` against a bare forward pass (``model(x)`` under ``no_grad``)
+   over the same images and batch size, in one process, alternating runs; the ratio
+   bare time / record time (target >= 0.75) is printed for the streaming pass alone and for the
+   whole recording (streaming + patches/deconvnet of the top-K + writing the file).
+2. Memory: the peak traced memory (tracemalloc: numpy and Python allocations; torch's own
+   allocator is not traced, but its per-batch buffers do not depend on N) of ``record_model``
+   over N and over 4N images, each in a fresh subprocess, against the growth of the N x F
+   float16 max-activation matrices (3N x F_total x 2 bytes). The peak resident set size of each
+   subprocess (``resource.getrusage``) is printed too, minus the FaceSet's own images.
+
+The model is the ``phantom-default`` network (zero-bias CNN, width 0.25, 48 px, 8 classes),
+freshly initialised; the images are the default phantom's first N (4N) faces when the phantom is
+built, else random noise.
+
+Run: ``python bench/bench_record.py [--n 1024] [--batch-size 128] [--repeats 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _faceset(n: int, size: int = 48, seed: int = 0):
+    """The first ``n`` faces of the default phantom when it is built (``cache/datasets``), else noise."""
+    from fercore.faceset import FaceSet
+    from fercore.pipeline import phantom_path
+    from fercore.presets import DEFAULT_PHANTOM
+    from fercore.store.faceset_h5 import load_faceset
+
+    path = phantom_path(DEFAULT_PHANTOM)
+    if path.exists() and DEFAULT_PHANTOM["size"] == size:
+        fs = load_faceset(path)
+        if len(fs) >= n:
+            sub = fs.subset(np.arange(n))
+            sub.meta = {"content_hash": f"bench-phantom-{n}", "source": "phantom"}
+            return sub
+
+    rng = np.random.default_rng(seed)
+    fs = FaceSet(images=rng.integers(0, 256, (n, size, size), dtype=np.uint8), labels=np.arange(n) % 8,
+                 class_names=tuple(f"c{i}" for i in range(8)), aus=np.zeros((n, 0), np.float32),
+                 au_ids=np.zeros(0), subjects=np.array([f"s{i // 16}" for i in range(n)]),
+                 folds=np.arange(n) % 10)
+    fs.meta["content_hash"] = f"bench-{n}-{seed}"
+    return fs
+
+
+def _model(size: int = 48):
+    from fercore.models import ModelSpec, build_model
+
+    return build_model(ModelSpec(arch="zero_bias", in_size=size, n_classes=8, width=0.25)).eval()
+
+
+def throughput(n: int, batch_size: int, repeats: int) -> None:
+    import torch
+
+    from fercore.record import model_inputs, record_model
+
+    fs, model = _faceset(n), _model()
+    tmp = Path(tempfile.mkdtemp())
+
+    def bare() -> float:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            for s in range(0, n, batch_size):
+                model(model_inputs(fs.images[s:s + batch_size], in_size=48, method="standardize"))
+        return time.perf_counter() - t0
+
+    def rec() -> tuple[float, float]:
+        marks = {}
+
+        def progress(done, total, stage):
+            marks.setdefault(stage, time.perf_counter())
+
+        t0 = time.perf_counter()
+        record_model(model, fs, tmp / "r.h5", normalize_method="standardize", k=16, batch_size=batch_size,
+                     progress=progress)
+        t1 = time.perf_counter()
+        return marks["deconv"] - t0, t1 - t0
+
+    bare()  # warm up
+    b, s, w = [], [], []
+    for _ in range(repeats):
+        b.append(bare())
+        st, whole = rec()
+        s.append(st)
+        w.append(whole)
+    b_, s_, w_ = min(b), min(s), min(w)
+    print(f"throughput, {n} {fs.meta.get('source', 'noise')} images 48x48, batch {batch_size}, torch threads {torch.get_num_threads()}, "
+          f"best of {repeats}:")
+    print(f"  bare forward        {b_:7.3f} s  {n / b_:8.0f} images/s")
+    print(f"  record, streaming   {s_:7.3f} s  {n / s_:8.0f} images/s  ratio {b_ / s_:.2f}")
+    print(f"  record, whole       {w_:7.3f} s  {n / w_:8.0f} images/s  ratio {b_ / w_:.2f} "
+          f"(+ patches/deconv of the top-16 and writing records.h5)")
+
+
+def _memory_child(n: int, batch_size: int) -> None:
+    import resource
+    import tracemalloc
+
+    from fercore.models import conv_layers, resolve_layer
+    from fercore.record import record_model
+
+    fs, model = _faceset(n), _model()
+    f_total = sum(resolve_layer(model, name).out_channels for name in conv_layers(model))
+    tmp = Path(tempfile.mkdtemp())
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    record_model(model, fs, tmp / "r.h5", normalize_method="standardize", k=16, batch_size=batch_size)
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"n": n, "peak": peak, "rss_peak": rss, "rss_before": rss0, "f_total": f_total,
+                      "images": fs.images.nbytes, "source": fs.meta.get("source", "noise")}))
+
+
+def memory(n: int, batch_size: int) -> None:
+    res = {}
+    for m in (n, 4 * n):
+        out = subprocess.run([sys.executable, __file__, "--child", str(m), "--batch-size", str(batch_size)],
+                             capture_output=True, text=True, check=True, env=dict(os.environ))
+        res[m] = json.loads(out.stdout.strip().splitlines()[-1])
+    a, b = res[n], res[4 * n]
+    growth = 3 * n * a["f_total"] * 2
+    diff = b["peak"] - a["peak"]
+    mib = 1 / 2**20
+    print(f"memory, N = {n} and 4N = {4 * n} {a['source']} images (F_total = {a['f_total']} filters over the conv layers):")
+    print(f"  traced peak during record_model: N {a['peak'] * mib:.2f} MiB, 4N {b['peak'] * mib:.2f} MiB, "
+          f"difference {diff * mib:.3f} MiB")
+    print(f"  growth of the N x F float16 matrices (3N x F x 2 bytes): {growth * mib:.3f} MiB -> "
+          f"{'OK' if diff <= growth else 'EXCEEDS'} (difference / matrix growth = {diff / growth:.2f})")
+    rss_a = a["rss_peak"] - a["images"]
+    rss_b = b["rss_peak"] - b["images"]
+    print(f"  peak RSS minus the FaceSet images: N {rss_a * mib:.1f} MiB, 4N {rss_b * mib:.1f} MiB, "
+          f"difference {(rss_b - rss_a) * mib:.1f} MiB (whole process incl. torch; noisy)")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=600, help="N (the memory test also runs 4N)")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        _memory_child(args.child, args.batch_size)
+        return 0
+    throughput(args.n, args.batch_size, args.repeats)
+    memory(args.n, args.batch_size)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
