@@ -143,11 +143,12 @@ def _open_rows(path: Path, header: tuple[str, ...], name: str):
 
 def _count_lines(path: Path) -> int:
     """Number of lines (for the progress bar; a fast byte scan, no parsing)."""
-    n = 0
+    n, last = 0, b"\n"
     with open(path, "rb") as f:
         while block := f.read(1 << 22):
             n += block.count(b"\n")
-    return n
+            last = block[-1:]
+    return n + (last != b"\n")
 
 
 def _parse_pixels(text: str) -> np.ndarray | str:
@@ -207,6 +208,9 @@ def load_fer2013(csv_path: str | os.PathLike, *, ferplus: str | os.PathLike | No
         plus_rows = list(_open_rows(ferplus, ("Usage", "Image name", *FERPLUS_COLUMNS), "fer2013new.csv"))
     rows = _open_rows(csv_path, ("emotion", "pixels", "Usage"), "fer2013.csv")
     total = _count_lines(csv_path) - 1
+    if plus_rows is not None and len(plus_rows) != total:
+        raise ValueError(f"{ferplus}: {len(plus_rows)} data rows, but {csv_path} has {total}; "
+                         f"fer2013new.csv must list the same images in the same order")
     ls = label_set("ferplus" if ferplus is not None else "fer2013")
     tally = _Tally(options)
     skipped: list[tuple[str, str]] = []
@@ -283,7 +287,7 @@ def load_fer2013(csv_path: str | os.PathLike, *, ferplus: str | os.PathLike | No
             continue
         images.append(crop.image)
         labels.append(label)
-        subjects.append(str(line - 2))
+        subjects.append(str(k))
         splits.append(USAGE[usage])
     if plus_rows is not None and n_rows != len(plus_rows):
         raise ValueError(f"{ferplus}: {len(plus_rows)} data rows, but {csv_path} has {n_rows}; "
