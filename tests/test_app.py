@@ -17,6 +17,19 @@ REPO = Path(__file__).resolve().parent.parent
 MAIN = str(REPO / "app" / "main.py")
 
 
+@pytest.fixture(autouse=True)
+def _keep_cache_env():
+    """``app()`` points FERCORE_CACHE at a test's cache; put the session's value back after."""
+    import os
+
+    old = os.environ.get("FERCORE_CACHE")
+    yield
+    if old is None:
+        os.environ.pop("FERCORE_CACHE", None)
+    else:
+        os.environ["FERCORE_CACHE"] = old
+
+
 def app(cache) -> AppTest:
     """A fresh AppTest of the dashboard over ``cache`` (Streamlit's caches emptied first)."""
     import os
@@ -219,3 +232,62 @@ def test_several_faces_use_the_largest(tiny_cache, face_png):
     at = _upload(_upload_page(tiny_cache), "two.png", _img_bytes(Image.fromarray(canvas), "PNG"))
     assert_clean(at)
     assert "faces found in two.png; the largest one is analysed" in " ".join(i.value for i in at.info)
+
+
+# ------------------------------------------------------------------------ building and rebuilding
+def test_empty_cache_builds_the_default_with_a_progress_bar(tiny_cache, tiny_run, tmp_path, monkeypatch):
+    import shutil
+
+    import fercore.pipeline
+
+    calls = []
+
+    def fake_build(*, progress=None):  # the tiny run stands in for the default (same stages, smaller)
+        for done in range(0, 4001, 1000):
+            progress(done, 4000, "stage")
+        calls.append(1)
+        dest = tmp_path / "runs" / tiny_run.name
+        shutil.copytree(tiny_run, dest)
+        return dest
+
+    monkeypatch.setattr(fercore.pipeline, "build_default", fake_build)
+    at = app(tmp_path)
+    at.run()
+    assert calls == [1]
+    assert_clean(at)
+    assert any(t.value == "Overview" for t in at.title)
+    assert at.sidebar.selectbox(key="run_picker").value == str(tmp_path / "runs" / tiny_run.name)
+
+
+def test_rebuild_button_records_and_analyses_again(tiny_run, tmp_path):
+    import shutil
+
+    dest = tmp_path / "runs" / tiny_run.name
+    shutil.copytree(tiny_run, dest)
+    (dest / "records.h5").unlink()
+    at = app(tmp_path)
+    at.run()
+    assert "records.h5 missing" in " ".join(e.value for e in at.error)
+    at.button(key="rebuild_records").click().run()
+    at.run()
+    assert_clean(at)
+    assert (dest / "records.h5").exists()
+    assert "Mean test accuracy" in at.metric[0].label
+
+
+def test_build_run_is_cached_and_reports_progress_to_the_end(tiny_cache, tiny_run):
+    import time
+
+    from conftest import TINY_K, TINY_PHANTOM, TINY_TRAIN
+
+    from fercore.pipeline import build_run, phantom_path
+
+    seen = []
+    t0 = time.perf_counter()
+    again = build_run(phantom=TINY_PHANTOM, train_options=TINY_TRAIN, k=TINY_K,
+                      progress=lambda d, t, s: seen.append((d, t, s)))
+    assert time.perf_counter() - t0 < 10  # every stage a cache hit
+    assert again == tiny_run
+    assert seen[-1][0] == seen[-1][1] and len({t for _, t, _ in seen}) == 1
+    assert phantom_path(TINY_PHANTOM).exists() and phantom_path(TINY_PHANTOM).parent == tiny_cache / "datasets"
+    assert phantom_path(TINY_PHANTOM) != phantom_path({**TINY_PHANTOM, "seed": 1})

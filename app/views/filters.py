@@ -47,7 +47,7 @@ st.session_state["sel_filter"] = f
 t = loaders.topk(run_dir, stamp, layer, f, distinct)
 st.subheader(f"{layer} filter #{f}: top {len(t['index'])} images" + (" (distinct)" if distinct else ""))
 size = fs.size
-scale = max(1, 144 // size)
+scale = max(1, 128 // size)
 patch_imgs, src_imgs, deconv_imgs, caps, src_caps = [], [], [], [], []
 for i in range(len(t["index"])):
     idx = int(t["index"][i])
@@ -63,7 +63,7 @@ for i in range(len(t["index"])):
 st.markdown("**Top patches** (activation values)")
 st.image(patch_imgs, caption=caps, width=96)
 st.markdown("**Source images** with the receptive field box, label and AUs")
-st.image(src_imgs, caption=src_caps, width=150)
+st.image(src_imgs, caption=src_caps, width=128)
 st.markdown("**Deconvnet projections**")
 st.image(deconv_imgs, caption=caps, width=96)
 ui.png_button("Top-K sources (PNG)", figures.png_bytes(figures.tile(src_imgs, cols=8)), f"{layer}_{f}_topk.png", "dl_topk")

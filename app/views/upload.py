@@ -74,8 +74,8 @@ with c3:
         f"{c},{p:.5f}" for c, p in zip(a["class_names"], a["probs"], strict=True)), "probabilities.csv", "dl_probs")
 
 st.subheader("Grad-CAM per class")
-cams = [figures.resize(figures.overlay(face, a["gradcam"][c]), 160) for c in a["class_names"]]
-st.image(cams, caption=[f"{c} ({p:.2f})" for c, p in zip(a["class_names"], a["probs"], strict=True)], width=160)
+cams = [figures.resize(figures.overlay(face, a["gradcam"][c]), 128) for c in a["class_names"]]
+st.image(cams, caption=[f"{c} ({p:.2f})" for c, p in zip(a["class_names"], a["probs"], strict=True)], width=128)
 ui.png_button("Grad-CAM (PNG)", figures.png_bytes(figures.tile(cams, cols=len(cams))), "gradcam.png", "dl_cam")
 
 st.subheader("Activation maps on the face")
@@ -100,5 +100,5 @@ for f, v in a["top_filters"][layer][:4]:
         st.markdown(f"**#{f}** activation {v:.2f} on this face; its top-K patches in the data set:")
         st.image([figures.resize(p, 72) for p in t["patch"]], caption=[f"{x:.2f}" for x in t["activation"]], width=72)
     with cols[1]:
-        st.markdown("AU profile (top-K share vs base rate): " + ", ".join(
-            f"{au_labels[j]} {share[j]:.2f} vs {stats['base_rate'][j]:.2f}" for j in best))
+        st.markdown("Its AUs most above the base rate (share of its top-K images with the AU, vs base rate):")
+        st.markdown("\n".join(f"- {au_labels[j]}: **{share[j]:.2f}** vs {stats['base_rate'][j]:.2f}" for j in best))
