@@ -22,7 +22,7 @@ from fercore.datasets import (
     subject_folds,
 )
 from fercore.facs import label_set
-from fercore.preprocess import PreprocessOptions
+from fercore.preprocess import PreprocessOptions, options_from_meta
 from fercore.store.faceset_h5 import load_faceset
 
 FAST = PreprocessOptions(size=48, detect=False, align=False, normalize="none")
@@ -428,6 +428,7 @@ def test_import_is_cached_and_roundtrips(tmp_path, monkeypatch):
     assert a.path.parent == tmp_path / "cache" / "datasets" and a.path.name.startswith("fer2013-")
     fs = load_faceset(a.path)
     assert len(fs) == 30 and fs.meta["preprocess"] == FAST.to_dict()
+    assert options_from_meta(fs.meta) == FAST  # an upload can be processed the same way
     c = import_dataset("fer2013", p, options=PreprocessOptions(size=32, detect=False, align=False))
     assert not c.cached and c.path != a.path
 
@@ -459,3 +460,15 @@ def test_ckplus_missing_facs_file_gives_unknown_aus(tmp_path, face_photo):
     assert (fs.aus[s011 & (fs.labels == 0)] == 0).all()  # neutral frame: absent by protocol
     assert 26 not in fs.au_ids  # only AUs that occur in the FACS files
     assert "0 FACS files, expected 1" in res.summary()
+
+
+def test_cli_import_folder_with_preprocessing_flags(tmp_path, face_photo, capsys):
+    root = _write_folder(tmp_path / "tree", face_photo)
+    out = tmp_path / "faces.h5"
+    argv = ["import", "folder", str(root), "--out", str(out), "--size", "32", "--detect", "no",
+            "--align", "no", "--subject-pattern", r"^(s\d+)_", "--folds", "2", "--quiet"]
+    assert cli_main(argv) == 0
+    fs = load_faceset(out)
+    assert fs.images.shape == (4, 32, 32) and sorted(set(fs.subjects)) == ["s01", "s02", "s03"]
+    assert options_from_meta(fs.meta) == PreprocessOptions(size=32, detect=False, align=False)
+    assert "notes.txt" in capsys.readouterr().out  # the skipped file is listed
