@@ -14,7 +14,7 @@ AU not in the file is 0 (absent), since CK+ codes the peak frame exhaustively. T
 neutral by protocol, so all its AUs are 0, not unknown. CK+ writes intensity 0 for an AU that is
 present but whose intensity was not coded; such AUs are stored as 1 (present, intensity
 unknown; ``meta["au_uncoded_intensity"]``). The AU columns are the AUs occurring in the FACS
-files, sorted. Eight classes (``ckplus8``) or six (``ckplus6``: neutral frames and contempt
+files of the imported sequences, sorted. Eight classes (``ckplus8``) or six (``ckplus6``: neutral frames and contempt
 sequences dropped). Folds: subjects sorted, subject i goes to fold i mod 10.
 """
 
