@@ -6,11 +6,14 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # the dashboard package `app` lives at the repository root
+    sys.path.insert(0, str(REPO))
 
 #: The tiny run: 200 phantom faces of 48 px, a zero-bias CNN at 1/8 width, 2 of the folds,
 #: 2 epochs, top-8 per filter. Built in well under a minute on two CPU cores.
