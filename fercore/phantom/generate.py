@@ -38,6 +38,15 @@ CONFLICTS: dict[int, set[int]] = {
     25: {16, 26}, 24: {16, 25, 26}, 23: {16, 25, 26}, 17: {16, 25, 26},
     26: {17, 23, 24, 25}, 16: {17, 23, 24, 25},
 }
+_CONFLICTS = {a: {b for b in DRAWN_AUS if b in CONFLICTS.get(a, ()) or a in CONFLICTS.get(b, ())} for a in DRAWN_AUS}
+
+
+def _lips_part(aus: dict[int, int]) -> dict[int, int]:
+    """Code AU25 wherever AU26 or AU16 draws the lips apart (as FACS coders do: 25+26, 16+25)."""
+    opener = max(aus.get(26, 0), aus.get(16, 0))
+    if opener and 25 not in aus:
+        aus[25] = opener
+    return aus
 
 
 def sample_expression(
@@ -55,8 +64,10 @@ def sample_expression(
     ``v * p_drop`` (at least two prototype AUs stay where the prototype has two or more), each
     intensity moves by -1, 0 or +1 with probability v (kept within 1-5), zero to two extra AUs
     are added (each with probability ``v * p_extra``, half that for neutral) at intensity 1-3,
-    never beside an AU they cannot show with (:data:`CONFLICTS`), and a one-sided AU shows on either side with equal odds. With v = 0 the AUs are exactly the
-    prototype's: the emotion fully determines them.
+    never beside an AU they cannot show with (:data:`CONFLICTS`), and a one-sided AU shows on
+    either side with equal odds. With v = 0 the AUs are exactly the prototype's: the emotion
+    fully determines them. In both cases AU25 (lips part) is coded, and drawn, wherever AU26 or
+    AU16 opens the mouth, at the opener's intensity, as FACS coders code 25+26 and 16+25.
 
     Returns
     -------
@@ -69,7 +80,7 @@ def sample_expression(
     proto_sides = facs.PROTOTYPE_SIDES.get(emotion, {})
     v = float(au_variation)
     if v <= 0:
-        return dict(proto), dict(proto_sides)
+        return _lips_part(dict(proto)), dict(proto_sides)
     core = set(CORE_AUS.get(emotion, ()))
     kept = [a for a in proto if a in core or rng.random() >= v * p_drop]
     need = min(2, len(proto))
@@ -86,9 +97,10 @@ def sample_expression(
     pe = v * p_extra * (0.5 if emotion == "neutral" else 1.0)
     for _ in range(2):
         if rng.random() < pe:
-            pool = [a for a in DRAWN_AUS if a not in proto and a not in aus and not (CONFLICTS.get(a, set()) & set(aus))]
+            pool = [a for a in DRAWN_AUS if a not in proto and a not in aus and not (_CONFLICTS[a] & aus.keys())]
             if pool:
                 aus[int(pool[rng.integers(len(pool))])] = int(rng.integers(1, 4))
+    _lips_part(aus)
     side = "R" if rng.random() < 0.5 else "L"
     sides = {a: side for a in proto_sides if a in aus}
     return aus, sides

@@ -532,7 +532,7 @@ def _draw_mouth(cv: _Canvas, idn: Identity, lm: np.ndarray, m: dict[int, tuple[f
         # drawn next cover whatever of the teeth lies outside the opening
         cv.poly(_smooth(inner, 3, closed=True), skin * 0.16)
         up = _smooth(inner[[0, 1, 2, 3, 4]], 3)
-        teeth_h = min(0.07, 0.6 * (gap - 0.06))
+        teeth_h = min(0.07, 0.6 * (gap - 0.1))
         if teeth_h > 0.01:
             cv.poly(np.concatenate([up, (up + _TEETH * teeth_h)[::-1]]), min(230, skin + 45))
         if gap > 0.16:
