@@ -31,13 +31,11 @@ def _faceset(n_seq=24, per=3, size=16, seed=0):
     )
 
 
-@pytest.fixture
-def run_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("FERCORE_CACHE", str(tmp_path / "cache"))
+def _make_run(root):
     fs = _faceset()
-    fs_path = tmp_path / "faces.h5"
+    fs_path = root / "faces.h5"
     digest = save_faceset(fs, fs_path)
-    run = tmp_path / "cache" / "runs" / "tiny-run-abcdef12"
+    run = root / "runs" / "tiny-run-abcdef12"
     (run / "weights").mkdir(parents=True)
     model = build_model(ModelSpec(arch="zero_bias", in_size=16, n_classes=3, width=0.1, init_seed=0))
     torch.save(model.state_dict(), run / "weights" / "fold0.pt")
@@ -48,15 +46,33 @@ def run_dir(tmp_path, monkeypatch):
     return run
 
 
+@pytest.fixture
+def run_dir(tmp_path):
+    """A run as training writes it (config.json, weights/fold0.pt), not yet recorded."""
+    return _make_run(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """A run recorded with k=6, and its untrained null (built once for the module)."""
+    run = _make_run(tmp_path_factory.mktemp("null"))
+    record(run, k=6)
+    from fercore.analysis import analyze
+
+    analyze(run)
+    ensure_null(run)
+    return run
+
+
 def test_null_without_records_says_what_to_run(run_dir):
     with pytest.raises(FileNotFoundError, match="fercore record"):
         ensure_null(run_dir)
 
 
-def test_untrained_null_is_same_architecture_other_seed_same_data_and_cached(run_dir):
+def test_untrained_null_is_same_architecture_other_seed_same_data_and_cached(recorded):
     from fercore.reader import open_run
 
-    record(run_dir, k=6)
+    run_dir = recorded
     out = ensure_null(run_dir)
     assert out == null_dir(run_dir) and null_status(run_dir)["recorded"]
     cfg = json.loads((out / "config.json").read_text())
@@ -76,11 +92,10 @@ def test_untrained_null_is_same_architecture_other_seed_same_data_and_cached(run
     assert os.stat(out / "records.h5").st_mtime_ns == stamp  # cached
 
 
-def test_distinct_topk_in_records_never_holds_two_frames_of_one_sequence(run_dir):
+def test_distinct_topk_in_records_never_holds_two_frames_of_one_sequence(recorded):
     from fercore.reader import open_run
 
-    record(run_dir, k=6)
-    for d in (run_dir, ensure_null(run_dir)):
+    for d in (recorded, ensure_null(recorded)):
         reader = open_run(d)
         seq = reader.faceset().sequences
         for layer in reader.layers:
@@ -90,13 +105,13 @@ def test_distinct_topk_in_records_never_holds_two_frames_of_one_sequence(run_dir
                 assert len(set(seq[idx])) == len(idx)
 
 
-def test_summary_counts_every_layer_next_to_the_null(run_dir):
+def test_summary_counts_every_layer_next_to_the_null(recorded):
     from fercore.cli import main
     from fercore.reader import open_run
     from fercore.selectivity import CRITERIA_NAMES
     from fercore.summary import format_summary, summarize
 
-    record(run_dir, k=6)
+    run_dir = recorded
     s = summarize(run_dir)
     reader = open_run(run_dir)
     assert [r.layer for r in s.rows] == reader.layers
@@ -112,6 +127,7 @@ def test_summary_counts_every_layer_next_to_the_null(run_dir):
     for layer in reader.layers:
         assert layer in text
     assert "beyond emotion" in text and "null" in text
+    assert "KL selectivity" in text  # the records' analysis figures sit beside the null's too
     assert len(s.table()) == len(reader.layers)
     assert main(["summary", "--run", str(run_dir), "--quiet"]) == 0
 
