@@ -129,31 +129,38 @@ def analyze_face(reader, face: np.ndarray, *, top: int = 8) -> FaceAnalysis:
     x = model_inputs(face[None], in_size=model.spec.in_size, method=_normalize_method(reader))
 
     acts: dict[str, torch.Tensor] = {}
-    with torch.enable_grad():
+    children = list(model.features.named_children())
+    cut = next(t for t, (name, _) in enumerate(children) if f"features.{name}" == last) + 1
+    with torch.no_grad():
         h = x
-        target = None
-        for name, m in model.features.named_children():
+        for name, m in children[:cut]:
             h = m(h)
-            full = f"features.{name}"
-            if full == last:
-                h.requires_grad_(True)
-                target = h
-            if full in layers or full == last:
-                acts[full] = h
-        logits = model.classifier(torch.flatten(h, 1))[0]  # (C,)
-        probs = torch.softmax(logits, 0).detach().numpy().astype(np.float32)
-        n_classes = logits.shape[0]
-        cams = {}
-        names = tuple(reader.class_names) if len(reader.class_names) == n_classes else tuple(
-            reader.config.get("class_names", [f"class {i}" for i in range(n_classes)]))
-        size = face.shape[0]
-        for c in range(n_classes):
-            (g,) = torch.autograd.grad(logits[c], target, retain_graph=c < n_classes - 1)
-            weights = g[0].mean(dim=(1, 2))  # (F,)
-            cam = F.relu((weights[:, None, None] * target[0].detach()).sum(0))  # (h, w)
-            cam = F.interpolate(cam[None, None], size=(size, size), mode="bilinear", align_corners=False)[0, 0]
-            mx = float(cam.max())
-            cams[names[c]] = (cam / mx if mx > 0 else torch.zeros_like(cam)).clamp(0, 1).numpy().astype(np.float32)
+            if f"features.{name}" in layers:
+                acts[f"features.{name}"] = h
+        target = h  # (1, F, h, w) last conv output
+
+    def head(t: torch.Tensor) -> torch.Tensor:  # last conv output -> logits
+        for _, m in children[cut:]:
+            t = m(t)
+        return model.classifier(torch.flatten(t, 1))
+
+    with torch.no_grad():
+        logits = head(target)[0]  # (C,)
+    probs = torch.softmax(logits, 0).numpy().astype(np.float32)
+    n_classes = logits.shape[0]
+    # Grad-CAM of every class in one backward pass: copy c of the map feeds class c's logit
+    with torch.enable_grad():
+        rep = target.expand(n_classes, *target.shape[1:]).clone().requires_grad_(True)
+        (grads,) = torch.autograd.grad(head(rep).diagonal().sum(), rep)  # (C, F, h, w)
+    weights = grads.mean(dim=(2, 3))  # (C, F)
+    cam = F.relu(torch.einsum("cf,fhw->chw", weights, target[0]))  # (C, h, w)
+    size = face.shape[0]
+    cam = F.interpolate(cam[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+    peak = cam.flatten(1).max(1).values.clamp_min(1e-12)[:, None, None]
+    cam = torch.where(peak > 1e-12, cam / peak, torch.zeros_like(cam)).clamp(0, 1).numpy().astype(np.float32)
+    names = tuple(reader.class_names) if len(reader.class_names) == n_classes else tuple(
+        reader.config.get("class_names", [f"class {i}" for i in range(n_classes)]))
+    cams = {names[c]: cam[c] for c in range(n_classes)}
 
     activations = {name: acts[name][0].detach().numpy().astype(np.float32) for name in layers}
     top_filters = {}

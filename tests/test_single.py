@@ -51,3 +51,30 @@ def test_bad_face_is_named(reader):
         analyze_face(reader, np.zeros((16, 12), np.uint8))
     with pytest.raises(ValueError, match="uint8"):
         analyze_face(reader, np.zeros((16, 16), np.float32))
+
+
+def test_gradcam_equals_per_class_backward(reader):
+    import torch
+    import torch.nn.functional as F
+
+    from fercore.record import model_inputs
+
+    face = reader.faceset().images[5]
+    res = analyze_face(reader, face)
+    model = cached_model(reader.run_dir)
+    x = model_inputs(face[None], in_size=16, method="standardize")
+    store = {}
+    handle = model.features.conv3.register_forward_hook(lambda m, i, o: store.update(a=o))
+    try:
+        with torch.enable_grad():
+            x.requires_grad_(True)
+            logits = model(x)[0]
+            for c, name in enumerate(reader.class_names):
+                (g,) = torch.autograd.grad(logits[c], store["a"], retain_graph=True)
+                cam = F.relu((g[0].mean(dim=(1, 2))[:, None, None] * store["a"][0]).sum(0)).detach()
+                cam = F.interpolate(cam[None, None], size=(16, 16), mode="bilinear", align_corners=False)[0, 0]
+                want = (cam / cam.max()).numpy() if cam.max() > 0 else np.zeros((16, 16), np.float32)
+                np.testing.assert_allclose(res.gradcam[name], want, atol=1e-5)
+        np.testing.assert_allclose(res.probs, torch.softmax(logits, 0).detach().numpy(), atol=1e-6)
+    finally:
+        handle.remove()
