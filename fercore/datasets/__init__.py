@@ -112,9 +112,12 @@ def import_dataset(kind: str, source: str | os.PathLike, *, options: PreprocessO
     if not force and path.exists():
         try:
             info = read_faceset_info(path)
-            if info["meta"].get("import_key") == digest:
-                fs = load_faceset(path)
-                return Imported(path, True, summary_text(fs, info["meta"].get("import", {})), info["content_hash"])
+            meta = info["meta"]
+            if meta.get("import_key") == digest:
+                text = meta.get("import_summary")
+                if text is None:
+                    text = summary_text(load_faceset(path), meta.get("import", {}))
+                return Imported(path, True, text, info["content_hash"])
         except FaceSetFileError:
             pass  # unreadable or foreign: rebuild it
     loaders = {"ckplus": load_ckplus, "fer2013": load_fer2013, "tfd": load_tfd, "folder": load_folder}
@@ -122,5 +125,6 @@ def import_dataset(kind: str, source: str | os.PathLike, *, options: PreprocessO
     if len(res.faceset) == 0:
         raise ValueError(f"{source}: no images were imported\n{res.summary()}")
     res.faceset.meta["import_key"] = digest
+    res.faceset.meta["import_summary"] = res.summary()
     h = save_faceset(res.faceset, path)
     return Imported(path, False, res.summary(), h)
