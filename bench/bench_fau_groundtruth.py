@@ -53,8 +53,9 @@ def build_default_run(progress=None):
     return run_dir
 
 
-def groundtruth_table(reader, layer: str | None = None) -> list[dict]:
-    """One row per AU group: best filter of ``layer`` (default the last recorded), its shares."""
+def groundtruth_table(reader, layer: str | None = None, *, distinct: bool = False) -> list[dict]:
+    """One row per AU group: best filter of ``layer`` (default the last recorded), its shares
+    (over the raw top-K, or the distinct top-K with one image per sequence/subject)."""
     layer = layer or reader.layers[-1]
     fs = reader.faceset()
     present = fs.au_present
@@ -71,11 +72,12 @@ def groundtruth_table(reader, layer: str | None = None) -> list[dict]:
             continue
         best = None
         for f in range(nf):
-            t = reader.topk(layer, f)
+            t = reader.topk(layer, f, distinct=distinct)
             idx = t.index[t.index >= 0]
             carries = np.nanmax(present[np.ix_(idx, cols)], axis=1) > 0
             share = float(carries.mean())
-            centres = np.stack([(t.box[:, 0] + t.box[:, 2]) / 2, (t.box[:, 1] + t.box[:, 3]) / 2], 1)
+            box = t.box[t.index >= 0]
+            centres = np.stack([(box[:, 0] + box[:, 2]) / 2, (box[:, 1] + box[:, 3]) / 2], 1)
             inside = [any(bool(in_region(landmarks[i], a, centres[j:j + 1])[0]) for a in group)
                       for j, i in enumerate(idx)]
             spatial = float(np.mean(inside))
@@ -91,16 +93,18 @@ def groundtruth_table(reader, layer: str | None = None) -> list[dict]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", default=None, help="use this run instead of building the default one")
+    ap.add_argument("--layer", default=None, help="layer (default the last recorded conv layer)")
+    ap.add_argument("--distinct", action="store_true", help="use the distinct top-K (one image per group)")
     args = ap.parse_args(argv)
     from fercore.reader import open_run
 
     run_dir = args.run or build_default_run()
     reader = open_run(run_dir)
-    layer = reader.layers[-1]
-    rows = groundtruth_table(reader, layer)
+    layer = args.layer or reader.layers[-1]
+    rows = groundtruth_table(reader, layer, distinct=args.distinct)
     acc = (reader.metrics or {}).get("mean_test_accuracy", (reader.metrics or {}).get("test_accuracy"))
     print(f"\nrun {reader.name}, layer {layer} ({reader.n_filters(layer)} filters), "
-          f"top-{reader.header['k']} of {reader.header['n']} images, weights fold {reader.header['fold']}"
+          f"{'distinct ' if args.distinct else ''}top-{reader.header['k']} of {reader.header['n']} images, weights fold {reader.header['fold']}"
           + (f", mean test accuracy {acc}" if acc is not None else ""))
     print("\n| AU group | best filter | top-16 share with AU | top-16 argmax in AU region | corr | pass |")
     print("|---|---|---|---|---|---|")
