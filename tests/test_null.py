@@ -41,7 +41,7 @@ def _make_run(root):
     torch.save(model.state_dict(), run / "weights" / "fold0.pt")
     cfg = {"run_hash": "abcdef12" * 8, "name": run.name, "class_names": list(fs.class_names),
            "faceset": {"path": str(fs_path), "content_hash": digest}, "model": model.spec.to_dict(),
-           "train": {}, "normalize": "standardize"}
+           "train": {"epochs": 1, "batch_size": 16}, "normalize": "standardize"}
     (run / "config.json").write_text(json.dumps(cfg))
     return run
 
@@ -135,3 +135,24 @@ def test_summary_counts_every_layer_next_to_the_null(recorded):
 def test_unknown_null_kind_is_refused(run_dir):
     with pytest.raises(ValueError, match="untrained, shuffled"):
         ensure_null(run_dir, kind="random")
+
+
+def test_shuffled_null_trains_on_permuted_labels_and_records_on_the_run_data(recorded):
+    from fercore.null import SHUFFLE_SEED
+    from fercore.reader import open_run
+    from fercore.store.faceset_h5 import load_faceset
+
+    out = ensure_null(recorded, kind="shuffled")
+    assert out == null_dir(recorded, "shuffled")
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["null"] == "shuffled" and cfg["rounds"] == [0]
+    shuffled = load_faceset(out.parent / "shuffled-faceset.h5")
+    original = _faceset()
+    perm = np.random.default_rng(SHUFFLE_SEED).permutation(len(original))
+    np.testing.assert_array_equal(shuffled.labels, original.labels[perm])
+    np.testing.assert_array_equal(shuffled.images, original.images)
+    r, n = open_run(recorded), open_run(out)
+    assert n.header["faceset_hash"] == r.header["faceset_hash"]  # recorded on the run's own data
+    stamp = os.stat(out / "records.h5").st_mtime_ns
+    assert ensure_null(recorded, kind="shuffled") == out
+    assert os.stat(out / "records.h5").st_mtime_ns == stamp
