@@ -205,6 +205,7 @@ def summarize(
     *,
     null: str | None = "untrained",
     criteria: Criteria | None = None,
+    build_null: bool = True,
     progress: Progress | None = None,
 ) -> Summary:
     """Count AU-selective filters of every recorded layer under each control.
@@ -217,6 +218,9 @@ def summarize(
         The null network to compare with; built (recorded, analysed) when missing. None skips
         the null (``beyond_null`` and ``all`` are then 0).
     criteria : Criteria, optional
+    build_null : bool
+        When False, a null that is not recorded yet is not built and the summary goes without
+        it (``Summary.null`` is ``""``): what a dashboard view that only reads wants.
     progress : callable, optional
         Passed to :func:`fercore.null.ensure_null`, then ``progress(i, n_layers, "summary")``.
 
@@ -233,9 +237,14 @@ def summarize(
         raise FileNotFoundError(reader.records_error)
     null_reader = None
     if null is not None:
-        from fercore.null import ensure_null
+        from fercore.null import ensure_null, null_status
 
-        null_reader = open_run(ensure_null(reader.run_dir, kind=null, progress=progress))
+        if build_null:
+            null_reader = open_run(ensure_null(reader.run_dir, kind=null, progress=progress))
+        elif null_status(reader.run_dir, null)["recorded"]:
+            null_reader = open_run(null_status(reader.run_dir, null)["dir"])
+        else:
+            null = None
     fs = reader.faceset()
     groups = fs.groups
     rows, figures, sels = [], [], {}

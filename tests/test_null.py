@@ -156,3 +156,13 @@ def test_shuffled_null_trains_on_permuted_labels_and_records_on_the_run_data(rec
     stamp = os.stat(out / "records.h5").st_mtime_ns
     assert ensure_null(recorded, kind="shuffled") == out
     assert os.stat(out / "records.h5").st_mtime_ns == stamp
+
+
+def test_summary_without_building_a_missing_null(run_dir):
+    from fercore.summary import format_summary, summarize
+
+    record(run_dir, k=4, layers=["features.conv1"])
+    s = summarize(run_dir, build_null=False)
+    assert s.null == "" and not (run_dir / "null").exists()
+    assert s.rows[0].null_counts == {} and s.rows[0].counts["beyond_null"] == 0
+    assert "null network: none" in format_summary(s)
