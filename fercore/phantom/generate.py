@@ -17,17 +17,17 @@ __all__ = ["CONFLICTS", "CORE_AUS", "generate_faceset", "montage", "sample_expre
 
 GENERATOR_VERSION = 1
 
-#: The AU an expression keeps when others are dropped (the one CK+ requires for the label, or
-#: the one that tells it from its nearest neighbour).
+#: The AUs an expression keeps when others are dropped: those CK+ requires for the label, or
+#: that tell it from its nearest neighbour (fear from surprise: AU4; anger from sadness: AU23).
 CORE_AUS: dict[str, tuple[int, ...]] = {
     "neutral": (),
-    "anger": (23,),
-    "contempt": (14,),
+    "anger": (4, 23),
+    "contempt": (12, 14),
     "disgust": (9,),
     "fear": (4,),
     "happy": (12,),
-    "sadness": (15,),
-    "surprise": (2,),
+    "sadness": (1, 15),
+    "surprise": (2, 26),
 }
 
 

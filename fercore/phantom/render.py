@@ -32,12 +32,12 @@ _ONE = 1 << _SHIFT
 def magnitude(intensity: float) -> float:
     """Drawing strength 0-1 of an AU intensity 0-5 (A=1 ... E=5; 0 absent).
 
-    Trace intensities stay visible at 48 px: A draws at 1/3 of E, C at 2/3.
+    Trace intensities stay visible at 48 px: A draws at 3/7 of E, C at 5/7.
     """
     k = float(intensity)
     if k <= 0:
         return 0.0
-    return (min(k, 5.0) + 1.0) / 6.0
+    return (min(k, 5.0) + 2.0) / 7.0
 
 
 # ------------------------------------------------------------------------------------------
@@ -286,19 +286,16 @@ def _shade(r: int, face_width: float) -> np.ndarray:
     return (1.0 - 0.22 * np.clip(r2, 0, 1.2) ** 2).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=64)
-def _hair_strands(seed: int) -> tuple[np.ndarray, ...]:
+def _hair_strands(seed: int, w: float) -> list[np.ndarray]:
+    """Curved strands inside the hair: arcs concentric with the head, a subject's own."""
     rng = np.random.default_rng(seed)
     out = []
-    for _ in range(9):
-        x0 = rng.uniform(-0.9, 0.9)
-        ang = rng.uniform(-0.6, 0.6)
-        length = rng.uniform(0.3, 0.6)
-        t = np.linspace(0, 1, 4)[:, None]
-        start = np.array([x0, -1.45 + rng.uniform(0, 0.2)])
-        d = np.array([math.sin(ang), math.cos(ang)])
-        out.append(start + t * length * d + np.array([0.05, 0]) * np.sin(3 * t))
-    return tuple(out)
+    for _ in range(10):
+        f = rng.uniform(0.72, 0.97)
+        a0 = rng.uniform(0.15, 0.75) * np.pi
+        a = np.linspace(a0, a0 + rng.uniform(0.15, 0.35) * np.pi, 6)
+        out.append(np.stack([np.cos(a) * w * 1.14 * f, -0.12 - np.sin(a) * 1.35 * f], 1))
+    return out
 
 
 # ------------------------------------------------------------------------------------------
@@ -326,8 +323,7 @@ def _base(idn: Identity, size: int) -> tuple[np.ndarray, np.ndarray]:
     w, skin = idn.face_width, idn.skin
     cv.ellipse((0, -0.12), (w * 1.14, 1.35), idn.hair)
     strand = idn.hair + (18 if idn.hair < 100 else -22)
-    for s in _hair_strands(idn.hair_seed):
-        cv.line(s, strand, 0.03)
+    cv.lines(_hair_strands(idn.hair_seed, w), strand, 0.03)
     for side in (-1, 1):
         cv.ellipse((side * w * 0.98, 0.25), (0.1, 0.2), skin * 0.9)
     cv.poly([(-0.48 * w, 1.0), (0.48 * w, 1.0), (0.56 * w, 3.0), (-0.56 * w, 3.0)], skin * 0.82)
