@@ -181,6 +181,7 @@ class RunReader:
         self.records_error: str | None = None
         self.class_names: tuple[str, ...] = tuple(self.config.get("class_names", ()))
         self.au_ids = np.zeros(0, dtype=np.int64)
+        self._mtime: int | None = None
         path = records_path(self.run_dir)
         rebuild = f"rebuild with `python -m fercore record --run {self.name}` then `python -m fercore analyze --run {self.name}`"
         if not path.exists():
@@ -188,6 +189,7 @@ class RunReader:
             return
         try:
             with self._lock:
+                self._mtime = path.stat().st_mtime_ns
                 self.header = read_records_header(path)
         except RecordsFileError as e:
             self.records_error = f"records.h5 missing/corrupt: {e}; {rebuild}"
@@ -201,6 +203,13 @@ class RunReader:
     @property
     def records_path(self) -> Path:
         return records_path(self.run_dir)
+
+    def is_stale(self) -> bool:
+        """Whether ``records.h5`` was created, rebuilt or removed since this reader opened it
+        (then call :func:`open_run` again)."""
+        path = self.records_path
+        now = path.stat().st_mtime_ns if path.exists() else None
+        return now != self._mtime
 
     @property
     def has_stats(self) -> bool:

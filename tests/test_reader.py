@@ -65,7 +65,9 @@ def test_reader_errors_name_the_problem(run, tmp_path):
     bare = make_run(tmp_path)
     rb = open_run(bare)
     assert not rb.has_records and "records.h5 missing" in rb.records_error and "fercore record" in rb.records_error
+    assert not rb.is_stale()
     (bare / "records.h5").write_bytes(b"not hdf5")
+    assert rb.is_stale()
     rb = open_run(bare)
     assert not rb.has_records and "corrupt" in rb.records_error
     with pytest.raises(FileNotFoundError):
