@@ -108,8 +108,19 @@ def deconv_project(model: FERNet, x: torch.Tensor, layer: str, image: torch.Tens
     sig = torch.zeros(p, conv.out_channels, 1, 1)
     sig[torch.arange(p), filt, 0, 0] = 1.0 if value is None else torch.as_tensor(value, dtype=torch.float32)
     r0, c0 = pos[:, 0].clone(), pos[:, 1].clone()  # window origin in the current map, per projection
-    for name, m in reversed(chain):
+    relu_done = False  # a ReLU already applied before the unpooling that follows it backwards
+    for t in range(len(chain) - 1, -1, -1):
+        name, m = chain[t]
         h_in, w_in = sizes[name]
+        if isinstance(m, nn.MaxPool2d) and t > 0 and isinstance(chain[t - 1][1], nn.ReLU) \
+                and _pair(m.kernel_size) <= _pair(m.stride):
+            # unpooling only places values (the windows do not overlap), so ReLU commutes with it:
+            # apply it on the 4x smaller pooled window
+            sig = F.relu(sig)
+            relu_done = True
+        if isinstance(m, nn.ReLU) and relu_done:
+            relu_done = False
+            continue
         if isinstance(m, nn.Conv2d):
             k, s, pd, d = (_pair(v) for v in (m.kernel_size, m.stride, m.padding, m.dilation))
             if _pair(m.groups) != 1:

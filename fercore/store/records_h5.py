@@ -77,14 +77,13 @@ def write_records(path: str | os.PathLike, *, attrs: dict, data: dict[str, np.nd
             g = lg.create_group(name)
             for key, value in rec["attrs"].items():
                 g.attrs[key] = value
-            g.create_dataset("max_act", data=np.asarray(rec["max_act"], dtype=np.float16),
-                             chunks=True, compression="gzip", compression_opts=1)
+            # uncompressed: float16 maps and noisy patches gain little from gzip, and writing
+            # them compressed took about as long as the streaming pass over small data sets
+            g.create_dataset("max_act", data=np.asarray(rec["max_act"], dtype=np.float16))
             for sub in ("topk", "topk_distinct"):
                 sg = g.create_group(sub)
                 for key, value in rec[sub].items():
-                    big = value.ndim >= 3 and value.size > 4096
-                    sg.create_dataset(key, data=value, compression="gzip" if big else None,
-                                      compression_opts=1 if big else None)
+                    sg.create_dataset(key, data=value)
 
 
 def write_stats(path: str | os.PathLike, *, layers: dict[str, dict[str, np.ndarray]],
