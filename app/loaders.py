@@ -234,15 +234,104 @@ def filter_order(run_dir: str, stamp: float, layer: str, by: str) -> np.ndarray:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def filter_grid(run_dir: str, stamp: float, layer: str, kind: str, size: int = 48) -> np.ndarray:
-    """(F, size, size) uint8: each filter's top patch ("patch") or top deconv projection ("deconv")."""
+def filter_grid(run_dir: str, stamp: float, layer: str, kind: str, size: int = 48) -> list[bytes]:
+    """PNG bytes per filter (index = filter): its top patch ("patch") or the deconvnet
+    projection of its top activation ("deconv"), ``size`` pixels square."""
     r = reader(run_dir, stamp)
     tiles = []
     for f in range(r.n_filters(layer)):
         t = r.topk(layer, f)
         img = t.patch[0] if kind == "patch" else figures.to_uint8(t.deconv[0])
-        tiles.append(figures.resize(img, size))
-    return np.stack(tiles)
+        tiles.append(figures.png_bytes(figures.resize(img, size)))
+    return tiles
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def filter_grid_png(run_dir: str, stamp: float, layer: str, kind: str, order: tuple[int, ...]) -> bytes:
+    """The whole filter grid in ``order`` as one PNG (for downloading)."""
+    import cv2
+
+    tiles = [cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_UNCHANGED)
+             for b in filter_grid(run_dir, stamp, layer, kind)]
+    return figures.png_bytes(figures.tile([tiles[f] for f in order], cols=16))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def filter_panels(run_dir: str, stamp: float, layer: str, f: int, distinct: bool) -> dict:
+    """Everything the Filters view shows of one filter, drawn once and cached.
+
+    Returns
+    -------
+    dict
+        ``patches``, ``deconv``, ``sources`` (lists of PNG bytes, best first), ``captions``
+        (activation values), ``source_captions`` (image index, label, AUs), ``sources_png``
+        (one PNG of all source images), ``n`` (images listed).
+    """
+    t = topk(run_dir, stamp, layer, f, distinct)
+    fs = faceset(run_dir, stamp)
+    scale = max(1, 128 // fs.size)
+    out = {"patches": [], "deconv": [], "sources": [], "captions": [], "source_captions": []}
+    src = []
+    for i, idx in enumerate(t["index"]):
+        idx = int(idx)
+        if idx < 0:  # a distinct list pads with -1 when the data has fewer groups than K
+            continue
+        out["patches"].append(figures.png_bytes(figures.resize(t["patch"][i], 96)))
+        out["deconv"].append(figures.png_bytes(figures.resize(figures.to_uint8(t["deconv"][i]), 96)))
+        img = figures.draw_box(fs.images[idx], t["box"][i], scale=scale, thickness=2)
+        src.append(img)
+        out["sources"].append(figures.png_bytes(img))
+        label = fs.class_names[fs.labels[idx]] if fs.labels[idx] >= 0 else "unlabelled"
+        present = [f"AU{int(a)}" for a, v in zip(fs.au_ids, fs.aus[idx], strict=True) if v > 0]
+        out["captions"].append(f"act {t['activation'][i]:.2f}")
+        out["source_captions"].append(f"#{idx} {label}: " + (" ".join(present) if present else "no AU"))
+    out["sources_png"] = figures.png_bytes(figures.tile(src, cols=8)) if src else b""
+    out["n"] = len(src)
+    return out
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def best_aus(run_dir: str, stamp: float, layer: str) -> np.ndarray:
+    """(F,) int: per filter, the AU column whose top-K share is furthest above its base rate."""
+    s = au_stats(run_dir, stamp, layer)
+    return np.nanargmax(np.nan_to_num(s["topk_share"] - s["base_rate"][None, :], nan=-9), axis=1)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def fau_heatmap(run_dir: str, stamp: float, layer: str, stat_label: str, order_by: str):
+    """The FAU map of a layer: (figure, data frame of the shown values, value name).
+
+    ``topk_share`` is shown minus the AU's base rate, ``qval`` as −log10 q, ``kl`` (one value
+    per filter) repeated across the AUs.
+    """
+    s = au_stats(run_dir, stamp, layer)
+    key = STATISTICS[stat_label]
+    order = filter_order(run_dir, stamp, layer, order_by)
+    au_short = [f"AU{int(a)}" for a in reader(run_dir, stamp).au_ids]
+    z, zmid, colorscale, zname = s[key], 0.0, "RdBu_r", stat_label
+    if key == "qval":
+        z, zmid, colorscale = -np.log10(np.clip(z, 1e-300, 1.0)), None, "Oranges"
+    elif key == "kl":
+        z, zmid, colorscale = np.repeat(z[:, None], len(au_short), axis=1), None, "Oranges"
+    elif key == "topk_share":
+        z, zname = z - s["base_rate"][None, :], "top-K share − base rate"
+    elif key == "spatial":
+        zmid, colorscale = None, "Oranges"
+    z = z[order]
+    ylabels = [f"filter {int(f)}" for f in order]
+    fig = figures.heatmap(z, x=au_short, y=ylabels, title=f"{layer}: filters × AUs ({zname})", zlabel=zname,
+                          colorscale=colorscale, zmid=zmid)
+    return fig, pd.DataFrame(z, index=ylabels, columns=au_short), zname
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cooc_heatmap(run_dir: str, stamp: float, layer: str):
+    """The data set's AU × AU co-occurrence: (figure, data frame)."""
+    cooc = au_stats(run_dir, stamp, layer)["au_cooc"]
+    au_short = [f"AU{int(a)}" for a in reader(run_dir, stamp).au_ids]
+    fig = figures.heatmap(cooc, x=au_short, y=au_short, title="P(column AU present | row AU present)",
+                          zlabel="co-occurrence", colorscale="Oranges", zmid=None, height=560)
+    return fig, pd.DataFrame(cooc, index=au_short, columns=au_short)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -323,10 +412,16 @@ def analyze_face(run_dir: str, stamp: float, face_key: str, _face: np.ndarray, t
     r = reader(run_dir, stamp)
     with _MODEL_LOCK:
         a = run_analysis(r, _face, top=top)
+    top_filters = {k: [(int(f), float(v)) for f, v in fs] for k, fs in a.top_filters.items()}
+    cams = [figures.resize(figures.overlay(_face, a.gradcam[c]), 128) for c in a.class_names]
+    maps = {layer: [figures.png_bytes(figures.resize(figures.overlay(_face, acts[f]), 128)) for f, _ in top_filters[layer][:8]]
+            for layer, acts in a.activations.items()}
     return {"probs": np.asarray(a.probs, dtype=float), "class_names": list(a.class_names), "pred": int(a.pred),
-            "activations": {k: np.asarray(v) for k, v in a.activations.items()},
-            "top_filters": {k: [(int(f), float(v)) for f, v in fs] for k, fs in a.top_filters.items()},
-            "gradcam": {k: np.asarray(v) for k, v in a.gradcam.items()}}
+            "top_filters": top_filters,
+            "map_shapes": {k: tuple(int(d) for d in np.shape(v)) for k, v in a.activations.items()},
+            "gradcam_png": [figures.png_bytes(c) for c in cams],
+            "gradcam_tile": figures.png_bytes(figures.tile(cams, cols=len(cams))),
+            "maps_png": maps}
 
 
 def array_key(a: np.ndarray) -> str:

@@ -36,6 +36,8 @@ def _median_ms(fn, repeats: int) -> tuple[float, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--run", help="measure this run directory (its cache must be $FERCORE_CACHE) "
+                                  "instead of building/using the default run")
     args = ap.parse_args()
 
     import numpy as np
@@ -46,10 +48,11 @@ def main() -> int:
     from fercore.pipeline import build_default
 
     t0 = time.perf_counter()
-    run_dir = build_default()
-    print(f"default run: {run_dir} (ready in {time.perf_counter() - t0:.1f} s)")
+    run_dir = Path(args.run) if args.run else build_default()
+    print(f"run: {run_dir} (ready in {time.perf_counter() - t0:.1f} s)")
 
     at = AppTest.from_file(str(REPO / "app" / "main.py"), default_timeout=300)
+    at.query_params["run"] = run_dir.name
     t0 = time.perf_counter()
     at.run()
     print(f"first open of the overview (cold caches): {(time.perf_counter() - t0) * 1000:.0f} ms")

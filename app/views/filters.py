@@ -1,6 +1,5 @@
 """Filters: every filter of a layer by its top patch; one filter's top-K, sources, deconv, AU profile."""
 
-import numpy as np
 import streamlit as st
 
 from app import figures, loaders, ui
@@ -10,7 +9,6 @@ ctx = ui.require_run()
 if ctx is None:
     st.stop()
 run_dir, stamp, reader = ctx
-fs = loaders.get_faceset(run_dir)
 au_labels = loaders.au_labels(run_dir, stamp)
 
 layers = list(reader.layers)
@@ -29,13 +27,13 @@ distinct = c4.toggle("Distinct", key="filters_distinct",
 
 stats = loaders.au_stats(run_dir, stamp, layer)
 order = loaders.filter_order(run_dir, stamp, layer, order_by)
-best_au = np.nanargmax(np.nan_to_num(stats["topk_share"] - stats["base_rate"][None, :], nan=-9), axis=1)
+best_au = loaders.best_aus(run_dir, stamp, layer)
 grid = loaders.filter_grid(run_dir, stamp, layer, kind)
 n = len(order)
 st.subheader(f"All {n} filters of {layer}")
-st.image([grid[f] for f in order], caption=[f"#{f} AU{int(reader.au_ids[best_au[f]])} KL {stats['kl'][f]:.2f}" for f in order],
-         width=72)
-ui.png_button("Filter grid (PNG)", figures.png_bytes(figures.tile([grid[f] for f in order], cols=16)),
+st.image([grid[f] for f in order], width=72,
+         caption=[f"#{f} AU{int(reader.au_ids[best_au[f]])} KL {stats['kl'][f]:.2f}" for f in order])
+ui.png_button("Filter grid (PNG)", loaders.filter_grid_png(run_dir, stamp, layer, kind, tuple(int(i) for i in order)),
               f"{layer}_filters.png", "dl_grid")
 
 f_sel = st.session_state.get("sel_filter")
@@ -44,30 +42,15 @@ f = st.selectbox("Filter", [int(i) for i in order], index=[int(i) for i in order
                  format_func=lambda i: f"#{i} · best AU {au_labels[best_au[i]]} · KL {stats['kl'][i]:.2f}")
 st.session_state["sel_filter"] = f
 
-t = loaders.topk(run_dir, stamp, layer, f, distinct)
-st.subheader(f"{layer} filter #{f}: top {len(t['index'])} images" + (" (distinct)" if distinct else ""))
-size = fs.size
-scale = max(1, 128 // size)
-patch_imgs, src_imgs, deconv_imgs, caps, src_caps = [], [], [], [], []
-for i in range(len(t["index"])):
-    idx = int(t["index"][i])
-    if idx < 0:  # a distinct list pads with -1 when the data has fewer groups than K
-        continue
-    patch_imgs.append(figures.resize(t["patch"][i], 96))
-    deconv_imgs.append(figures.resize(figures.to_uint8(t["deconv"][i]), 96))
-    src_imgs.append(figures.draw_box(fs.images[idx], t["box"][i], scale=scale, thickness=2))
-    label = fs.class_names[fs.labels[idx]] if fs.labels[idx] >= 0 else "unlabelled"
-    present = [f"AU{int(a)}" for a, v in zip(fs.au_ids, fs.aus[idx], strict=True) if v > 0]
-    caps.append(f"act {t['activation'][i]:.2f}")
-    src_caps.append(f"#{idx} {label}: " + (" ".join(present) if present else "no AU"))
+p = loaders.filter_panels(run_dir, stamp, layer, f, distinct)
+st.subheader(f"{layer} filter #{f}: top {p['n']} images" + (" (distinct)" if distinct else ""))
 st.markdown("**Top patches** (activation values)")
-st.image(patch_imgs, caption=caps, width=96)
+st.image(p["patches"], caption=p["captions"], width=96)
 st.markdown("**Source images** with the receptive field box, label and AUs")
-st.image(src_imgs, caption=src_caps, width=128)
+st.image(p["sources"], caption=p["source_captions"], width=128)
 st.markdown("**Deconvnet projections**")
-st.image(deconv_imgs, caption=caps, width=96)
-ui.png_button("Top-K sources (PNG)", figures.png_bytes(figures.tile(src_imgs, cols=8)), f"{layer}_{f}_topk.png", "dl_topk")
-
+st.image(p["deconv"], caption=p["captions"], width=96)
+ui.png_button("Top-K sources (PNG)", p["sources_png"], f"{layer}_{f}_topk.png", "dl_topk")
 st.subheader("AU profile against the base rates")
 share = stats["topk_share"][f]
 fig = figures.bars(share, au_labels, base=stats["base_rate"], value_name="share of top-K",

@@ -74,18 +74,18 @@ with c3:
         f"{c},{p:.5f}" for c, p in zip(a["class_names"], a["probs"], strict=True)), "probabilities.csv", "dl_probs")
 
 st.subheader("Grad-CAM per class")
-cams = [figures.resize(figures.overlay(face, a["gradcam"][c]), 128) for c in a["class_names"]]
-st.image(cams, caption=[f"{c} ({p:.2f})" for c, p in zip(a["class_names"], a["probs"], strict=True)], width=128)
-ui.png_button("Grad-CAM (PNG)", figures.png_bytes(figures.tile(cams, cols=len(cams))), "gradcam.png", "dl_cam")
+st.image(a["gradcam_png"], caption=[f"{c} ({p:.2f})" for c, p in zip(a["class_names"], a["probs"], strict=True)],
+         width=128)
+ui.png_button("Grad-CAM (PNG)", a["gradcam_tile"], "gradcam.png", "dl_cam")
 
 st.subheader("Activation maps on the face")
 st.caption("Per layer, the most active filters' maps (colour) over the aligned face.")
 au_labels = loaders.au_labels(run_dir, stamp)
-for layer, acts in a["activations"].items():
+for layer, pngs in a["maps_png"].items():
     top = a["top_filters"].get(layer, [])[:8]
-    maps = [figures.resize(figures.overlay(face, acts[f]), 128) for f, _ in top]
-    st.markdown(f"**{layer}** — {acts.shape[0]} filters, maps {acts.shape[1]}×{acts.shape[2]}")
-    st.image(maps, caption=[f"#{f}: {v:.2f}" for f, v in top], width=128)
+    f_count, h, w = a["map_shapes"][layer]
+    st.markdown(f"**{layer}** — {f_count} filters, maps {h}×{w}")
+    st.image(pngs, caption=[f"#{f}: {v:.2f}" for f, v in top], width=128)
 
 st.subheader("Most active filters: what they respond to in the data set")
 layer = st.selectbox("Layer", list(a["top_filters"]), index=len(a["top_filters"]) - 1, key="upload_layer")
