@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,14 +137,15 @@ def random_nuisance(rng: np.random.Generator, strength: float = 1.0) -> Nuisance
         Scales every range (0 gives the identity transform and no noise).
     """
     s = float(strength)
+    u = rng.random(9)
     return Nuisance(
-        rotation=_u(rng, -6, 6) * s,
-        scale=1.0 + _u(rng, -0.04, 0.04) * s,
-        shift=(_u(rng, -0.03, 0.03) * s, _u(rng, -0.03, 0.03) * s),
-        light=_u(rng, 0.0, 0.3) * s,
-        light_angle=_u(rng, 0, 360),
-        gamma=float(np.exp(_u(rng, -0.2, 0.2) * s)),
-        blur=_u(rng, 0.0, 0.6) * s,
-        noise=_u(rng, 1.0, 4.0) * s,
+        rotation=(12 * u[0] - 6) * s,
+        scale=1.0 + (0.08 * u[1] - 0.04) * s,
+        shift=((0.06 * u[2] - 0.03) * s, (0.06 * u[3] - 0.03) * s),
+        light=0.3 * u[4] * s,
+        light_angle=360 * u[5],
+        gamma=math.exp((0.4 * u[6] - 0.2) * s),
+        blur=0.6 * u[7] * s,
+        noise=(1.0 + 3.0 * u[8]) * s,
         seed=int(rng.integers(0, 2**31 - 1)),
     )

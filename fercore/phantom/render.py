@@ -122,8 +122,8 @@ _MOVES: dict[int, list] = {
          ((7, 8, 9), 0.0, -0.05 * _R([0.6, 1, 0.6])), ((50, 51, 52), 0.0, -0.02)],
     20: [((48, 54, 60, 64), 0.14, 0.02), ((49, 53, 59, 55), 0.06, 0.0), ((50, 51, 52), 0.0, 0.02),
          ((56, 57, 58), 0.0, -0.02)],
-    23: [((49, 50, 51, 52, 53), 0.0, 0.055 * _R([0.6, 1, 1, 1, 0.6])),
-         ((55, 56, 57, 58, 59), 0.0, -0.065 * _R([0.6, 1, 1, 1, 0.6])), ((48, 54, 60, 64), -0.05, 0.0)],
+    23: [((49, 50, 51, 52, 53), 0.0, 0.075 * _R([0.6, 1, 1, 1, 0.6])),
+         ((55, 56, 57, 58, 59), 0.0, -0.09 * _R([0.6, 1, 1, 1, 0.6])), ((48, 54, 60, 64), -0.07, 0.0)],
     24: [((49, 50, 51, 52, 53), 0.0, 0.05), ((55, 56, 57, 58, 59), 0.0, -0.06),
          ((61, 62, 63), 0.0, 0.01), ((65, 66, 67), 0.0, -0.01)],
     25: [((61, 62, 63), 0.0, -0.03), ((65, 66, 67), 0.0, 0.16 * _R([0.8, 1, 0.8])),
@@ -538,8 +538,8 @@ def _draw_mouth(cv: _Canvas, idn: Identity, lm: np.ndarray, m: dict[int, tuple[f
     s23, s24 = max(m.get(23, zero)), max(m.get(24, zero))
     up_outer = _smooth(outer[0:7], 3)
     lo_outer = _smooth(outer[[6, 7, 8, 9, 10, 11, 0]], 3)
-    cv.poly(np.concatenate([up_outer, _smooth(inner[[4, 3, 2, 1, 0]], 3)]), skin * (0.66 - 0.08 * s23 + 0.06 * s24))
-    cv.poly(np.concatenate([lo_outer, _smooth(inner[[0, 7, 6, 5, 4]], 3)]), skin * (0.74 - 0.08 * s23 + 0.06 * s24))
+    cv.poly(np.concatenate([up_outer, _smooth(inner[[4, 3, 2, 1, 0]], 3)]), skin * (0.66 - 0.2 * s23 + 0.06 * s24))
+    cv.poly(np.concatenate([lo_outer, _smooth(inner[[0, 7, 6, 5, 4]], 3)]), skin * (0.74 - 0.2 * s23 + 0.06 * s24))
     if gap <= 0.035:
         line = _smooth(0.5 * (inner[[0, 1, 2, 3, 4]] + inner[[0, 7, 6, 5, 4]]), 3)
         cv.line(line, skin * (0.3 - 0.15 * s24), 0.03 + 0.04 * s24)
@@ -682,11 +682,11 @@ def _apply_nuisance(img: np.ndarray, pts: np.ndarray, nz: Nuisance, size: int):
         pts = pts @ mat[:, :2].T + mat[:, 2]
     if nz.light:
         a = math.radians(nz.light_angle)
-        ramp = (np.arange(size, dtype=np.float32) - (size - 1) / 2) / size
-        g = 1.0 + nz.light * (math.cos(a) * ramp[None, :] + math.sin(a) * ramp[:, None])
-        img = img * g
+        ramp = _ramp(size)
+        img = img * ((1.0 + nz.light * math.sin(a) * ramp)[:, None] + (nz.light * math.cos(a)) * ramp[None, :])
     if nz.gamma != 1.0:
-        img = 255.0 * (np.clip(img, 0, 255) * (1 / 255.0)) ** (1.0 / nz.gamma)
+        np.clip(img, 0, 255, out=img)
+        img = cv2.pow(img * (1 / 255.0), 1.0 / nz.gamma) * 255.0
     if nz.blur > 0:
         img = cv2.GaussianBlur(img, (0, 0), nz.blur * size / 64.0)
     if nz.noise > 0:
@@ -695,3 +695,9 @@ def _apply_nuisance(img: np.ndarray, pts: np.ndarray, nz: Nuisance, size: int):
         oy, ox = divmod(nz.seed % (span * span), span)
         img = img + bank[oy : oy + size, ox : ox + size] * nz.noise
     return np.clip(img, 0, 255), pts
+
+
+@functools.lru_cache(maxsize=16)
+def _ramp(size: int) -> np.ndarray:
+    """(size,) float32 positions from -0.5 to 0.5 across the image."""
+    return ((np.arange(size, dtype=np.float32) - (size - 1) / 2) / size).astype(np.float32)
