@@ -39,7 +39,7 @@ def _chain(model: FERNet, layer: str) -> list[tuple[str, nn.Module]]:
 
 @torch.no_grad()
 def forward_switches(model: FERNet, x: torch.Tensor, layer: str) -> tuple[dict, dict]:
-    """Run ``model.features`` up to ``layer``, keeping max-pool switches and map sizes.
+    """Run ``model.features`` up to the input of ``layer``, keeping max-pool switches and map sizes.
 
     Parameters
     ----------
@@ -56,6 +56,8 @@ def forward_switches(model: FERNet, x: torch.Tensor, layer: str) -> tuple[dict, 
     switches, sizes = {}, {}
     for name, m in _chain(model, layer):
         sizes[name] = tuple(x.shape[-2:])
+        if name == layer:  # the layer's own output is not needed for projecting back from it
+            break
         if isinstance(m, nn.MaxPool2d):
             x, idx = F.max_pool2d(x, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, return_indices=True)
             switches[name] = idx
