@@ -39,12 +39,15 @@ class LayerCapture:
         self.modules = {name: resolve_layer(model, name) for name in self.layers}
         self.eval_mode = eval_mode
         self.outputs: dict[str, torch.Tensor] = {}
+        # an in-place op (e.g. ReLU(inplace=True)) after a hooked layer would overwrite its output
+        self._clone = any(getattr(m, "inplace", False) for m in model.modules())
         self._handles: list = []
         self._was_training: bool | None = None
 
     def _hook(self, name: str):
         def fn(module, inputs, output):
-            self.outputs[name] = output.detach()
+            out = output.detach()
+            self.outputs[name] = out.clone() if self._clone else out
 
         return fn
 

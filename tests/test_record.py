@@ -253,3 +253,14 @@ def test_bad_arguments_are_named(tmp_path):
     with pytest.raises(ValueError, match="conv layers are"):
         record_model(model, fs, tmp_path / "r.h5", normalize_method="standardize", layers=["features.relu1"])
     assert not (tmp_path / "r.h5").exists()
+
+
+def test_capture_survives_an_inplace_relu():
+    model = tiny_model()
+    model.features.relu1.inplace = True
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad(), LayerCapture(model, ["features.conv1"]) as cap:
+        model(x)
+        got = cap.outputs["features.conv1"]
+        assert (got < 0).any()  # the pre-ReLU values, not overwritten by the in-place ReLU
+        torch.testing.assert_close(got, model.features.conv1(x))
