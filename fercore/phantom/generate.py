@@ -13,23 +13,39 @@ from ..util import Progress, no_progress
 from .identity import random_identity, random_nuisance
 from .render import DRAWN_AUS, render_face
 
-__all__ = ["CONFLICTS", "CORE_AUS", "generate_faceset", "montage", "sample_expression"]
+__all__ = ["CONFLICTS", "CORE_AUS", "EXTRA_EXCLUDED", "GENERATOR_VERSION", "generate_faceset", "montage", "sample_expression"]
 
-GENERATOR_VERSION = 1
+#: Changes whenever the drawing or the sampling changes the generated images or labels.
+GENERATOR_VERSION = 2
 
 #: The AUs an expression keeps when others are dropped: those CK+ requires for the label, or
 #: that tell it from its nearest neighbour (fear from surprise: AU4; anger from sadness: AU23).
+#: Fear keeps 1 + 2 + 4, the brows CK+ requires for it.
 CORE_AUS: dict[str, tuple[int, ...]] = {
     "neutral": (),
     "anger": (4, 23),
     "contempt": (12, 14),
     "disgust": (9,),
-    "fear": (4,),
+    "fear": (1, 2, 4),
     "happy": (12,),
     "sadness": (1, 15),
     "surprise": (2, 26),
 }
 
+
+#: Extra AUs never added to an emotion: those that would complete another emotion's defining
+#: AUs (surprise + 4 reads as fear, anger + 1 + 2 as fear, happy + 14 as contempt, ...), so the
+#: label stays the one the face shows.
+EXTRA_EXCLUDED: dict[str, set[int]] = {
+    "neutral": {1, 4, 9, 12, 14, 15, 23, 26},
+    "anger": {1, 2, 20, 26},
+    "contempt": {4, 6},
+    "disgust": {1, 4},
+    "fear": {23, 24},
+    "happy": {14},
+    "sadness": {2, 9, 23, 24},
+    "surprise": {4, 7, 9, 20},
+}
 
 #: Extra AUs are not added beside these: the lips cannot part (25) where the jaw already drops
 #: them apart (26) or the lower lip is pulled down (16), nor be pressed (24) or tightened (23)
@@ -64,7 +80,8 @@ def sample_expression(
     ``v * p_drop`` (at least two prototype AUs stay where the prototype has two or more), each
     intensity moves by -1, 0 or +1 with probability v (kept within 1-5), zero to two extra AUs
     are added (each with probability ``v * p_extra``, half that for neutral) at intensity 1-3,
-    never beside an AU they cannot show with (:data:`CONFLICTS`), and a one-sided AU shows on
+    never beside an AU they cannot show with (:data:`CONFLICTS`) nor one that would make the
+    face read as another emotion (:data:`EXTRA_EXCLUDED`), and a one-sided AU shows on
     either side with equal odds. With v = 0 the AUs are exactly the prototype's: the emotion
     fully determines them. In both cases AU25 (lips part) is coded, and drawn, wherever AU26 or
     AU16 opens the mouth, at the opener's intensity, as FACS coders code 25+26 and 16+25.
@@ -95,9 +112,11 @@ def sample_expression(
             k += int(rng.integers(-1, 2))
         aus[a] = int(min(5, max(1, k)))
     pe = v * p_extra * (0.5 if emotion == "neutral" else 1.0)
+    excluded = EXTRA_EXCLUDED.get(emotion, set())
     for _ in range(2):
         if rng.random() < pe:
-            pool = [a for a in DRAWN_AUS if a not in proto and a not in aus and not (_CONFLICTS[a] & aus.keys())]
+            pool = [a for a in DRAWN_AUS if a not in proto and a not in aus and a not in excluded
+                    and not (_CONFLICTS[a] & aus.keys())]
             if pool:
                 aus[int(pool[rng.integers(len(pool))])] = int(rng.integers(1, 4))
     _lips_part(aus)
