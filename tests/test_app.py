@@ -291,3 +291,21 @@ def test_build_run_is_cached_and_reports_progress_to_the_end(tiny_cache, tiny_ru
     assert seen[-1][0] == seen[-1][1] and len({t for _, t, _ in seen}) == 1
     assert phantom_path(TINY_PHANTOM).exists() and phantom_path(TINY_PHANTOM).parent == tiny_cache / "datasets"
     assert phantom_path(TINY_PHANTOM) != phantom_path({**TINY_PHANTOM, "seed": 1})
+
+
+def test_run_picker_lists_every_run_and_follows_the_run_query_parameter(tiny_run, tmp_path):
+    import shutil
+
+    for name in ("phantom-aaaa1111-zero_bias-hard-00000001", "phantom-bbbb2222-zero_bias-hard-00000002"):
+        shutil.copytree(tiny_run, tmp_path / "runs" / name)
+    at = app(tmp_path)
+    at.query_params["run"] = "phantom-aaaa1111-zero_bias-hard-00000001"
+    at.run()
+    picker = at.sidebar.selectbox(key="run_picker")
+    assert len(picker.options) == 2
+    assert picker.value == str(tmp_path / "runs" / "phantom-aaaa1111-zero_bias-hard-00000001")
+    picker.set_value(str(tmp_path / "runs" / "phantom-bbbb2222-zero_bias-hard-00000002")).run()
+    at.switch_page("views/filters.py").run()
+    assert_clean(at)
+    assert at.sidebar.selectbox(key="run_picker").value.endswith("00000002")
+    assert at.query_params["run"] in ("phantom-bbbb2222-zero_bias-hard-00000002", ["phantom-bbbb2222-zero_bias-hard-00000002"])
