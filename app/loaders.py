@@ -25,6 +25,9 @@ from fercore.util import runs_dir
 # The model of a run is shared by every browser connected to the server; a forward pass with hooks
 # must not interleave with another one.
 _MODEL_LOCK = threading.Lock()
+# Two browser tabs opening an empty cache build the default once: the second waits, then finds
+# every stage cached.
+_BUILD_LOCK = threading.Lock()
 
 
 # ----------------------------------------------------------------------------------------- runs
@@ -434,7 +437,8 @@ def rebuild_records(run_dir: str, progress) -> None:
     """Record and analyse the run again (the "rebuild" button); clears cached readers after."""
     from fercore.pipeline import refresh_records
 
-    refresh_records(run_dir, progress=progress)
+    with _BUILD_LOCK:
+        refresh_records(run_dir, progress=progress)
     st.cache_resource.clear()
     st.cache_data.clear()
 
@@ -443,6 +447,7 @@ def build_default(progress) -> str:
     """Build the embedded default run (phantom, train, record, analyse)."""
     from fercore.pipeline import build_default as build
 
-    run_dir = build(progress=progress)
+    with _BUILD_LOCK:
+        run_dir = build(progress=progress)
     list_runs.clear()
     return str(run_dir)
