@@ -218,6 +218,11 @@ def test_determined_faceset_has_prototype_aus():
         assert np.array_equal(fs.aus[i], expected)
 
 
+def test_tiny_sets_have_one_subject_per_image():
+    fs = ph.generate_faceset(3, size=48, seed=0)
+    assert len(set(fs.subjects)) == 3 and sorted(fs.folds) == [0, 1, 2]
+
+
 def test_generate_rejects_bad_options():
     with pytest.raises(ValueError, match="n_subjects"):
         ph.generate_faceset(10, n_subjects=20)

@@ -153,7 +153,8 @@ def generate_faceset(
         The same seed and options give the same images, bit for bit. Subject ``j``'s identity
         depends only on ``seed`` and ``j``.
     n_subjects : int or None
-        Default: ``n / 16`` rounded, at least ``n_folds`` (2,000 images -> 125 subjects).
+        Default: ``n / 16`` rounded, at least ``n_folds`` and at most ``n`` (2,000 images ->
+        125 subjects, about the 123 of CK+).
     n_folds : int
         Subject-independent folds: subjects sorted by id, subject i goes to fold ``i % n_folds``
         (the CK+ protocol of Khorrami et al. 2015).
@@ -179,7 +180,7 @@ def generate_faceset(
     if n_folds < 1:
         raise ValueError(f"n_folds: expected at least 1, got {n_folds}")
     if n_subjects is None:
-        n_subjects = max(n_folds, int(round(n / 16)))
+        n_subjects = min(n, max(n_folds, int(round(n / 16))))
     n_subjects = int(n_subjects)
     if not 1 <= n_subjects <= n:
         raise ValueError(f"n_subjects: expected 1..n ({n}), got {n_subjects}")
