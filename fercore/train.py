@@ -356,7 +356,7 @@ def _train_round(fs, x_unit, x_norm, rnd: Round, spec, config, method, device, r
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                           weight_decay=config.weight_decay)
     state = {"epoch": 0, "best_val": -1.0, "best_epoch": -1, "best_state": None, "cpu_s": 0.0, "wall_s": 0.0,
-             "train_loss": [], "train_acc": [], "val_acc": []}
+             "train_loss": [], "train_acc": [], "val_acc": [], "epoch_s": []}
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         model.load_state_dict(ck["model"])
@@ -375,6 +375,7 @@ def _train_round(fs, x_unit, x_norm, rnd: Round, spec, config, method, device, r
         perm = torch.randperm(n, generator=g).to(device)
         y_epoch = draw_labels(ytr, generator=g) if scheme == "probability" else ytr
         model.train()
+        t_epoch = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         for b in range(0, n, bs):
@@ -389,6 +390,9 @@ def _train_round(fs, x_unit, x_norm, rnd: Round, spec, config, method, device, r
             opt.step()
             loss_sum += loss.detach() * len(idx)
             correct += (out.detach().argmax(1) == yacc[idx]).sum()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        state["epoch_s"].append(time.perf_counter() - t_epoch)
         val_acc = int((_predict(model, xva, config.eval_batch_size) == yva).sum()) / len(yva)
         state["train_loss"].append(float(loss_sum) / n)
         state["train_acc"].append(float(correct) / n)
@@ -418,6 +422,7 @@ def _train_round(fs, x_unit, x_norm, rnd: Round, spec, config, method, device, r
         "subjects_shared_with_test": int(len(train_subj & set(fs.subjects[rnd.test]))),
         "confusion": _confusion(yte, pred, c).tolist(),
         "curves": {k: list(state[k]) for k in ("train_loss", "train_acc", "val_acc")},
+        "epoch_s": list(state["epoch_s"]),
         "wall_s": state["wall_s"] + (time.perf_counter() - t0),
         "cpu_s": state["cpu_s"] + (time.process_time() - c0),
     }

@@ -56,7 +56,7 @@ def _metrics(run_dir):
     for key in ("wall_s", "cpu_s", "summary"):
         m.pop(key)
     for f in m["folds"]:
-        f.pop("wall_s"), f.pop("cpu_s")
+        f.pop("wall_s"), f.pop("cpu_s"), f.pop("epoch_s")
     return m
 
 
