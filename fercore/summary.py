@@ -79,6 +79,9 @@ class Summary:
     figures : list of FigureRow
     selectivity : dict of str to Selectivity
         Per layer, the full (F, A) matrices (for the dashboard's per-filter marks).
+    weak_aus : list of int
+        AUs whose within-emotion figures rest on too few images (fewer than 20 in classes where
+        the AU varies, or fewer than 5 of the rarer value): nothing can tell them from the emotion.
     """
 
     run: str
@@ -89,6 +92,7 @@ class Summary:
     rows: list[LayerRow]
     figures: list[FigureRow] = field(default_factory=list)
     selectivity: dict = field(default_factory=dict, repr=False)
+    weak_aus: list = field(default_factory=list)
 
     def totals(self) -> dict:
         """Counts summed over layers, per criterion."""
@@ -267,9 +271,13 @@ def summarize(
         ))
         figures += _figures(layer, sel, null_sel, reader, null_reader, crit.null_quantile)
     progress(len(reader.layers), len(reader.layers), "summary")
+    weak = []
+    if sels:
+        conf = next(iter(sels.values())).confound
+        weak = [int(a) for a, w in zip(conf.au_ids, conf.weak_partial, strict=True) if w]
     return Summary(
         run=reader.name, null=null or "", criteria=crit, n_images=len(fs), n_groups=len(set(groups)),
-        rows=rows, figures=figures, selectivity=sels,
+        rows=rows, figures=figures, selectivity=sels, weak_aus=weak,
     )
 
 
@@ -319,6 +327,9 @@ def format_summary(summary: Summary) -> str:
             " ".join(f"AU{a}" for a in r.aus["all"]) or "-",
         ])
     out += _grid(header, body)
+    if summary.weak_aus:
+        out += ["", "AUs that too few images tell apart from the emotion (no beyond-emotion claim possible): "
+                + " ".join(f"AU{a}" for a in summary.weak_aus)]
     if summary.figures:
         out += ["", "Figures (per filter, its best AU): run median / best, null 95th percentile, run filters above it:"]
         out += _grid(

@@ -127,6 +127,7 @@ def test_summary_counts_every_layer_next_to_the_null(recorded):
     for layer in reader.layers:
         assert layer in text
     assert "beyond emotion" in text and "null" in text
+    assert all(int(a) in s.selectivity[reader.layers[0]].au_ids for a in s.weak_aus)
     assert "KL selectivity" in text  # the records' analysis figures sit beside the null's too
     assert len(s.table()) == len(reader.layers)
     assert main(["summary", "--run", str(run_dir), "--quiet"]) == 0

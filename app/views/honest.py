@@ -66,6 +66,10 @@ def summary_table(summary, *, key: str | None = None) -> None:
     )
     st.dataframe(summary_frame(summary), hide_index=True, width="stretch", key=key)
     st.caption(criteria_caption(summary.criteria))
+    weak = getattr(summary, "weak_aus", [])
+    if weak:
+        st.caption("Too few images tell these AUs apart from the emotion, so no filter can be "
+                   "AU-selective beyond emotion for them: " + " ".join(f"AU{a}" for a in weak))
 
 
 def figure_table(summary, *, key: str | None = None) -> None:
