@@ -43,6 +43,7 @@ from .store.faceset_h5 import load_faceset, read_faceset_info
 from .util import Progress, atomic_path, runs_dir, stable_hash, write_json
 
 __all__ = [
+    "INITS",
     "SCHEDULES",
     "Round",
     "TrainConfig",
@@ -54,6 +55,7 @@ __all__ = [
     "prepare_inputs",
     "run_dir_for",
     "train",
+    "unit_variance_init",
 ]
 
 #: Bumped when a change to the trainer changes results, so old cached runs are not reused.
@@ -63,6 +65,10 @@ TRAINER_VERSION = 1
 #: lr/2 after 20 epochs, lr/10 after 40 -- 0.05, 0.025, 0.005 with lr=0.05), ``cosine`` (lr
 #: decayed to 0 over the epochs along a half cosine; for short runs).
 SCHEDULES = ("constant", "ferplus", "cosine")
+
+#: Weight initialisations: the architecture's own (``paper``) or rescaled to unit variance per
+#: layer on training data (``lsuv``); see :class:`TrainConfig`.
+INITS = ("paper", "lsuv")
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,14 @@ class TrainConfig:
         is ``ModelSpec.init_seed``).
     eval_batch_size : int
         Batch size of validation and test passes (does not change results).
+    init : str
+        ``paper`` keeps the architecture's own initialisation; ``lsuv`` then rescales the weights
+        of every conv layer and every hidden FC layer so that its output has unit standard
+        deviation on the first 256 training images (layer-sequential unit variance, Mishkin &
+        Matas 2016). The zero-bias CNN's paper initialisation leaves the FC-300 input tiny beside
+        its bias of 1.0, so short runs stall at chance; ``lsuv`` makes a few epochs enough.
+    augment_params : AugmentParams
+        Ranges of the augmentation.
     """
 
     epochs: int = 10
@@ -105,6 +119,7 @@ class TrainConfig:
     folds: tuple[int, ...] | None = None
     seed: int = 0
     eval_batch_size: int = 512
+    init: str = "paper"
     augment_params: AugmentParams = field(default_factory=AugmentParams)
 
     def __post_init__(self):
@@ -119,6 +134,8 @@ class TrainConfig:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"TrainConfig.schedule: expected one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         check_scheme(self.scheme)
+        if self.init not in INITS:
+            raise ValueError(f"TrainConfig.init: expected one of {', '.join(INITS)}, got {self.init!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -297,6 +314,37 @@ def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 # ------------------------------------------------------------------------------------------
 # The training loop
 
+@torch.no_grad()
+def unit_variance_init(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """Rescale conv and hidden FC weights in place so each layer's output has unit std on ``x``.
+
+    Parameters
+    ----------
+    model : FERNet
+        ``features`` then ``classifier`` (:mod:`fercore.models`); the last Linear is left alone.
+    x : (B, 1, S, S) float32
+        Normalised training images.
+    """
+    was = model.training
+    model.eval()
+    h = x
+    for mod in model.features.children():
+        if isinstance(mod, torch.nn.Conv2d):
+            out = F.conv2d(h, mod.weight, None, mod.stride, mod.padding, mod.dilation, mod.groups)
+            std = float(out.std())
+            if std > 0:
+                mod.weight.div_(std)
+        h = mod(h)
+    h = torch.flatten(h, 1)
+    linears = [m for m in model.classifier.children() if isinstance(m, torch.nn.Linear)]
+    for mod in model.classifier.children():
+        if isinstance(mod, torch.nn.Linear) and mod is not linears[-1]:
+            std = float((h @ mod.weight.T).std())
+            if std > 0:
+                mod.weight.div_(std)
+        h = mod(h)
+    model.train(was)
+
 @torch.inference_mode()
 def _predict(model, x: torch.Tensor, batch: int) -> torch.Tensor:
     """(N, 1, S, S) -> (N,) int64 predicted class, in eval mode."""
@@ -353,6 +401,9 @@ def _train_round(fs, x_unit, x_norm, rnd: Round, spec, config, method, device, r
     loss_scheme = "hard" if scheme in ("majority", "probability") else scheme
 
     model = build_model(spec).to(device)
+    if config.init == "lsuv":
+        first = xtr[:256]
+        unit_variance_init(model, normalize(first, method) if aug else first)
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                           weight_decay=config.weight_decay)
     state = {"epoch": 0, "best_val": -1.0, "best_epoch": -1, "best_state": None, "cpu_s": 0.0, "wall_s": 0.0,
@@ -457,6 +508,7 @@ def _protocol(fs: FaceSet, rounds: list[Round], spec: ModelSpec, config: TrainCo
         "label_scheme": config.scheme,
         "model": f"{spec.arch} (width {spec.width}, {spec.in_size}px input, dropout {'on' if spec.dropout else 'off'})",
         "epochs": config.epochs,
+        "init": config.init,
         "augmentation": "Khorrami (flip, rotation, scale, translation, intensity)" if config.augment else "none",
         "best_checkpoint": "the epoch with the best validation accuracy is scored on test",
     }

@@ -252,3 +252,29 @@ def test_normalisation_comes_from_the_faceset(tmp_path):
     run = train(path, SPEC, TrainConfig(epochs=1, batch_size=8, folds=[0]), root=tmp_path)
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["normalize"] == "local_mean" and cfg["preprocess"] == {"normalize": "local_mean"}
+
+
+def test_unit_variance_init_gives_unit_std_layer_outputs():
+    import torch
+
+    from fercore.models import build_model
+    from fercore.train import prepare_inputs, unit_variance_init
+
+    fs = make_faceset(n=30)
+    x = prepare_inputs(fs.images, in_size=16, method="standardize")
+    model = build_model(SPEC)
+    before = model.classifier.fc2.weight.clone()
+    unit_variance_init(model, x)
+    outs = {}
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: outs.__setitem__(n, o))
+             for n, m in model.named_modules() if n in ("features.conv1", "features.conv3")]
+    try:
+        model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert all(abs(float(o.std()) - 1) < 1e-3 for o in outs.values())
+    pre = torch.flatten(model.features(x), 1) @ model.classifier.fc1.weight.T
+    assert abs(float(pre.std()) - 1) < 1e-3
+    assert torch.equal(model.classifier.fc2.weight, before)  # the output layer is left alone
+    assert torch.all(model.classifier.fc1.bias == 1.0)
