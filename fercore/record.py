@@ -162,7 +162,7 @@ def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize
         for key, stat in (("topk", st.topk), ("topk_distinct", st.distinct)):
             lists[(name, key)] = _topk_arrays(stat, st.map_w, geos[name])
     _fill_patches_and_deconv(model, faceset, lists, geos, in_size=in_size, method=normalize_method,
-                             batch_size=max(8, min(batch_size, 64)), progress=progress)
+                             batch_size=max(8, min(batch_size, 128)), progress=progress)
 
     fs_hash = faceset.meta.get("content_hash") or faceset.content_hash()
     head = {
@@ -233,35 +233,36 @@ def _fill_patches_and_deconv(model, fs: FaceSet, lists: dict, geos: dict, *, in_
     deepest = max(geos, key=lambda name: conv_layers(model).index(name))
     total = len(wanted)
     progress(0, total, "deconv")
-    with torch.no_grad(), _torch_threads(1):
+    with torch.no_grad():
         for s in range(0, total, batch_size):
             chunk = wanted[s:s + batch_size]
             x = model_inputs(fs.images[chunk], in_size=in_size, method=method)
             unit = model_inputs(fs.images[chunk], in_size=in_size, method="none") + 0.5
             pix = np.clip(np.round(unit[:, 0].numpy() * 255.0), 0, 255).astype(np.uint8)  # (B, S, S)
             switches = forward_switches(model, x, deepest)
-            for (name, key), arr in lists.items():
-                rf = geos[name].rf
-                sel = np.isin(arr["index"], chunk)
-                if not sel.any():
-                    continue
-                fi, ki = np.nonzero(sel)
-                local = np.searchsorted(chunk, arr["index"][fi, ki])
-                arr["patch"][fi, ki] = _cut(pix, local, arr["box"][fi, ki], rf)
-                todo = np.ones(len(fi), bool)
-                if key == "topk_distinct":  # an entry also in the raw list has the same projection
-                    raw = lists[(name, "topk")]
-                    same = raw["index"][fi] == arr["index"][fi, ki][:, None]  # (P, K)
-                    hit = same.any(1)
-                    kr = same.argmax(1)
-                    arr["deconv"][fi[hit], ki[hit]] = raw["deconv"][fi[hit], kr[hit]]
-                    todo = ~hit
-                if todo.any():
-                    f_, k_ = fi[todo], ki[todo]
-                    proj = deconv_project(model, x, name, torch.from_numpy(local[todo]), torch.from_numpy(f_),
-                                          torch.from_numpy(arr["pos"][f_, k_].astype(np.int64)),
-                                          torch.from_numpy(arr["activation"][f_, k_]), switches=switches)
-                    arr["deconv"][f_, k_] = proj.numpy().astype(np.float16)
+            with _torch_threads(1):
+                for (name, key), arr in lists.items():
+                    rf = geos[name].rf
+                    sel = np.isin(arr["index"], chunk)
+                    if not sel.any():
+                        continue
+                    fi, ki = np.nonzero(sel)
+                    local = np.searchsorted(chunk, arr["index"][fi, ki])
+                    arr["patch"][fi, ki] = _cut(pix, local, arr["box"][fi, ki], rf)
+                    todo = np.ones(len(fi), bool)
+                    if key == "topk_distinct":  # an entry also in the raw list has the same projection
+                        raw = lists[(name, "topk")]
+                        same = raw["index"][fi] == arr["index"][fi, ki][:, None]  # (P, K)
+                        hit = same.any(1)
+                        kr = same.argmax(1)
+                        arr["deconv"][fi[hit], ki[hit]] = raw["deconv"][fi[hit], kr[hit]]
+                        todo = ~hit
+                    if todo.any():
+                        f_, k_ = fi[todo], ki[todo]
+                        proj = deconv_project(model, x, name, torch.from_numpy(local[todo]), torch.from_numpy(f_),
+                                              torch.from_numpy(arr["pos"][f_, k_].astype(np.int64)),
+                                              torch.from_numpy(arr["activation"][f_, k_]), switches=switches)
+                        arr["deconv"][f_, k_] = proj.numpy().astype(np.float16)
             progress(min(s + batch_size, total), total, "deconv")
 
 
