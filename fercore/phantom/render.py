@@ -214,12 +214,14 @@ class _Canvas:
         self.off = np.array([self.cx, self.cy])
         self.off16 = self.off * _ONE + 0.5  # +0.5: truncation rounds
         self.iod16 = self.iod * _ONE
+        self._ox, self._oy = float(self.off16[0]), float(self.off16[1])
         self.img = np.full((self.r, self.r), int(round(background)), np.uint8)
         # the soft (blurred) shading layer lives at the output size: pixel centres of the
         # output sit at (x - (_SS - 1) / 2) / _SS in canvas pixels
         self.soft = np.zeros((size, size), np.float32)
         self.soft_iod16 = self.iod16 / _SS
         self.soft_off16 = (self.off - (_SS - 1) / 2.0) / _SS * _ONE + 0.5
+        self._sox, self._soy = float(self.soft_off16[0]), float(self.soft_off16[1])
         self._widths: dict[float, int] = {}
 
     def px(self, p) -> np.ndarray:
@@ -243,14 +245,14 @@ class _Canvas:
 
     def lines(self, curves, tone, width):
         """Several open curves of one tone and width: (k, n, 2) or a list of (n, 2)."""
-        cv2.polylines(self.img, list(self.fx(c) for c in curves), False, _c(tone), self.t(width),
-                      cv2.LINE_AA, _SHIFT)
+        pts = list(self.fx(curves)) if isinstance(curves, np.ndarray) else [self.fx(c) for c in curves]
+        cv2.polylines(self.img, pts, False, _c(tone), self.t(width), cv2.LINE_AA, _SHIFT)
 
     def ellipse(self, centre, axes, tone, angle=0.0, thickness=-1):
-        c = self.fx(centre)
+        x, y = centre
+        c = (int(x * self.iod16 + self._ox), int(y * self.iod16 + self._oy))
         ax = (int(axes[0] * self.iod16), int(axes[1] * self.iod16))
-        cv2.ellipse(self.img, (int(c[0]), int(c[1])), ax, angle, 0, 360, _c(tone), thickness,
-                    cv2.LINE_AA, _SHIFT)
+        cv2.ellipse(self.img, c, ax, angle, 0, 360, _c(tone), thickness, cv2.LINE_AA, _SHIFT)
 
     def sx(self, p) -> np.ndarray:
         return (np.asarray(p, dtype=np.float64) * self.soft_iod16 + self.soft_off16).astype(np.int32)
@@ -266,9 +268,10 @@ class _Canvas:
                       cv2.LINE_8, _SHIFT)
 
     def soft_ellipse(self, centre, axes, value, angle=0.0):
-        c = self.sx(centre)
+        x, y = centre
+        c = (int(x * self.soft_iod16 + self._sox), int(y * self.soft_iod16 + self._soy))
         ax = (int(axes[0] * self.soft_iod16), int(axes[1] * self.soft_iod16))
-        cv2.ellipse(self.soft, (int(c[0]), int(c[1])), ax, angle, 0, 360, float(value), -1, cv2.LINE_8, _SHIFT)
+        cv2.ellipse(self.soft, c, ax, angle, 0, 360, float(value), -1, cv2.LINE_8, _SHIFT)
 
 
 def _c(tone) -> int:
@@ -509,9 +512,9 @@ def _draw_eyes(cv: _Canvas, idn: Identity, lm: np.ndarray, sclera: float):
         lowers.append(lower)
         creases.append(_smooth(e[[0, 1, 2, 3]] + _CREASE, 3)[2:-2])
     cv2.fillPoly(cv.img, [cv.fx(p) for p in covers], _c(skin), cv2.LINE_AA, _SHIFT)
-    cv.lines(uppers, skin * 0.2, 0.05)
-    cv.lines(lowers, skin * 0.6, 0.025)
-    cv.lines(creases, skin * 0.72, 0.025)
+    cv.lines(np.stack(uppers), skin * 0.2, 0.05)
+    cv.lines(np.stack(lowers), skin * 0.6, 0.025)
+    cv.lines(np.stack(creases), skin * 0.72, 0.025)
 
 
 _CREASE = np.array([[0.03, -0.02], [0, -0.075], [0, -0.075], [-0.03, -0.03]])
