@@ -16,7 +16,7 @@ from .render import DRAWN_AUS, render_face
 __all__ = ["CONFLICTS", "CORE_AUS", "EXTRA_EXCLUDED", "GENERATOR_VERSION", "generate_faceset", "montage", "sample_expression"]
 
 #: Changes whenever the drawing or the sampling changes the generated images or labels.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 
 #: The AUs an expression keeps when others are dropped: those CK+ requires for the label, or
 #: that tell it from its nearest neighbour (fear from surprise: AU4; anger from sadness: AU23).
@@ -98,29 +98,29 @@ def sample_expression(
     v = float(au_variation)
     if v <= 0:
         return _lips_part(dict(proto)), dict(proto_sides)
-    core = set(CORE_AUS.get(emotion, ()))
-    kept = [a for a in proto if a in core or rng.random() >= v * p_drop]
+    u = iter(rng.random(48).tolist())  # one draw for every random choice below
+    core = CORE_AUS.get(emotion, ())
+    kept = [a for a in proto if a in core or next(u) >= v * p_drop]
     need = min(2, len(proto))
-    dropped = [a for a in proto if a not in kept]
-    rng.shuffle(dropped)
+    dropped = sorted((a for a in proto if a not in kept), key=lambda a: next(u))
     while len(kept) < need and dropped:
         kept.append(dropped.pop())
     aus = {}
     for a in kept:
         k = proto[a]
-        if rng.random() < v:
-            k += int(rng.integers(-1, 2))
+        if next(u) < v:
+            k += min(2, int(next(u) * 3)) - 1
         aus[a] = int(min(5, max(1, k)))
     pe = v * p_extra * (0.5 if emotion == "neutral" else 1.0)
     excluded = EXTRA_EXCLUDED.get(emotion, set())
     for _ in range(2):
-        if rng.random() < pe:
+        if next(u) < pe:
             pool = [a for a in DRAWN_AUS if a not in proto and a not in aus and a not in excluded
                     and not (_CONFLICTS[a] & aus.keys())]
             if pool:
-                aus[int(pool[rng.integers(len(pool))])] = int(rng.integers(1, 4))
+                aus[pool[min(len(pool) - 1, int(next(u) * len(pool)))]] = 1 + min(2, int(next(u) * 3))
     _lips_part(aus)
-    side = "R" if rng.random() < 0.5 else "L"
+    side = "R" if next(u) < 0.5 else "L"
     sides = {a: side for a in proto_sides if a in aus}
     return aus, sides
 
@@ -212,8 +212,8 @@ def generate_faceset(
     progress(0, n, "phantom")
     for j in range(n_subjects):
         idn = random_identity(np.random.default_rng(np.random.SeedSequence([seed, j, 0])))
+        rng = np.random.default_rng(np.random.SeedSequence([seed, j, 1]))
         for t in range(counts[j]):
-            rng = np.random.default_rng(np.random.SeedSequence([seed, j, 1, t]))
             lab = (offset + t) % n_cls
             emo = classes[lab]
             a, sides = sample_expression(emo, rng, au_variation=au_variation)

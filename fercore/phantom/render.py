@@ -206,7 +206,7 @@ def _smooth(p: np.ndarray, k: int = 4, closed: bool = False) -> np.ndarray:
 class _Canvas:
     """The supersampled drawing surface: face-frame coordinates to fixed-point pixels."""
 
-    def __init__(self, size: int, background: float):
+    def __init__(self, size: int, background: float, base: tuple[np.ndarray, np.ndarray] | None = None):
         self.r = size * _SS
         self.iod = _IOD * self.r
         self.cx = self.r / 2.0
@@ -215,10 +215,13 @@ class _Canvas:
         self.off16 = self.off * _ONE + 0.5  # +0.5: truncation rounds
         self.iod16 = self.iod * _ONE
         self._ox, self._oy = float(self.off16[0]), float(self.off16[1])
-        self.img = np.full((self.r, self.r), int(round(background)), np.uint8)
-        # the soft (blurred) shading layer lives at the output size: pixel centres of the
-        # output sit at (x - (_SS - 1) / 2) / _SS in canvas pixels
-        self.soft = np.zeros((size, size), np.float32)
+        if base is None:
+            self.img = np.full((self.r, self.r), int(round(background)), np.uint8)
+            # the soft (blurred) shading layer lives at the output size: pixel centres of the
+            # output sit at (x - (_SS - 1) / 2) / _SS in canvas pixels
+            self.soft = np.zeros((size, size), np.float32)
+        else:
+            self.img, self.soft = base[0].copy(), base[1].copy()
         self.soft_iod16 = self.iod16 / _SS
         self.soft_off16 = (self.off - (_SS - 1) / 2.0) / _SS * _ONE + 0.5
         self._sox, self._soy = float(self.soft_off16[0]), float(self.soft_off16[1])
@@ -657,10 +660,7 @@ def render_face(
         raise ValueError(f"size: expected 24-512 px (48-128 is the designed range), got {size}")
     mags = _validate(aus, sides)
     lm = face_landmarks(identity, mags)
-    cv = _Canvas(size, identity.background)
-    base_img, base_soft = _base(identity, size)
-    cv.img[...] = base_img
-    cv.soft[...] = base_soft
+    cv = _Canvas(size, identity.background, _base(identity, size))
     _draw(cv, identity, lm, mags)
     soft = cv2.GaussianBlur(cv.soft, (0, 0), 0.05 * cv.iod / _SS)
     img = cv2.resize(cv.img, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
