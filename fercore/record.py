@@ -236,8 +236,8 @@ def _fill_patches_and_deconv(model, fs: FaceSet, lists: dict, geos: dict, *, in_
     with torch.no_grad():
         for s in range(0, total, batch_size):
             chunk = wanted[s:s + batch_size]
-            x = model_inputs(fs.images[chunk], in_size=in_size, method=method)
-            unit = model_inputs(fs.images[chunk], in_size=in_size, method="none") + 0.5
+            unit = model_inputs(fs.images[chunk], in_size=in_size, method="none") + 0.5  # (B, 1, S, S) in [0, 1]
+            x = normalize(unit, method)
             pix = np.clip(np.round(unit[:, 0].numpy() * 255.0), 0, 255).astype(np.uint8)  # (B, S, S)
             switches = forward_switches(model, x, deepest)
             with _torch_threads(1):
