@@ -269,12 +269,14 @@ def test_unit_variance_init_gives_unit_std_layer_outputs():
     hooks = [m.register_forward_hook(lambda m, i, o, n=n: outs.__setitem__(n, o))
              for n, m in model.named_modules() if n in ("features.conv1", "features.conv3")]
     try:
-        model(x)
+        with torch.no_grad():
+            model(x)
     finally:
         for h in hooks:
             h.remove()
     assert all(abs(float(o.std()) - 1) < 1e-3 for o in outs.values())
-    pre = torch.flatten(model.features(x), 1) @ model.classifier.fc1.weight.T
+    with torch.no_grad():
+        pre = torch.flatten(model.features(x), 1) @ model.classifier.fc1.weight.T
     assert abs(float(pre.std()) - 1) < 1e-3
     assert torch.equal(model.classifier.fc2.weight, before)  # the output layer is left alone
     assert torch.all(model.classifier.fc1.bias == 1.0)
