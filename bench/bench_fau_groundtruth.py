@@ -33,15 +33,17 @@ GROUPS = [(1, 2), (4,), (5,), (6,), (9,), (12,), (15,), (20,), (25, 26)]
 def build_default_run(progress=None):
     """The default run directory: phantom data -> phantom-default -> record -> analyze (cached)."""
     from fercore.analysis import analyze
-    from fercore.phantom import generate_faceset
+    from fercore.phantom import GENERATOR_VERSION, generate_faceset
     from fercore.pipeline import phantom_path
     from fercore.presets import DEFAULT_PHANTOM, train_preset
     from fercore.record import record
-    from fercore.store.faceset_h5 import save_faceset
+    from fercore.store.faceset_h5 import read_faceset_info, save_faceset
 
     t0 = time.perf_counter()
     path = phantom_path(DEFAULT_PHANTOM)
-    if not path.exists():
+    stale = path.exists() and (read_faceset_info(path)["meta"].get("options") or {}).get(
+        "generator_version") != GENERATOR_VERSION
+    if not path.exists() or stale:  # the cache key is the options only: rebuild after a generator change
         save_faceset(generate_faceset(**DEFAULT_PHANTOM), path)
     print(f"phantom {path} ({time.perf_counter() - t0:.0f} s)", flush=True)
     run_dir = train_preset(path, "phantom-default", progress=progress)
