@@ -11,7 +11,7 @@ DESCRIPTION = (
     "and trains on the rest (or uses the file's predefined splits); the best-validation epoch is scored on "
     "test. The run is cached under cache/runs/<name>-<hash8>/: the same data and settings return at once, "
     "an interrupted run resumes. Without --preset, Khorrami et al.'s defaults apply (SGD lr 0.01, momentum "
-    "0.9, weight decay 1e-5, batch 64)."
+    "0.9, weight decay 1e-5, batch 64, the paper's initialisation, 10 epochs)."
 )
 
 
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from fercore.losses import SCHEMES
     from fercore.models import ARCHS
     from fercore.presets import PRESETS
-    from fercore.train import SCHEDULES
+    from fercore.train import INITS, SCHEDULES
 
     parser.add_argument("--data", required=True, metavar="FILE", help="FaceSet .h5 file (python -m fercore phantom / import)")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="start from a named setup; other options override it")
@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheme", choices=SCHEMES, help="label scheme (FER+: majority, multilabel, probability, crossentropy)")
     parser.add_argument("--seed", type=int, help="seed of shuffling, augmentation and dropout")
     parser.add_argument("--init-seed", type=int, help="seed of the weight initialisation")
+    parser.add_argument("--init", choices=INITS,
+                        help="paper: the architecture's initialisation; lsuv: rescaled to unit variance per layer "
+                             "on training images (short runs learn from the first epoch)")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                         help="Khorrami's augmentation (flip, rotation, scale, translation, intensity)")
     parser.add_argument("--dropout", action=argparse.BooleanOptionalAction, default=None, help="dropout on the FC layers")
@@ -67,18 +70,18 @@ def run(args: argparse.Namespace) -> int:
         "arch": args.model, "folds": args.folds, "epochs": args.epochs, "batch_size": args.batch_size,
         "lr": args.lr, "schedule": args.schedule, "width": args.width, "in_size": args.size,
         "scheme": args.scheme, "seed": args.seed, "init_seed": args.init_seed, "augment": args.augment,
-        "dropout": args.dropout,
+        "dropout": args.dropout, "init": args.init,
     }
     if args.preset is None:
         # Khorrami et al.'s defaults: the full-width zero-bias CNN at the data's image size.
         base = {"arch": "zero_bias", "width": 1.0, "dropout": False, "augment": False, "epochs": 10,
-                "lr": 0.01, "schedule": "constant", "batch_size": 64}
+                "lr": 0.01, "schedule": "constant", "batch_size": 64, "init": "paper"}
         overrides = {k: (v if v is not None else base.get(k)) for k, v in overrides.items()}
     name = args.preset or "phantom-default"
     spec, config = resolve(name, args.data, **overrides)
     print(f"model {spec.arch} width {spec.width} input {spec.in_size}px, {spec.n_classes} classes; "
           f"{config.epochs} epochs, batch {config.batch_size}, lr {config.lr} ({config.schedule}), "
-          f"scheme {config.scheme}, augmentation {'on' if config.augment else 'off'}")
+          f"scheme {config.scheme}, augmentation {'on' if config.augment else 'off'}, init {config.init}")
     t0 = time.perf_counter()
     with tqdm_progress(disable=args.quiet) as progress:
         run_dir = train_preset(args.data, name, progress=progress, device=args.device, **overrides)
