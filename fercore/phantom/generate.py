@@ -16,7 +16,7 @@ from .render import DRAWN_AUS, render_face
 __all__ = ["CONFLICTS", "CORE_AUS", "EXTRA_EXCLUDED", "GENERATOR_VERSION", "generate_faceset", "montage", "sample_expression"]
 
 #: Changes whenever the drawing or the sampling changes the generated images or labels.
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 
 #: The AUs an expression keeps when others are dropped: those CK+ requires for the label, or
 #: that tell it from its nearest neighbour (fear from surprise: AU4; anger from sadness: AU23).
@@ -79,7 +79,7 @@ def sample_expression(
     other than the emotion's core AU (:data:`CORE_AUS`) is dropped with probability
     ``v * p_drop`` (at least two prototype AUs stay where the prototype has two or more), each
     intensity moves by -1, 0 or +1 with probability v (kept within 1-5), zero to two extra AUs
-    are added (each with probability ``v * p_extra``, half that for neutral) at intensity 1-3,
+    are added (each with probability ``v * p_extra``, a third of that for neutral) at intensity 1-3,
     never beside an AU they cannot show with (:data:`CONFLICTS`) nor one that would make the
     face read as another emotion (:data:`EXTRA_EXCLUDED`), and a one-sided AU shows on
     either side with equal odds. With v = 0 the AUs are exactly the prototype's: the emotion
@@ -111,7 +111,7 @@ def sample_expression(
         if next(u) < v:
             k += min(2, int(next(u) * 3)) - 1
         aus[a] = int(min(5, max(1, k)))
-    pe = v * p_extra * (0.5 if emotion == "neutral" else 1.0)
+    pe = v * p_extra * (1 / 3 if emotion == "neutral" else 1.0)
     excluded = EXTRA_EXCLUDED.get(emotion, set())
     for _ in range(2):
         if next(u) < pe:

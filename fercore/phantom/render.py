@@ -32,12 +32,12 @@ _ONE = 1 << _SHIFT
 def magnitude(intensity: float) -> float:
     """Drawing strength 0-1 of an AU intensity 0-5 (A=1 ... E=5; 0 absent).
 
-    Trace intensities stay visible at 48 px: A draws at 3/7 of E, C at 5/7.
+    Trace intensities stay visible at 48 px: A draws at half the strength of E, C at 3/4.
     """
     k = float(intensity)
     if k <= 0:
         return 0.0
-    return (min(k, 5.0) + 2.0) / 7.0
+    return (min(k, 5.0) + 3.0) / 8.0
 
 
 # ------------------------------------------------------------------------------------------
@@ -155,7 +155,11 @@ def _dense_moves() -> dict[int, tuple[np.ndarray, np.ndarray]]:
 
 
 def face_landmarks(idn: Identity, mags: dict[int, tuple[float, float]]) -> np.ndarray:
-    """(68, 2) float64 landmarks in the face frame for AU strengths ``{au: (right, left)}``."""
+    """(68, 2) float64 landmarks in the face frame (IOD units, origin between the eyes).
+
+    ``mags`` maps an AU number to its drawing strength 0-1 (:func:`magnitude` of the intensity)
+    on the subject's right and left side: ``{12: (0.71, 0.71)}`` is AU12 at C on both sides.
+    """
     lm = _neutral(idn).copy()
     for au_n, (mr, ml) in mags.items():
         right, left = _DENSE[au_n]
