@@ -33,7 +33,8 @@ _BUILD_LOCK = threading.Lock()
 # ----------------------------------------------------------------------------------------- runs
 @st.cache_data(ttl=5, show_spinner=False)
 def list_runs() -> list[dict]:
-    """Every run under the cache's ``runs/`` folder, newest first.
+    """Every trained run under the cache's ``runs/`` folder (runs still training are left out),
+    recorded runs first, newest first.
 
     Returns
     -------
@@ -44,8 +45,9 @@ def list_runs() -> list[dict]:
     out = []
     if not root.is_dir():
         return out
-    dirs = [d for d in root.iterdir() if d.is_dir() and (d / "config.json").is_file()]
-    dirs.sort(key=lambda d: (d / "config.json").stat().st_mtime, reverse=True)
+    # Runs whose training finished (metrics.json written); recorded ones first, newest first.
+    dirs = [d for d in root.iterdir() if d.is_dir() and (d / "config.json").is_file() and (d / "metrics.json").is_file()]
+    dirs.sort(key=lambda d: ((d / "records.h5").exists(), (d / "metrics.json").stat().st_mtime), reverse=True)
     for d in dirs:
         try:
             config = json.loads((d / "config.json").read_text())

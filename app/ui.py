@@ -58,6 +58,14 @@ def require_run() -> tuple[str, float, object] | None:
             loaders.rebuild_records(run_dir, progress_bar("Rebuilding records"))
             st.rerun()
         return None
+    try:
+        loaders.faceset(run_dir, stamp)
+    except (ValueError, OSError) as e:  # the data set file changed or vanished since recording
+        st.error(f"Run {r.name}: the data set its records were made on cannot be used: {e}")
+        if st.button("Record and analyse again on the current data set", key="rebuild_records", type="primary"):
+            loaders.rebuild_records(run_dir, progress_bar("Rebuilding records"))
+            st.rerun()
+        return None
     return run_dir, stamp, r
 
 

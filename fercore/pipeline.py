@@ -59,13 +59,19 @@ def phantom_path(options=None) -> Path:
     Returns
     -------
     Path
-        ``datasets_dir() / "phantom-<hash8>.h5"``, the hash taken over the options.
+        ``datasets_dir() / "phantom-<hash8>.h5"``, the hash taken over the options and
+        :data:`fercore.phantom.GENERATOR_VERSION`.
     """
     if options is None:
         from fercore.presets import DEFAULT_PHANTOM
 
         options = DEFAULT_PHANTOM
-    return datasets_dir() / f"phantom-{stable_hash(_options_dict(options))[:8]}.h5"
+    from fercore.phantom import GENERATOR_VERSION
+
+    # The generator's version is part of the name: a changed generator never overwrites the
+    # faces that existing runs were trained and recorded on.
+    key = {**_options_dict(options), "generator_version": GENERATOR_VERSION}
+    return datasets_dir() / f"phantom-{stable_hash(key)[:8]}.h5"
 
 
 def _stage_progress(progress: Progress, index: int, stage: str) -> Progress:

@@ -56,6 +56,7 @@ def assert_clean(at: AppTest) -> None:
 def broken_cache(tmp_path, monkeypatch):
     run = tmp_path / "runs" / "phantom-zero_bias-hard-deadbeef"
     run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"mean_test_acc": 0.5, "folds": []}))
     (run / "config.json").write_text(json.dumps({"name": run.name, "class_names": ["a", "b"],
                                                  "faceset": {"name": "phantom-1234"},
                                                  "model": {"arch": "zero_bias", "width": 0.25, "in_size": 48}}))
@@ -309,3 +310,18 @@ def test_run_picker_lists_every_run_and_follows_the_run_query_parameter(tiny_run
     assert_clean(at)
     assert at.sidebar.selectbox(key="run_picker").value.endswith("00000002")
     assert at.query_params["run"] in ("phantom-bbbb2222-zero_bias-hard-00000002", ["phantom-bbbb2222-zero_bias-hard-00000002"])
+
+
+def test_vanished_data_set_is_named_with_a_rebuild_offer(tiny_cache, tiny_run):
+    (data,) = (tiny_cache / "datasets").glob("phantom-*.h5")
+    aside = data.with_suffix(".aside")
+    data.rename(aside)
+    try:
+        at = app(tiny_cache)
+        at.run()
+        assert not at.exception
+        msg = " ".join(e.value for e in at.error)
+        assert "data set its records were made on cannot be used" in msg and data.name in msg
+        assert at.button(key="rebuild_records")
+    finally:
+        aside.rename(data)

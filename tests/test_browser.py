@@ -3,7 +3,8 @@
 
 Every view is opened, a real face photo is uploaded, and screenshots are saved (to a temporary
 folder). With ``FERCORE_SCREENSHOTS=<folder>`` the same test writes the README's screenshots from
-the run(s) in the normal cache (``$FERCORE_CACHE`` or ``cache/``) instead of the tiny test run:
+the run(s) in the normal cache (``$FERCORE_CACHE`` or ``cache/``) instead of the tiny test run,
+``FERCORE_SCREENSHOTS_RUN=<run name>`` choosing the run:
 
     FERCORE_SCREENSHOTS=docs/screenshots python -m pytest -q -m browser tests/test_browser.py
 """
@@ -121,7 +122,8 @@ def no_exceptions(page) -> None:
 
 
 def test_every_view_and_an_upload(server, page, shots_dir, face_png):
-    page.goto(f"{server}/overview")
+    run = os.environ.get("FERCORE_SCREENSHOTS_RUN")  # which run the screenshots show
+    page.goto(f"{server}/overview" + (f"?run={run}" if run else ""))
     settle(page, "Overview")
     no_exceptions(page)
     assert page.get_by_text("Mean test accuracy").count() > 0
