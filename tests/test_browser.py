@@ -127,13 +127,14 @@ def test_every_view_and_an_upload(server, page, shots_dir, face_png):
     settle(page, "Overview")
     no_exceptions(page)
     assert page.get_by_text("Mean test accuracy").count() > 0
-    assert page.locator("[data-testid=stPlotlyChart]").count() >= 2
+    page.locator("[data-testid=stPlotlyChart]").nth(1).wait_for()  # confusion matrix, learning curves
+    page.locator("[data-testid=stImage] img").first.wait_for()  # the montage
     shoot(page, shots_dir / "overview.png")
 
     page.goto(f"{server}/filters")
     settle(page, "Filters")
     no_exceptions(page)
-    assert page.locator("[data-testid=stImage] img").count() > 8
+    page.locator("[data-testid=stImage] img").nth(8).wait_for()  # the filter grid
     shoot(page, shots_dir / "filters.png")
 
     page.goto(f"{server}/fau-map")
