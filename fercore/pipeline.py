@@ -172,9 +172,10 @@ def build_run(
     Path
         The run directory.
     """
-    from fercore.presets import train_preset
+    from fercore.presets import DEFAULT_PHANTOM, train_preset
 
     progress = progress or no_progress
+    phantom = DEFAULT_PHANTOM if phantom is None else phantom
     path = _ensure_phantom(phantom, _stage_progress(progress, 0, "phantom"))
     run_dir = Path(
         _call(train_preset, path, preset, progress=_stage_progress(progress, 1, "train"), **dict(train_options or {}))

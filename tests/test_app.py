@@ -325,3 +325,23 @@ def test_vanished_data_set_is_named_with_a_rebuild_offer(tiny_cache, tiny_run):
         assert at.button(key="rebuild_records")
     finally:
         aside.rename(data)
+
+
+def test_build_default_uses_the_default_phantom_options(monkeypatch):
+    import fercore.pipeline as pipeline
+    from fercore.presets import DEFAULT_PHANTOM
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_ensure(options, progress):
+        seen["options"] = options
+        raise Stop
+
+    monkeypatch.setattr(pipeline, "_ensure_phantom", fake_ensure)
+    with pytest.raises(Stop):
+        pipeline.build_default()
+    assert seen["options"] == DEFAULT_PHANTOM
+    assert pipeline.phantom_path() == pipeline.phantom_path(DEFAULT_PHANTOM)
