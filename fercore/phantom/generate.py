@@ -16,7 +16,7 @@ from .render import DRAWN_AUS, render_face
 __all__ = ["CONFLICTS", "CORE_AUS", "EXTRA_EXCLUDED", "GENERATOR_VERSION", "generate_faceset", "montage", "sample_expression"]
 
 #: Changes whenever the drawing or the sampling changes the generated images or labels.
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 6
 
 #: The AUs an expression keeps when others are dropped: those CK+ requires for the label, or
 #: that tell it from its nearest neighbour (fear from surprise: AU4; anger from sadness: AU23).

@@ -397,10 +397,10 @@ def _draw(cv: _Canvas, idn: Identity, lm: np.ndarray, m: dict[int, tuple[float, 
     cv.soft_ellipse((0, lm[57, 1] + 0.08), (0.2, 0.045), -14)
     cv.soft_line(_smooth(lm[3:14], 2), -22, 0.07)
 
-    # nasolabial folds: faint at rest, deepened by AU10 and AU12 (and a little by AU9)
-    m10, m12, m9 = m.get(10, zero), m.get(12, zero), m.get(9, zero)
+    # nasolabial folds: faint at rest, deepened by AU10 and AU12
+    m10, m12 = m.get(10, zero), m.get(12, zero)
     for k, side, corner, wing_i in ((0, -1, 48, 31), (1, 1, 54, 35)):
-        depth = idn.fold_depth * 0.35 + m10[k] * 0.8 + m12[k] * 0.9 + m9[k] * 0.25
+        depth = idn.fold_depth * 0.35 + m10[k] * 0.8 + m12[k] * 0.9
         if depth <= 0.02:
             continue
         wx, wy = lm[wing_i]
