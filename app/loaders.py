@@ -303,30 +303,37 @@ def best_aus(run_dir: str, stamp: float, layer: str) -> np.ndarray:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def fau_heatmap(run_dir: str, stamp: float, layer: str, stat_label: str, order_by: str):
+def fau_heatmap(run_dir: str, stamp: float, layer: str, stat_label: str, order_by: str, distinct: bool = False,
+                nstamp: float = 0.0):
     """The FAU map of a layer: (figure, data frame of the shown values, value name).
 
-    ``topk_share`` is shown minus the AU's base rate, ``qval`` as −log10 q, ``kl`` (one value
-    per filter) repeated across the AUs.
+    ``topk_share`` is shown minus the AU's base rate (with ``distinct``, the share of the distinct
+    top-K list, one image per sequence or subject), ``qval`` as −log10 q, ``kl`` (one value per
+    filter) repeated across the AUs. Each row label ends in ✓ when the filter survives every
+    control for at least one AU (:func:`survives`), ✗ otherwise.
     """
     s = au_stats(run_dir, stamp, layer)
     key = STATISTICS[stat_label]
     order = filter_order(run_dir, stamp, layer, order_by)
     au_short = [f"AU{int(a)}" for a in reader(run_dir, stamp).au_ids]
-    z, zmid, colorscale, zname = s[key], 0.0, "RdBu_r", stat_label
-    if key == "qval":
-        z, zmid, colorscale = -np.log10(np.clip(z, 1e-300, 1.0)), None, "Oranges"
-    elif key == "kl":
-        z, zmid, colorscale = np.repeat(z[:, None], len(au_short), axis=1), None, "Oranges"
-    elif key == "topk_share":
-        z, zname = z - s["base_rate"][None, :], "top-K share − base rate"
-    elif key == "spatial":
-        zmid, colorscale = None, "Oranges"
+    sel = summary(run_dir, stamp, nstamp).selectivity[layer]
+    zmid, colorscale, zname = 0.0, "RdBu_r", stat_label
+    if key == "topk_share" and distinct:
+        z, zname = sel.share_distinct - s["base_rate"][None, :], "distinct top-K share − base rate"
+    else:
+        z = _stat_values(s, key, len(au_short))
+        if key in ("qval", "kl", "spatial"):
+            zmid, colorscale = None, "Oranges"
+        elif key == "topk_share":
+            zname = "top-K share − base rate"
+    ok = survives(sel)
     z = z[order]
-    ylabels = [f"filter {int(f)}" for f in order]
-    fig = figures.heatmap(z, x=au_short, y=ylabels, title=f"{layer}: filters × AUs ({zname})", zlabel=zname,
-                          colorscale=colorscale, zmid=zmid)
-    return fig, pd.DataFrame(z, index=ylabels, columns=au_short), zname
+    ylabels = [f"filter {int(f)} {'✓' if ok[f] else '✗'}" for f in order]
+    fig = figures.heatmap(z, x=au_short, y=ylabels, title=f"{layer}: filters × AUs ({zname}); ✓ survives the controls",
+                          zlabel=zname, colorscale=colorscale, zmid=zmid)
+    df = pd.DataFrame(z, index=[f"filter {int(f)}" for f in order], columns=au_short)
+    df.insert(0, "survives controls", [bool(ok[f]) for f in order])
+    return fig, df, zname
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -358,6 +365,138 @@ def au_labels(run_dir: str, stamp: float) -> list[str]:
         except (KeyError, ValueError):
             out.append(f"AU{int(a)}")
     return out
+
+
+# ------------------------------------------------------------------------------ honest controls
+#: The null network the dashboard compares with.
+NULL_KIND = "untrained"
+
+
+def null_stamp(run_dir: str) -> float:
+    """Modification time of the null network's records file (0.0 when it is not recorded)."""
+    p = Path(run_dir) / "null" / NULL_KIND / "records.h5"
+    return p.stat().st_mtime if p.exists() else 0.0
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def summary(run_dir: str, stamp: float, nstamp: float):
+    """The run's :class:`fercore.summary.Summary` (counts per control, per-filter criteria, null
+    thresholds), read-only: the null is used when it is recorded, never built here.
+
+    Cached as a shared resource (it is only read) keyed by the records' and the null's stamps, so
+    building the null gives a new summary.
+    """
+    from fercore.summary import summarize
+
+    return summarize(run_dir, null=NULL_KIND, build_null=False)
+
+
+def get_summary(run_dir: str, stamp: float):
+    """The cached summary of the run as its records and null are on disk now."""
+    return summary(run_dir, stamp, null_stamp(run_dir))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def null_reader(run_dir: str, nstamp: float):
+    """The null network's reader (None when it is not recorded)."""
+    if not nstamp:
+        return None
+    from fercore.reader import open_run
+
+    return open_run(Path(run_dir) / "null" / NULL_KIND)
+
+
+def _stat_values(s: dict, key: str, n_au: int) -> np.ndarray:
+    """(F, A) values of statistic ``key`` as the FAU map shows them (see :func:`fau_heatmap`)."""
+    z = np.asarray(s[key], dtype=float)
+    if key == "qval":
+        return -np.log10(np.clip(z, 1e-300, 1.0))
+    if key == "kl":
+        return np.repeat(z[:, None], n_au, axis=1)
+    if key == "topk_share":
+        return z - s["base_rate"][None, :]
+    return z
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def null_p95(run_dir: str, stamp: float, nstamp: float, layer: str, key: str) -> np.ndarray | None:
+    """(A,) float: the null network's 95th percentile (over its filters) of statistic ``key`` per
+    AU, in the units the FAU map shows (top-K shares minus the base rate, −log10 q); None without
+    a null.
+
+    ``key`` is a key of :data:`STATISTICS` values or ``"share_distinct"`` (distinct top-K share).
+    The shares and correlations come from the summary's thresholds (``Selectivity.null_p95``), the
+    other statistics from the null's own analysis.
+    """
+    sel = summary(run_dir, stamp, nstamp).selectivity.get(layer)
+    if sel is None or not sel.has_null:
+        return None
+    q = sel.criteria.null_quantile
+    from_summary = {"topk_share": "share_raw", "share_distinct": "share_distinct", "corr": "r_au",
+                    "corr_within": "r_partial"}
+    if key in from_summary:
+        v = np.asarray(sel.null_p95[from_summary[key]], dtype=float)
+        return v - sel.base_rate if key in ("topk_share", "share_distinct") else v
+    nr = null_reader(run_dir, nstamp)
+    try:
+        ns = nr.au_stats(layer)
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
+    s = {k: np.asarray(getattr(ns, k), dtype=float) for k in (key, "base_rate")}
+    z = _stat_values(s, key, len(sel.au_ids))
+    with np.errstate(all="ignore"):
+        return np.array([np.nanquantile(c, q) if np.isfinite(c).any() else np.nan for c in z.T])
+
+
+def survives(sel) -> np.ndarray:
+    """(F,) bool: filters with at least one AU passing every control (``all``); without a null,
+    every control but the null (raw, distinct, beyond emotion)."""
+    m = sel.all if sel.has_null else (sel.raw & sel.distinct & sel.beyond_emotion)
+    return m.any(axis=1)
+
+
+def first_failed(sel, f: int, a: int) -> str:
+    """The first control filter ``f``'s association with AU column ``a`` fails ("" if none)."""
+    for name, label in (("raw", "raw"), ("distinct", "distinct"), ("beyond_emotion", "beyond emotion"),
+                        ("beyond_null", "beyond null")):
+        if name == "beyond_null" and not sel.has_null:
+            continue
+        if not bool(sel.matrix(name)[f, a]):
+            return label
+    return ""
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def match_table_honest(run_dir: str, stamp: float, nstamp: float, layer: str) -> tuple[pd.DataFrame, str]:
+    """The ranked match table with the controls: ``survives controls`` (✓/✗ for the pair),
+    ``fails`` (the first control it fails) and the null's p95 of the top-K share; and its CSV."""
+    table, _ = match_table(run_dir, stamp, layer)
+    sel = summary(run_dir, stamp, nstamp).selectivity[layer]
+    if len(table):
+        col = {int(a): j for j, a in enumerate(sel.au_ids)}
+        js = [col[int(a)] for a in table["au"]]
+        fails = [first_failed(sel, int(f), j) for f, j in zip(table["filter"], js, strict=True)]
+        table.insert(2, "survives controls", ["✓" if not x else "✗" for x in fails])
+        table.insert(3, "fails", [x or "-" for x in fails])
+        table["distinct_share"] = [float(sel.share_distinct[int(f), j]) for f, j in zip(table["filter"], js, strict=True)]
+        if sel.has_null:
+            p95 = sel.null_p95["share_distinct"]
+            table["null_p95_distinct_share"] = [float(p95[j]) for j in js]
+    return table, table.to_csv(index=False)
+
+
+def build_null(run_dir: str, progress) -> None:
+    """Build the run's untrained null network (the "Build the null network" button), then drop
+    the caches that depend on it."""
+    from fercore.null import ensure_null
+
+    with _BUILD_LOCK:
+        ensure_null(run_dir, kind=NULL_KIND, progress=progress)
+    summary.clear()
+    null_reader.clear()
+    null_p95.clear()
+    match_table_honest.clear()
+    fau_heatmap.clear()
 
 
 # -------------------------------------------------------------------------------------- upload

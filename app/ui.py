@@ -69,6 +69,35 @@ def require_run() -> tuple[str, float, object] | None:
     return run_dir, stamp, r
 
 
+def honest_summary(run_dir: str, stamp: float, *, key: str):
+    """Draw the run's honest-evidence summary (AU-selective filters raw / distinct top-K / beyond
+    emotion / beyond the null, with the AUs) and, when the null network is missing, a note and a
+    button that builds it. Returns the :class:`fercore.summary.Summary`, or None when it cannot be
+    computed (the reason is shown)."""
+    from app.views import honest
+
+    try:
+        summary = loaders.get_summary(run_dir, stamp)
+    except (ValueError, OSError, KeyError) as e:
+        st.error(f"The controls of this run cannot be computed: {e}")
+        return None
+    honest.summary_table(summary, key=f"{key}_summary")
+    if not summary.null:
+        null_missing(run_dir, key=key)
+    return summary
+
+
+def null_missing(run_dir: str, *, key: str) -> None:
+    """The note shown while the run's null network is missing, with the button that builds it."""
+    st.info("**No null network yet.** The controls *beyond the null* and *all* need an untrained "
+            "network of the same architecture, recorded on the same images (about as long as "
+            "recording the run once); until it is built they read 0 and no figure has a null value.")
+    if st.button("Build the null network", key=f"build_null_{key}", type="primary"):
+        with guarded("Building the null network"):
+            loaders.build_null(run_dir, progress_bar("Building the null network"))
+            st.rerun()
+
+
 def csv_button(label: str, data: str, file_name: str, key: str) -> None:
     st.download_button(label, data=data.encode(), file_name=file_name, mime="text/csv", key=key)
 

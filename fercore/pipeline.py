@@ -1,4 +1,5 @@
-"""The embedded default, end to end: phantom faces -> trained run -> records -> filter/AU analysis.
+"""The embedded default, end to end: phantom faces -> trained run -> records -> filter/AU analysis
+-> untrained null network (the control every filter-AU figure is compared with).
 
 :func:`build_default` is what ``python -m fercore default`` and the dashboard (when no run exists
 yet) call. Every stage is cached: the phantom FaceSet file is named by the hash of its options, the
@@ -20,8 +21,10 @@ __all__ = ["DEFAULT_PRESET", "STAGES", "build_default", "build_run", "phantom_pa
 #: The training preset of the embedded default.
 DEFAULT_PRESET = "phantom-default"
 
-#: Stage names reported through ``progress(done, total, stage)``, in order.
-STAGES = ("phantom", "train", "record", "analyze")
+#: Stage names reported through ``progress(done, total, stage)``, in order. ``null`` (the untrained
+#: null network, :func:`fercore.null.ensure_null`) runs only in :func:`build_default` and
+#: :func:`build_run` with ``null=True``.
+STAGES = ("phantom", "train", "record", "analyze", "null")
 
 
 def _accepts(fn: Callable, name: str) -> bool:
@@ -75,7 +78,7 @@ def phantom_path(options=None) -> Path:
 
 
 def _stage_progress(progress: Progress, index: int, stage: str) -> Progress:
-    """Map a stage's own ``(done, total)`` onto the whole pipeline: stage ``index`` of 4."""
+    """Map a stage's own ``(done, total)`` onto the whole pipeline: stage ``index`` of ``len(STAGES)``."""
     n = len(STAGES)
 
     def inner(done: int, total: int, what: str = "") -> None:
@@ -150,9 +153,11 @@ def build_run(
     preset: str = DEFAULT_PRESET,
     train_options: Mapping | None = None,
     k: int | None = None,
+    null: bool = False,
     progress: Progress | None = None,
 ) -> Path:
-    """Generate (or reuse) a phantom data set, train a preset on it, record and analyse it.
+    """Generate (or reuse) a phantom data set, train a preset on it, record and analyse it, and
+    (``null=True``) build its untrained null network.
 
     Parameters
     ----------
@@ -164,8 +169,11 @@ def build_run(
         Keyword overrides passed to ``train_preset`` (model width, epochs, folds...).
     k : int, optional
         Top-K per filter for recording.
+    null : bool
+        Also build the untrained null network (``<run_dir>/null/untrained``, recorded and analysed
+        on the same data; cached like the other stages).
     progress : callable, optional
-        ``progress(done, total, stage)``; ``total`` is fixed across the four stages.
+        ``progress(done, total, stage)``; ``total`` is fixed across the stages (:data:`STAGES`).
 
     Returns
     -------
@@ -190,21 +198,26 @@ def build_run(
         from fercore.analysis import analyze
 
         _call(analyze, run_dir, progress=_stage_progress(progress, 3, "analyze"))
+    if null:
+        from fercore.null import ensure_null
+
+        ensure_null(run_dir, kind="untrained", progress=_stage_progress(progress, 4, "null"))
     progress(len(STAGES) * 1000, len(STAGES) * 1000, "done")
     return run_dir
 
 
 def build_default(*, progress: Progress | None = None) -> Path:
-    """Build the embedded default run (phantom data, train, record, analyse), each stage cached.
+    """Build the embedded default run (phantom data, train, record, analyse, untrained null
+    network), each stage cached, so the dashboard shows the controls at once.
 
     Parameters
     ----------
     progress : callable, optional
-        ``progress(done, total, stage)`` across the four stages (:data:`STAGES`).
+        ``progress(done, total, stage)`` across the five stages (:data:`STAGES`).
 
     Returns
     -------
     Path
         The run directory under :func:`fercore.util.runs_dir`.
     """
-    return build_run(progress=progress)
+    return build_run(null=True, progress=progress)

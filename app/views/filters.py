@@ -1,8 +1,13 @@
-"""Filters: every filter of a layer by its top patch; one filter's top-K, sources, deconv, AU profile."""
+"""Filters: every filter of a layer by its top patch, marked by whether it survives the controls;
+one filter's verdict under the controls, its figures beside the null network's, top-K (raw or
+distinct), sources, deconv, AU profile."""
 
+import numpy as np
+import pandas as pd
 import streamlit as st
 
 from app import figures, loaders, ui
+from app.views import honest
 
 st.title("Filters")
 ctx = ui.require_run()
@@ -25,6 +30,15 @@ kind = c3.radio("Show each filter by", ["patch", "deconv"], horizontal=True, key
 distinct = c4.toggle("Distinct", key="filters_distinct",
                      help="one image per sequence (or subject) in the top-K, instead of the raw top-K")
 
+try:
+    summary = loaders.get_summary(run_dir, stamp)
+except (ValueError, OSError, KeyError) as e:
+    st.error(f"The controls of this run cannot be computed: {e}")
+    st.stop()
+nstamp = loaders.null_stamp(run_dir) if summary.null else 0.0
+sel = summary.selectivity[layer]
+ok = loaders.survives(sel)
+
 stats = loaders.au_stats(run_dir, stamp, layer)
 order = loaders.filter_order(run_dir, stamp, layer, order_by)
 best_au = loaders.best_aus(run_dir, stamp, layer)
@@ -32,15 +46,45 @@ grid = loaders.filter_grid(run_dir, stamp, layer, kind)
 n = len(order)
 st.subheader(f"All {n} filters of {layer}")
 st.image([grid[f] for f in order], width=72,
-         caption=[f"#{f} AU{int(reader.au_ids[best_au[f]])} KL {stats['kl'][f]:.2f}" for f in order])
+         caption=[f"#{f} AU{int(reader.au_ids[best_au[f]])} KL {stats['kl'][f]:.2f} {'✓' if ok[f] else '✗'}"
+                  for f in order])
+st.caption(f"✓: AU-selective for at least one AU under every control ({int(ok.sum())} of {n} filters); "
+           "✗: fails at least one" + ("" if summary.null else " (the null network is not built: see the Overview)") + ".")
 ui.png_button("Filter grid (PNG)", loaders.filter_grid_png(run_dir, stamp, layer, kind, tuple(int(i) for i in order)),
               f"{layer}_filters.png", "dl_grid")
+with st.expander("Filters and controls (table)"):
+    best_d = np.argmax(np.nan_to_num(sel.share_distinct, nan=-1.0), axis=1)
+    grid_table = pd.DataFrame({
+        "filter": [int(f) for f in order],
+        "best AU (distinct share)": [f"AU{int(sel.au_ids[best_d[f]])}" for f in order],
+        "distinct share": [float(sel.share_distinct[f, best_d[f]]) for f in order],
+        "survives controls": ["✓" if ok[f] else "✗" for f in order],
+        "fails": [loaders.first_failed(sel, int(f), int(best_d[f])) or "-" for f in order],
+    })
+    st.dataframe(grid_table, hide_index=True, width="stretch", key="filters_controls")
+    ui.csv_button("Filters and controls (CSV)", grid_table.to_csv(index=False), f"{layer}_controls.csv", "dl_controls")
 
 f_sel = st.session_state.get("sel_filter")
 f_sel = int(f_sel) if f_sel is not None and 0 <= int(f_sel) < n else int(order[0])
 f = st.selectbox("Filter", [int(i) for i in order], index=[int(i) for i in order].index(f_sel), key="filters_filter",
                  format_func=lambda i: f"#{i} · best AU {au_labels[best_au[i]]} · KL {stats['kl'][i]:.2f}")
 st.session_state["sel_filter"] = f
+
+st.subheader(f"{layer} filter #{f} under the controls")
+honest.filter_verdict(sel, f)
+j = int(np.argmax(np.nan_to_num(sel.share_distinct[f], nan=-1.0)))
+figs = [("top-K AU share", sel.share_raw[f, j], "share_raw"), ("distinct top-K AU share", sel.share_distinct[f, j], "share_distinct"),
+        ("correlation with AU", sel.confound.r_au[f, j], "r_au"),
+        ("partial corr. given emotion", sel.confound.r_partial[f, j], "r_partial")]
+cols = st.columns(len(figs) + 1)
+for col, (label, value, name) in zip(cols, figs, strict=False):
+    with col:
+        honest.null_badge(float(value), float(sel.null_p95[name][j]) if sel.has_null else None, label=label)
+kl_p95 = loaders.null_p95(run_dir, stamp, nstamp, layer, "kl")
+with cols[-1]:
+    honest.null_badge(float(stats["kl"][f]), None if kl_p95 is None else float(kl_p95[0]), label="KL selectivity")
+st.caption(f"Figures at AU{int(sel.au_ids[j])} (the filter's best AU by distinct top-K share), each beside the "
+           "null network's 95th percentile over its filters (same layer, same AU): green when above it.")
 
 p = loaders.filter_panels(run_dir, stamp, layer, f, distinct)
 st.subheader(f"{layer} filter #{f}: top {p['n']} images" + (" (distinct)" if distinct else ""))
@@ -52,10 +96,11 @@ st.markdown("**Deconvnet projections**")
 st.image(p["deconv"], caption=p["captions"], width=96)
 ui.png_button("Top-K sources (PNG)", p["sources_png"], f"{layer}_{f}_topk.png", "dl_topk")
 st.subheader("AU profile against the base rates")
-share = stats["topk_share"][f]
-fig = figures.bars(share, au_labels, base=stats["base_rate"], value_name="share of top-K",
-                   title=f"Filter #{f}: how often each AU is present in its top-K images")
+share = sel.share_distinct[f] if distinct else stats["topk_share"][f]
+which = "distinct top-K" if distinct else "top-K"
+fig = figures.bars(share, au_labels, base=stats["base_rate"], value_name=f"share of {which}",
+                   title=f"Filter #{f}: how often each AU is present in its {which} images")
 st.plotly_chart(fig, key="au_profile")
-rows = "au,label,topk_share,base_rate\n" + "\n".join(
+rows = f"au,label,{'distinct_' if distinct else ''}topk_share,base_rate\n" + "\n".join(
     f"{int(a)},{lab},{s:.4f},{b:.4f}" for a, lab, s, b in zip(reader.au_ids, au_labels, share, stats["base_rate"], strict=True))
 ui.csv_button("AU profile (CSV)", rows, f"{layer}_{f}_au_profile.csv", "dl_profile")

@@ -1,4 +1,5 @@
-"""Overview: the run's data set, model layers, accuracy per fold, confusion matrix, learning curves."""
+"""Overview: the run's data set, model layers, accuracy per fold, the honest AU-selectivity summary
+(raw / distinct top-K / beyond emotion / beyond the null), confusion matrix, learning curves."""
 
 import numpy as np
 import streamlit as st
@@ -33,6 +34,9 @@ with col_layers:
     layers = loaders.layer_table(run_dir, stamp)
     st.dataframe(layers, hide_index=True, width="stretch")
     ui.csv_button("Layers (CSV)", layers.to_csv(index=False), "layers.csv", "dl_layers")
+
+st.subheader("AU-selective filters under the controls")
+ui.honest_summary(run_dir, stamp, key="overview")
 
 col_conf, col_curves = st.columns([1, 1])
 with col_conf:
