@@ -201,7 +201,9 @@ def build_run(
     if null:
         from fercore.null import ensure_null
 
-        ensure_null(run_dir, kind="untrained", progress=_stage_progress(progress, 4, "null"))
+        stage = _stage_progress(progress, 4, "null")
+        stage(0, 1)  # named even when every part of it is cached
+        ensure_null(run_dir, kind="untrained", progress=stage)
     progress(len(STAGES) * 1000, len(STAGES) * 1000, "done")
     return run_dir
 

@@ -65,6 +65,15 @@ def tiny_run(tiny_cache) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_null(tiny_run) -> Path:
+    """The tiny run's untrained null network (``<run>/null/untrained``), recorded and analysed
+    (about a second); what ``build_default`` builds as its last stage."""
+    from fercore.null import ensure_null
+
+    return ensure_null(tiny_run, kind="untrained")
+
+
+@pytest.fixture(scope="session")
 def face_png() -> bytes:
     """A real photo with one face: scikit-image's astronaut (public domain, NASA), as PNG."""
     from PIL import Image

@@ -55,6 +55,7 @@ def server(request):
     env = dict(os.environ)
     if not os.environ.get("FERCORE_SCREENSHOTS"):
         env["FERCORE_CACHE"] = str(request.getfixturevalue("tiny_cache"))
+        request.getfixturevalue("tiny_null")  # the controls need the null network
     port = _free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.address=127.0.0.1",
            f"--server.port={port}", "--server.headless=true", "--browser.gatherUsageStats=false"]
@@ -127,6 +128,8 @@ def test_every_view_and_an_upload(server, page, shots_dir, face_png):
     settle(page, "Overview")
     no_exceptions(page)
     assert page.get_by_text("Mean test accuracy").count() > 0
+    assert page.get_by_text("AU-selective filters —").count() > 0  # the honest-evidence summary
+    assert page.get_by_text("No null network yet").count() == 0
     page.locator("[data-testid=stPlotlyChart]").nth(1).wait_for()  # confusion matrix, learning curves
     page.locator("[data-testid=stImage] img").first.wait_for()  # the montage
     shoot(page, shots_dir / "overview.png")
