@@ -25,7 +25,7 @@ nstamp = loaders.null_stamp(run_dir) if summary.null else 0.0
 layers = list(reader.layers)
 layer = st.session_state.get("sel_layer")
 layer = layer if layer in layers else layers[-1]
-c1, c2, c3, c4 = st.columns([2, 3, 2, 1])
+c1, c2, c3, c4 = st.columns([2, 3, 2, 2])
 layer = c1.selectbox("Layer", layers, index=layers.index(layer), key="fau_layer")
 st.session_state["sel_layer"] = layer
 stat_label = c2.selectbox("Statistic", list(loaders.STATISTICS), key="fau_stat")

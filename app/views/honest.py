@@ -31,7 +31,7 @@ CRITERIA_CAPTION = (
     "predict ({kind} excess at least {excess:.2f}), and the correlation with the AU stays positive once the emotion "
     "is held constant (Benjamini-Hochberg q < {alpha:g}, at least 20 images). **beyond null**: the "
     "distinct AU share is above the {q:.0f}th percentile of an untrained network of the same "
-    "architecture (same layer, same AU). **all**: every criterion. Numbers in brackets are the null "
+    "architecture (same layer, same AU). **all**: every criterion. Columns marked (null): the null "
     "network's counts."
 )
 
