@@ -455,6 +455,15 @@ def survives(sel) -> np.ndarray:
     return m.any(axis=1)
 
 
+def judged_aus(sel, lift_best: np.ndarray) -> np.ndarray:
+    """(F,) int: per filter, the AU column its verdict is about: an AU passing every control when
+    there is one (the highest distinct share), else its best AU by lift over the base rate
+    (``lift_best``, as :func:`best_aus` gives it)."""
+    m = sel.all if sel.has_null else (sel.raw & sel.distinct & sel.beyond_emotion)
+    score = np.where(m, np.nan_to_num(sel.share_distinct, nan=-1.0), -np.inf)
+    return np.where(m.any(axis=1), np.argmax(score, axis=1), np.asarray(lift_best)).astype(int)
+
+
 def first_failed(sel, f: int, a: int) -> str:
     """The first control filter ``f``'s association with AU column ``a`` fails ("" if none)."""
     for name, label in (("raw", "raw"), ("distinct", "distinct"), ("beyond_emotion", "beyond emotion"),

@@ -122,6 +122,12 @@ def test_filter_page_shows_the_verdict_and_null_badges(tiny_cache, tiny_null):
     assert "no null" not in t
     (controls,) = [d.value for d in at.dataframe if "survives controls" in d.value.columns]
     assert len(controls) == len(at.selectbox(key="filters_filter").options)
+    (judge,) = [s for s in at.selectbox if s.label == "AU to judge"]
+    other = (judge.value + 1) % len(judge.options)
+    au = judge.format_func(other).split()[0]  # "AU12 lip corner puller" -> "AU12"
+    judge.set_value(other).run()
+    assert_clean(at)
+    assert f"**{au}** — raw top-K:" in texts(at)  # the verdict follows the AU chosen
     at.toggle(key="filters_distinct").set_value(True).run()
     assert_clean(at)
     assert "(distinct)" in texts(at)

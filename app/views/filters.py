@@ -2,7 +2,6 @@
 one filter's verdict under the controls, its figures beside the null network's, top-K (raw or
 distinct), sources, deconv, AU profile."""
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -53,10 +52,10 @@ st.caption(f"✓: AU-selective for at least one AU under every control ({int(ok.
 ui.png_button("Filter grid (PNG)", loaders.filter_grid_png(run_dir, stamp, layer, kind, tuple(int(i) for i in order)),
               f"{layer}_filters.png", "dl_grid")
 with st.expander("Filters and controls (table)"):
-    best_d = np.argmax(np.nan_to_num(sel.share_distinct, nan=-1.0), axis=1)
+    best_d = loaders.judged_aus(sel, best_au)
     grid_table = pd.DataFrame({
         "filter": [int(f) for f in order],
-        "best AU (distinct share)": [f"AU{int(sel.au_ids[best_d[f]])}" for f in order],
+        "AU judged": [f"AU{int(sel.au_ids[best_d[f]])}" for f in order],
         "distinct share": [float(sel.share_distinct[f, best_d[f]]) for f in order],
         "survives controls": ["✓" if ok[f] else "✗" for f in order],
         "fails": [loaders.first_failed(sel, int(f), int(best_d[f])) or "-" for f in order],
@@ -71,8 +70,11 @@ f = st.selectbox("Filter", [int(i) for i in order], index=[int(i) for i in order
 st.session_state["sel_filter"] = f
 
 st.subheader(f"{layer} filter #{f} under the controls")
-honest.filter_verdict(sel, f)
-j = int(np.argmax(np.nan_to_num(sel.share_distinct[f], nan=-1.0)))
+j0 = int(loaders.judged_aus(sel, best_au)[f])
+j = st.selectbox("AU to judge", list(range(len(au_labels))), index=j0, format_func=lambda i: au_labels[i],
+                 key=f"filters_verdict_au_{layer}_{f}",
+                 help="default: an AU passing every control, else the filter's best AU by lift over the base rate")
+honest.filter_verdict(sel, f, au_index=j)
 figs = [("top-K AU share", sel.share_raw[f, j], "share_raw"), ("distinct top-K AU share", sel.share_distinct[f, j], "share_distinct"),
         ("correlation with AU", sel.confound.r_au[f, j], "r_au"),
         ("partial corr. given emotion", sel.confound.r_partial[f, j], "r_partial")]
@@ -83,7 +85,7 @@ for col, (label, value, name) in zip(cols, figs, strict=False):
 kl_p95 = loaders.null_p95(run_dir, stamp, nstamp, layer, "kl")
 with cols[-1]:
     honest.null_badge(float(stats["kl"][f]), None if kl_p95 is None else float(kl_p95[0]), label="KL selectivity")
-st.caption(f"Figures at AU{int(sel.au_ids[j])} (the filter's best AU by distinct top-K share), each beside the "
+st.caption(f"Figures at AU{int(sel.au_ids[j])}, each beside the "
            "null network's 95th percentile over its filters (same layer, same AU): green when above it.")
 
 p = loaders.filter_panels(run_dir, stamp, layer, f, distinct)
