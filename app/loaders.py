@@ -594,7 +594,7 @@ def rebuild_records(run_dir: str, progress) -> None:
 
 
 def build_default(progress) -> str:
-    """Build the embedded default run (phantom, train, record, analyse)."""
+    """Build the embedded default run (phantom, train, record, analyse, untrained null network)."""
     from fercore.pipeline import build_default as build
 
     with _BUILD_LOCK:

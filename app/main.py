@@ -41,7 +41,8 @@ def _build_default_here() -> None:
     st.title("fercore")
     st.write(
         "No run exists in the cache yet. Building the embedded default: phantom faces with known "
-        "action units, a zero-bias CNN trained on them, its filters recorded and related to AUs. "
+        "action units, a zero-bias CNN trained on them, its filters recorded and related to AUs, and "
+        "an untrained network of the same architecture as the control every figure is compared with. "
         "This takes a few minutes once; afterwards the dashboard opens from the cache."
     )
     with ui.guarded("Building the default run"):

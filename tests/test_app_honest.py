@@ -152,6 +152,9 @@ def test_missing_null_is_named_and_the_button_builds_it(run_without_null, tmp_pa
     assert_clean(at)
     assert "No null network yet" in texts(at)
     assert "no null" in texts(at)  # the figures say they have no null value
+    at.switch_page("views/filters.py").run()
+    assert_clean(at)
+    assert "beyond null: no null" in texts(at) and "the null network is not built" in texts(at)
     at.switch_page("views/overview.py").run()
     at.button(key="build_null_overview").click().run()
     assert_clean(at)
