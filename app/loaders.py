@@ -584,11 +584,18 @@ def array_key(a: np.ndarray) -> str:
 
 # --------------------------------------------------------------------------------- rebuilding
 def rebuild_records(run_dir: str, progress) -> None:
-    """Record and analyse the run again (the "rebuild" button); clears cached readers after."""
+    """Record and analyse the run again (the "rebuild" button), and its null network when it has
+    one; clears cached readers after."""
     from fercore.pipeline import refresh_records
 
     with _BUILD_LOCK:
         refresh_records(run_dir, progress=progress)
+        if (Path(run_dir) / "null" / NULL_KIND / "config.json").exists():
+            # the null must be recorded on the same data as the run (it is re-recorded when the
+            # data set changed, and found cached otherwise)
+            from fercore.null import ensure_null
+
+            ensure_null(run_dir, kind=NULL_KIND, progress=progress)
     st.cache_resource.clear()
     st.cache_data.clear()
 

@@ -80,6 +80,12 @@ def honest_summary(run_dir: str, stamp: float, *, key: str):
         summary = loaders.get_summary(run_dir, stamp)
     except (ValueError, OSError, KeyError) as e:
         st.error(f"The controls of this run cannot be computed: {e}")
+        st.caption("When the message names the null network (`null/untrained`), recording it again on "
+                   "the run's data set fixes it:")
+        if st.button("Record the null network again", key=f"rebuild_null_{key}"):
+            with guarded("Recording the null network"):
+                loaders.build_null(run_dir, progress_bar("Recording the null network"))
+                st.rerun()
         return None
     honest.summary_table(summary, key=f"{key}_summary")
     if not summary.null:

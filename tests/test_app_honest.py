@@ -183,3 +183,20 @@ def test_build_run_null_stage_is_cached_and_reported(tiny_cache, tiny_run, tiny_
     assert again == tiny_run
     assert any(s.startswith(f"null ({len(STAGES)}/{len(STAGES)})") for _, _, s in seen)
     assert seen[-1][0] == seen[-1][1] == len(STAGES) * 1000
+
+
+def test_null_recorded_on_other_data_is_named_and_recorded_again(tiny_run, tiny_null, tmp_path):
+    import h5py
+
+    dest = tmp_path / "runs" / tiny_run.name
+    shutil.copytree(tiny_run, dest)
+    with h5py.File(dest / "null" / "untrained" / "records.h5", "r+") as f:
+        f.attrs["faceset_hash"] = "0" * 16  # as if the data set changed after the null was recorded
+    at = app(tmp_path)
+    at.run()
+    assert not at.exception
+    msg = " ".join(e.value for e in at.error)
+    assert "controls of this run cannot be computed" in msg and "null/untrained/records.h5" in msg
+    at.button(key="rebuild_null_overview").click().run()
+    assert_clean(at)
+    assert_summary(at, dest)

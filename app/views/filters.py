@@ -32,7 +32,8 @@ distinct = c4.toggle("Distinct", key="filters_distinct",
 try:
     summary = loaders.get_summary(run_dir, stamp)
 except (ValueError, OSError, KeyError) as e:
-    st.error(f"The controls of this run cannot be computed: {e}")
+    st.error(f"The controls of this run cannot be computed: {e} (the Overview offers to record the "
+             "null network again)")
     st.stop()
 nstamp = loaders.null_stamp(run_dir) if summary.null else 0.0
 sel = summary.selectivity[layer]
