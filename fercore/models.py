@@ -44,6 +44,14 @@ class ModelSpec:
         Dropout on the fully connected layers (the paper's "dropout" variants).
     init_seed : int
         Seed of the weight initialisation.
+    n_aus : int
+        With n_aus > 0 the model also has an AU head: a linear layer from the last hidden FC
+        layer to ``n_aus`` AU-presence logits (multi-task training, ``TrainConfig.au_weight``).
+        0 (default) is the papers' emotion-only network.
+    channels : tuple of int or None
+        Output channels of each conv layer, input to output (zero_bias: 3, vgg13: 10), in place
+        of the paper's counts times ``width``; fully connected layers still follow ``width``.
+        None (default) keeps the paper's proportions.
     """
 
     arch: str = "zero_bias"
@@ -52,26 +60,72 @@ class ModelSpec:
     width: float = 1.0
     dropout: bool = False
     init_seed: int = 0
+    n_aus: int = 0
+    channels: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        if self.channels is not None:
+            ch = tuple(int(c) for c in self.channels)
+            if not ch or min(ch) < 1:
+                raise ValueError(f"ModelSpec.channels: expected positive channel counts, got {self.channels!r}")
+            object.__setattr__(self, "channels", ch)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        # the papers' emotion-only specs keep the dict (and run hashes) they always had
+        if not d["n_aus"]:
+            del d["n_aus"]
+        if d["channels"] is None:
+            del d["channels"]
+        else:
+            d["channels"] = list(d["channels"])
+        return d
 
 
 def _ch(n: int, width: float) -> int:
     return max(4, int(round(n * width)))
 
 
+def _conv_channels(spec: ModelSpec, paper: list[int]) -> list[int]:
+    """Each conv layer's output channels: ``spec.channels`` if given, else the paper's x width."""
+    if spec.channels is None:
+        return [_ch(c, spec.width) for c in paper]
+    if len(spec.channels) != len(paper):
+        raise ValueError(f"{spec.arch}: ModelSpec.channels needs {len(paper)} counts (one per conv layer), "
+                         f"got {len(spec.channels)}: {list(spec.channels)}")
+    return list(spec.channels)
+
+
 class FERNet(nn.Module):
-    """``features`` then ``classifier``; ``spec`` is kept on the module."""
+    """``features`` then ``classifier``; ``spec`` is kept on the module.
+
+    With ``spec.n_aus > 0`` an ``au_head`` (Linear) reads the input of the classifier's last
+    layer, the last hidden FC layer, and :meth:`forward_aus` returns both outputs. ``forward``
+    always returns the class logits only, so recording, Grad-CAM and evaluation are unchanged.
+    """
 
     def __init__(self, spec: ModelSpec, features: nn.Sequential, classifier: nn.Sequential):
         super().__init__()
         self.spec = spec
         self.features = features
         self.classifier = classifier
+        if spec.n_aus:
+            last = classifier[-1]
+            self.au_head = nn.Linear(last.in_features, int(spec.n_aus))
+            g = torch.Generator().manual_seed(spec.init_seed + 1)
+            with torch.no_grad():
+                self.au_head.weight.normal_(0.0, 1.0 / math.sqrt(last.in_features), generator=g)
+                self.au_head.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 1, S, S) -> (N, C) logits
         return self.classifier(torch.flatten(self.features(x), 1))
+
+    def forward_aus(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, C) class logits and (N, n_aus) AU-presence logits."""
+        if not self.spec.n_aus:
+            raise ValueError("forward_aus: this model has no AU head (ModelSpec.n_aus = 0)")
+        hidden = self.classifier[:-1](torch.flatten(self.features(x), 1))
+        return self.classifier[-1](hidden), self.au_head(hidden)
 
 
 def zero_bias_cnn(spec: ModelSpec) -> FERNet:
@@ -84,7 +138,7 @@ def zero_bias_cnn(spec: ModelSpec) -> FERNet:
     s = spec.in_size
     if s % 8:
         raise ValueError(f"zero_bias: in_size must be a multiple of 8 (quadrant pooling), got {s}")
-    c1, c2, c3 = _ch(64, spec.width), _ch(128, spec.width), _ch(256, spec.width)
+    c1, c2, c3 = _conv_channels(spec, [64, 128, 256])
     q = s // 8  # conv3 map is s/4; each quadrant is half of it
     features = nn.Sequential(OrderedDict([
         ("conv1", nn.Conv2d(1, c1, 5, padding=2, bias=False)),
@@ -128,9 +182,10 @@ def vgg13_ferplus(spec: ModelSpec) -> FERNet:
     blocks = [[64, 64], [128, 128], [256, 256, 256], [256, 256, 256]]
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     c_in = 1
+    counts = iter(_conv_channels(spec, [c for block in blocks for c in block]))
     for b, block in enumerate(blocks, start=1):
-        for i, c in enumerate(block, start=1):
-            c_out = _ch(c, spec.width)
+        for i, _ in enumerate(block, start=1):
+            c_out = next(counts)
             layers[f"conv{b}_{i}"] = nn.Conv2d(c_in, c_out, 3, padding=1)
             layers[f"relu{b}_{i}"] = nn.ReLU()
             c_in = c_out

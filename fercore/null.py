@@ -11,8 +11,9 @@ it, recorded and analysed on the same data as the run's own records:
     trained network's starting weights. No training step is taken.
 ``<run_dir>/null/shuffled/``
     The same architecture and training setup trained, for the one round the run's records use,
-    on the run's FaceSet with its emotion labels permuted (seeded): it has seen faces and been
-    optimised, but its labels carry no information. Costs one training round.
+    on the run's FaceSet with its emotion labels permuted (seeded; AU codes, for a multi-task
+    run, permuted with them): it has seen faces and been optimised, but its labels carry no
+    information. Costs one training round.
 
 Each holds ``config.json`` (the run's, with ``"null": kind`` and its own ``run_hash``),
 ``weights/fold{t}.pt`` and, after :func:`ensure_null`, ``records.h5`` with its analysis, so every
@@ -123,7 +124,9 @@ def _make_shuffled(run_dir: Path, out: Path, *, fold: int, data: Path, progress:
     if fs.label_dist is not None:
         fs.label_dist = fs.label_dist[perm]
     fs.targets = {k: v[perm] for k, v in fs.targets.items()}
-    fs.meta = dict(fs.meta, null=f"emotion labels permuted with seed {SHUFFLE_SEED}")
+    # the AU codes move with the labels: a multi-task run's null must not learn AUs from the images
+    fs.aus = fs.aus[perm]
+    fs.meta = dict(fs.meta, null=f"emotion labels and AU codes permuted together with seed {SHUFFLE_SEED}")
     shuffled_path = out.parent / "shuffled-faceset.h5"
     save_faceset(fs, shuffled_path)
     spec = ModelSpec(**cfg["model"])

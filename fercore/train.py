@@ -45,6 +45,7 @@ from .util import Progress, atomic_path, runs_dir, stable_hash, write_json
 __all__ = [
     "INITS",
     "SCHEDULES",
+    "au_loss",
     "Round",
     "TrainConfig",
     "configure_threads",
@@ -106,6 +107,11 @@ class TrainConfig:
         its bias of 1.0, so short runs stall at chance; ``lsuv`` makes a few epochs enough.
     augment_params : AugmentParams
         Ranges of the augmentation.
+    au_weight : float
+        Multi-task training: with au_weight > 0 the model gets an AU head
+        (``ModelSpec.n_aus`` = the FaceSet's AU columns) and the loss adds ``au_weight`` times
+        the binary cross-entropy of each AU's presence (intensity > 0; AUs not coded for an
+        image are left out). 0 (default) trains on the emotion labels only, as the papers did.
     """
 
     epochs: int = 10
@@ -121,6 +127,7 @@ class TrainConfig:
     eval_batch_size: int = 512
     init: str = "paper"
     augment_params: AugmentParams = field(default_factory=AugmentParams)
+    au_weight: float = 0.0
 
     def __post_init__(self):
         if self.folds is not None:
@@ -136,11 +143,15 @@ class TrainConfig:
         check_scheme(self.scheme)
         if self.init not in INITS:
             raise ValueError(f"TrainConfig.init: expected one of {', '.join(INITS)}, got {self.init!r}")
+        if not (isinstance(self.au_weight, int | float) and 0 <= self.au_weight < math.inf):
+            raise ValueError(f"TrainConfig.au_weight: expected a weight >= 0 (0 = emotion only), got {self.au_weight!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["folds"] = None if self.folds is None else list(self.folds)
         d["augment_params"] = self.augment_params.to_dict()
+        if not d["au_weight"]:  # emotion-only configs keep the dict (and run hashes) they always had
+            del d["au_weight"]
         return d
 
     @classmethod
@@ -376,6 +387,50 @@ def _train_targets(fs: FaceSet, idx: np.ndarray, scheme: str) -> tuple[np.ndarra
     return keep, t, t.argmax(axis=1).astype(np.int64)
 
 
+def _au_targets(fs: FaceSet, keep: np.ndarray, spec: ModelSpec, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, A) float32 AU presence of the training images and (n, A) bool "coded" mask."""
+    if fs.aus is None or fs.aus.shape[1] == 0:
+        raise ValueError("TrainConfig.au_weight > 0 needs AU labels, and this FaceSet has none; "
+                         "use au_weight 0 (emotion only) or a data set with AU codes (phantom, CK+ FACS files)")
+    if fs.aus.shape[1] != spec.n_aus:
+        raise ValueError(f"ModelSpec.n_aus = {spec.n_aus} but the FaceSet has {fs.aus.shape[1]} AU columns; "
+                         "set n_aus to the FaceSet's AU count (fercore.presets.resolve does)")
+    a = fs.aus[keep]
+    mask = ~np.isnan(a)
+    y = np.where(mask, a > 0, False).astype(np.float32)
+    return torch.from_numpy(y).to(device), torch.from_numpy(mask).to(device)
+
+
+@torch.inference_mode()
+def _au_auc(model, x: torch.Tensor, aus: np.ndarray, au_ids, batch: int) -> dict[str, float | None]:
+    """Test ROC AUC of the AU head per AU ("AU12": 0.97); None where the test images lack a positive
+    or a negative (rank formula, ties counted half)."""
+    from scipy.stats import rankdata
+
+    was = model.training
+    model.eval()
+    scores = torch.cat([model.forward_aus(x[i:i + batch])[1] for i in range(0, len(x), batch)]).cpu().numpy()
+    model.train(was)
+    out = {}
+    for j, a in enumerate(au_ids):
+        coded = ~np.isnan(aus[:, j])
+        y = aus[coded, j] > 0
+        npos, nneg = int(y.sum()), int((~y).sum())
+        if npos == 0 or nneg == 0:
+            out[f"AU{int(a)}"] = None
+            continue
+        r = rankdata(scores[coded, j])
+        out[f"AU{int(a)}"] = float((r[y].sum() - npos * (npos + 1) / 2) / (npos * nneg))
+    return out
+
+
+def au_loss(logits: torch.Tensor, present: torch.Tensor, coded: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy of AU presence over the coded (image, AU) entries (0 if none)."""
+    per = F.binary_cross_entropy_with_logits(logits, present, reduction="none")
+    n = coded.sum()
+    return (per * coded).sum() / n.clamp(min=1)
+
+
 def _confusion(y: np.ndarray, pred: np.ndarray, c: int) -> np.ndarray:
     return np.bincount(y * c + pred, minlength=c * c).reshape(c, c)
 
@@ -400,6 +455,9 @@ def _train_round(fs, x_unit, x_norm, rnd: Round, spec, config, method, device, r
     scheme = config.scheme
     loss_scheme = "hard" if scheme in ("majority", "probability") else scheme
 
+    au_y = au_mask = None
+    if config.au_weight:
+        au_y, au_mask = _au_targets(fs, keep, spec, device)
     model = build_model(spec).to(device)
     if config.init == "lsuv":
         first = xtr[:256]
@@ -434,8 +492,13 @@ def _train_round(fs, x_unit, x_norm, rnd: Round, spec, config, method, device, r
             xb = xtr[idx]
             if aug:
                 xb = normalize(augment_batch(xb.cpu(), generator=g, params=config.augment_params).to(device), method)
-            out = model(xb)
-            loss = scheme_loss(out, y_epoch[idx], loss_scheme)
+            if au_y is None:
+                out = model(xb)
+                loss = scheme_loss(out, y_epoch[idx], loss_scheme)
+            else:
+                out, au_out = model.forward_aus(xb)
+                loss = scheme_loss(out, y_epoch[idx], loss_scheme) + config.au_weight * au_loss(
+                    au_out, au_y[idx], au_mask[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -477,9 +540,17 @@ def _train_round(fs, x_unit, x_norm, rnd: Round, spec, config, method, device, r
         "wall_s": state["wall_s"] + (time.perf_counter() - t0),
         "cpu_s": state["cpu_s"] + (time.process_time() - c0),
     }
+    if au_y is not None:
+        result["au_test_auc"] = _au_auc(model, xte, fs.aus[rnd.test], fs.au_ids, config.eval_batch_size)
     write_json(run_dir / "folds" / f"fold{rnd.index}.json", result)
     ckpt_path.unlink(missing_ok=True)
     return result
+
+
+def _size_text(spec: ModelSpec) -> str:
+    if spec.channels is None:
+        return f"width {spec.width}"
+    return f"conv channels {'/'.join(map(str, spec.channels))}" + (f", width {spec.width}" if spec.width != 1.0 else "")
 
 
 def _protocol(fs: FaceSet, rounds: list[Round], spec: ModelSpec, config: TrainConfig, name: str, n_all: int) -> dict:
@@ -506,7 +577,9 @@ def _protocol(fs: FaceSet, rounds: list[Round], spec: ModelSpec, config: TrainCo
         "subject_independent": bool(independent),
         "frames": frames,
         "label_scheme": config.scheme,
-        "model": f"{spec.arch} (width {spec.width}, {spec.in_size}px input, dropout {'on' if spec.dropout else 'off'})",
+        "targets": (f"emotion label + AU presence (binary cross-entropy, weight {config.au_weight:g})"
+                    if config.au_weight else "emotion label"),
+        "model": f"{spec.arch} ({_size_text(spec)}, {spec.in_size}px input, dropout {'on' if spec.dropout else 'off'})",
         "epochs": config.epochs,
         "init": config.init,
         "augmentation": "Khorrami (flip, rotation, scale, translation, intensity)" if config.augment else "none",
@@ -516,7 +589,7 @@ def _protocol(fs: FaceSet, rounds: list[Round], spec: ModelSpec, config: TrainCo
         f"{name}: {n_all} images, {len(fs.class_names)} classes ({', '.join(fs.class_names)}); {folds}"
         f"{'' if len(ran) == len(rounds) and kind == 'fold' and len(ran) == fs.n_folds else f', rounds {ran}'}; "
         f"{'subject-independent' if independent else 'NOT subject-independent'}; frames: {frames}; "
-        f"label scheme {config.scheme}; model {d['model']}; {config.epochs} epochs; augmentation {d['augmentation']}"
+        f"label scheme {config.scheme}{'' if not config.au_weight else f' + AU presence (weight {config.au_weight:g})'}; model {d['model']}; {config.epochs} epochs; augmentation {d['augmentation']}"
     )
     return d
 
@@ -529,7 +602,13 @@ def _summarise(results: list[dict], fs: FaceSet, protocol: dict, device: str, th
     row = conf.sum(axis=1)
     per_class = {name: (float(conf[i, i] / row[i]) if row[i] else None) for i, name in enumerate(fs.class_names)}
     sd = float(accs.std(ddof=1)) if len(accs) > 1 else 0.0
+    extra = {}
+    if results and "au_test_auc" in results[0]:
+        per_au = {a: [r["au_test_auc"][a] for r in results if r["au_test_auc"].get(a) is not None]
+                  for a in results[0]["au_test_auc"]}
+        extra["mean_au_test_auc"] = {a: (float(np.mean(v)) if v else None) for a, v in per_au.items()}
     return {
+        **extra,
         "mean_test_acc": float(accs.mean()),
         "sd_test_acc": sd,
         "mean_best_val_acc": float(vals.mean()),

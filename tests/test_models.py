@@ -55,3 +55,26 @@ def test_unknown_layer_lists_the_valid_ones():
     m = build_model(ModelSpec(width=0.125))
     with pytest.raises(ValueError, match="features.conv1, features.conv2, features.conv3"):
         resolve_layer(m, "conv9")
+
+
+def test_explicit_channels_replace_the_width_and_must_match_the_conv_count():
+    m = build_model(ModelSpec(in_size=48, n_classes=8, channels=(8, 16, 128)))
+    assert [m.get_submodule(n).out_channels for n in conv_layers(m)] == [8, 16, 128]
+    assert m(torch.zeros(2, 1, 48, 48)).shape == (2, 8)
+    v = build_model(ModelSpec(arch="vgg13", in_size=64, channels=[4] * 10))
+    assert all(v.get_submodule(n).out_channels == 4 for n in conv_layers(v))
+    with pytest.raises(ValueError, match="needs 3 counts"):
+        build_model(ModelSpec(in_size=48, channels=(8, 16)))
+    with pytest.raises(ValueError, match="positive channel counts"):
+        ModelSpec(channels=(8, 0, 4))
+    assert ModelSpec(channels=[8, 16, 128]).to_dict()["channels"] == [8, 16, 128]
+    assert ModelSpec(**ModelSpec(channels=[8, 16, 128]).to_dict()) == ModelSpec(channels=(8, 16, 128))
+
+
+def test_au_head_reads_the_last_hidden_layer_and_forward_stays_the_class_logits():
+    m = build_model(ModelSpec(in_size=48, n_classes=8, width=0.125, n_aus=18)).eval()
+    x = torch.randn(3, 1, 48, 48)
+    logits, aus = m.forward_aus(x)
+    assert aus.shape == (3, 18) and torch.equal(logits, m(x))
+    with pytest.raises(ValueError, match="no AU head"):
+        build_model(ModelSpec(in_size=48, width=0.125)).forward_aus(x)

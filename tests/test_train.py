@@ -280,3 +280,67 @@ def test_unit_variance_init_gives_unit_std_layer_outputs():
     assert abs(float(pre.std()) - 1) < 1e-3
     assert torch.equal(model.classifier.fc2.weight, before)  # the output layer is left alone
     assert torch.all(model.classifier.fc1.bias == 1.0)
+
+
+# --- multi-task: emotion + AU presence ---------------------------------------------------------
+
+def _with_aus(fs: FaceSet) -> FaceSet:
+    """Two AUs: AU12 present on the first class, AU4 coded only on odd images (NaN elsewhere)."""
+    n = len(fs)
+    aus = np.zeros((n, 2), np.float32)
+    aus[:, 0] = np.where(fs.labels == 0, 3, 0)
+    aus[::2, 1] = np.nan
+    aus[1::4, 1] = 2
+    fs.aus, fs.au_ids = aus, np.array([12, 4])
+    return fs
+
+
+def test_au_loss_is_the_mean_bce_over_coded_entries():
+    import torch
+
+    from fercore.train import au_loss
+
+    logits = torch.tensor([[0.0, 2.0], [-1.0, 3.0]])
+    present = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    coded = torch.tensor([[True, True], [True, False]])
+    bce = lambda z, y: -(y * np.log(1 / (1 + np.exp(-z))) + (1 - y) * np.log(1 - 1 / (1 + np.exp(-z))))  # noqa: E731
+    want = (bce(0.0, 1) + bce(2.0, 0) + bce(-1.0, 0)) / 3
+    assert float(au_loss(logits, present, coded)) == pytest.approx(want, rel=1e-6)
+    assert float(au_loss(logits, present, torch.zeros_like(coded))) == 0.0
+
+
+def test_emotion_only_specs_and_configs_keep_their_hash_keys():
+    assert "n_aus" not in SPEC.to_dict() and "au_weight" not in FAST.to_dict()
+    assert ModelSpec(in_size=16, n_aus=3).to_dict()["n_aus"] == 3
+    assert TrainConfig(au_weight=0.5).to_dict()["au_weight"] == 0.5
+    with pytest.raises(ValueError, match="au_weight"):
+        TrainConfig(au_weight=-1)
+
+
+def test_au_head_trains_with_the_emotion_and_reports_test_auc(tmp_path):
+    import torch
+
+    from fercore.models import build_model
+    from fercore.presets import resolve
+
+    path = tmp_path / "faces.h5"
+    save_faceset(_with_aus(make_faceset(n=60)), path)
+    spec, config = resolve("phantom-default", path, width=0.125, epochs=4, batch_size=8, folds=(0,), au_weight=1.0)
+    assert spec.n_aus == 2 and config.au_weight == 1.0
+    run = train(path, spec, config, root=tmp_path / "runs")
+    m = json.loads((run / "metrics.json").read_text())
+    assert "AU presence" in m["protocol"]["targets"] and "AU presence" in m["summary"]
+    auc = m["folds"][0]["au_test_auc"]
+    assert set(auc) == {"AU12", "AU4"} and auc["AU12"] > 0.8  # AU12 marks the first class: easy
+    assert m["mean_au_test_auc"]["AU12"] == auc["AU12"]
+    model = build_model(spec)
+    model.load_state_dict(torch.load(run / "weights" / "fold0.pt", weights_only=True))
+    x = torch.zeros(5, 1, 16, 16)
+    logits, au = model.forward_aus(x)
+    assert model(x).shape == logits.shape == (5, 3) and au.shape == (5, 2)
+
+
+def test_au_weight_without_au_labels_says_what_to_do(fs_path, tmp_path):
+    spec = ModelSpec(arch="zero_bias", in_size=16, n_classes=3, width=0.125, n_aus=2)
+    with pytest.raises(ValueError, match="needs AU labels.*au_weight 0"):
+        train(fs_path, spec, TrainConfig(epochs=1, au_weight=1.0), root=tmp_path)

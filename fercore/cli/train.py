@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                         help="Khorrami's augmentation (flip, rotation, scale, translation, intensity)")
     parser.add_argument("--dropout", action=argparse.BooleanOptionalAction, default=None, help="dropout on the FC layers")
+    parser.add_argument("--au-weight", type=float, metavar="W",
+                        help="multi-task: add W x the AU-presence cross-entropy of an AU head (needs AU codes; "
+                             "0 = emotion only, as the papers trained)")
     parser.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -70,18 +73,18 @@ def run(args: argparse.Namespace) -> int:
         "arch": args.model, "folds": args.folds, "epochs": args.epochs, "batch_size": args.batch_size,
         "lr": args.lr, "schedule": args.schedule, "width": args.width, "in_size": args.size,
         "scheme": args.scheme, "seed": args.seed, "init_seed": args.init_seed, "augment": args.augment,
-        "dropout": args.dropout, "init": args.init,
+        "dropout": args.dropout, "init": args.init, "au_weight": args.au_weight,
     }
     if args.preset is None:
         # Khorrami et al.'s defaults: the full-width zero-bias CNN at the data's image size.
         base = {"arch": "zero_bias", "width": 1.0, "dropout": False, "augment": False, "epochs": 10,
-                "lr": 0.01, "schedule": "constant", "batch_size": 64, "init": "paper"}
+                "lr": 0.01, "schedule": "constant", "batch_size": 64, "init": "paper", "au_weight": 0.0}
         overrides = {k: (v if v is not None else base.get(k)) for k, v in overrides.items()}
     name = args.preset or "phantom-default"
     spec, config = resolve(name, args.data, **overrides)
     print(f"model {spec.arch} width {spec.width} input {spec.in_size}px, {spec.n_classes} classes; "
           f"{config.epochs} epochs, batch {config.batch_size}, lr {config.lr} ({config.schedule}), "
-          f"scheme {config.scheme}, augmentation {'on' if config.augment else 'off'}, init {config.init}")
+          f"scheme {config.scheme}{f' + AU presence x {config.au_weight:g}' if config.au_weight else ''}, augmentation {'on' if config.augment else 'off'}, init {config.init}")
     t0 = time.perf_counter()
     with tqdm_progress(disable=args.quiet) as progress:
         run_dir = train_preset(args.data, name, progress=progress, device=args.device, **overrides)
@@ -92,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  round {f['fold']}: test {100 * f['test_acc']:.2f}% (best validation {100 * f['best_val_acc']:.2f}% "
               f"at epoch {f['best_epoch']}; {f['n_train']}/{f['n_valid']}/{f['n_test']} images)")
     print(metrics["summary"])
+    if metrics.get("mean_au_test_auc"):
+        aucs = {a: v for a, v in metrics["mean_au_test_auc"].items() if v is not None}
+        print("AU head, mean test ROC AUC: " + ", ".join(f"{a} {v:.3f}" for a, v in aucs.items()))
     cached = " (cached run)" if wall < 0.5 * metrics["wall_s"] else ""
     print(f"training time {metrics['wall_s']:.1f} s wall, {metrics['cpu_s']:.1f} s CPU on {metrics['device']}{cached}")
     return 0
