@@ -48,3 +48,19 @@ def test_train_preset_on_a_tiny_faceset(tmp_path):
     assert cfg["train"]["init"] == preset("phantom-default")[1].init and cfg["model"]["in_size"] == 16
     assert calls[-1] == (1, 1, "train")
     assert train_preset(path, epochs=1, folds=[0], root=tmp_path / "runs") == run
+
+
+def test_phantom_default_trains_an_au_head_only_where_the_data_has_au_codes(tmp_path):
+    from test_train import _with_aus
+
+    plain, coded = tmp_path / "plain.h5", tmp_path / "coded.h5"
+    save_faceset(make_faceset(), plain)
+    save_faceset(_with_aus(make_faceset()), coded)
+    spec, config = resolve("phantom-default", coded)
+    assert config.au_weight == 1.0 and spec.n_aus == 2 and spec.channels == (8, 16, 128)
+    spec, config = resolve("phantom-default", plain)  # no AU codes: the emotion head alone
+    assert config.au_weight == 0.0 and spec.n_aus == 0
+    spec, config = resolve("phantom-emotion", coded)
+    assert config.au_weight == 0.0 and spec.n_aus == 0
+    spec, _ = resolve("phantom-default", coded, width=0.5)  # a width override scales the paper's counts
+    assert spec.channels is None and spec.width == 0.5

@@ -133,6 +133,8 @@ def generate_faceset(
     n_subjects: int | None = None,
     n_folds: int = 10,
     au_variation: float = 1.0,
+    p_drop: float = 0.15,
+    p_extra: float = 0.3,
     nuisance: float = 1.0,
     progress: Progress | None = None,
 ) -> FaceSet:
@@ -161,6 +163,9 @@ def generate_faceset(
     au_variation : float
         0 makes the AUs fully determined by the emotion (the prototype exactly); 1 (default) is
         natural variation (drops, extras, intensity jitter); see :func:`sample_expression`.
+    p_drop, p_extra : float
+        Probability (times ``au_variation``) that a non-core prototype AU is dropped, and that
+        each of up to two extra AUs is added; see :func:`sample_expression`.
     nuisance : float
         Strength of the nuisance; 0 draws every face upright, centred, clean.
     progress : callable or None
@@ -186,6 +191,9 @@ def generate_faceset(
         raise ValueError(f"n_subjects: expected 1..n ({n}), got {n_subjects}")
     if not 0.0 <= float(au_variation) <= 3.0:
         raise ValueError(f"au_variation: expected 0 (determined) to 3, got {au_variation}")
+    for name, p in (("p_drop", p_drop), ("p_extra", p_extra)):
+        if not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"{name}: expected a probability 0-1, got {p}")
     if not 0.0 <= float(nuisance) <= 3.0:
         raise ValueError(f"nuisance: expected 0 (none) to 3, got {nuisance}")
     progress = progress or no_progress
@@ -216,7 +224,7 @@ def generate_faceset(
         for t in range(counts[j]):
             lab = (offset + t) % n_cls
             emo = classes[lab]
-            a, sides = sample_expression(emo, rng, au_variation=au_variation)
+            a, sides = sample_expression(emo, rng, au_variation=au_variation, p_drop=p_drop, p_extra=p_extra)
             nz = random_nuisance(rng, nuisance) if nuisance > 0 else None
             img, lm = render_face(idn, a, size=size, nuisance=nz, sides=sides)
             images[i], landmarks[i], labels[i] = img, lm, lab
@@ -232,8 +240,8 @@ def generate_faceset(
     perm = np.random.default_rng(np.random.SeedSequence([seed, 2])).permutation(n)
     options = {
         "n": n, "size": size, "seed": int(seed), "n_subjects": n_subjects, "n_folds": n_folds,
-        "au_variation": float(au_variation), "nuisance": float(nuisance), "p_drop": 0.15,
-        "p_extra": 0.3, "intensity_jitter": 1, "generator_version": GENERATOR_VERSION,
+        "au_variation": float(au_variation), "nuisance": float(nuisance), "p_drop": float(p_drop),
+        "p_extra": float(p_extra), "intensity_jitter": 1, "generator_version": GENERATOR_VERSION,
     }
     protocol = (
         f"{n} images, {n_subjects} subjects, {n_cls} classes, {n_folds} subject-independent folds "
