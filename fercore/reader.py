@@ -183,7 +183,7 @@ class RunReader:
         self.au_ids = np.zeros(0, dtype=np.int64)
         self._mtime: int | None = None
         path = records_path(self.run_dir)
-        rebuild = f"rebuild with `python -m fercore record --run {self.name}` then `python -m fercore analyze --run {self.name}`"
+        rebuild = self._rebuild_hint()
         if not path.exists():
             self.records_error = f"records.h5 missing in {self.run_dir}: {rebuild}"
             return
@@ -262,9 +262,17 @@ class RunReader:
                     raise ValueError(
                         f"{path}: the FaceSet changed since {self.records_path} was made "
                         f"(hash {fs.content_hash()[:8]} != {self.header['faceset_hash'][:8]}); "
-                        f"rebuild with `python -m fercore record --run {self.name}`")
+                        f"{self._rebuild_hint()}")
                 self._faceset = fs
             return self._faceset
+
+    def _rebuild_hint(self) -> str:
+        """The command that rebuilds these records: a null network is rebuilt through its run."""
+        if self.run_dir.parent.name == "null":
+            run = self.run_dir.parent.parent.name
+            return f"rebuild with `python -m fercore null --run {run} --kind {self.run_dir.name}`"
+        return (f"rebuild with `python -m fercore record --run {self.name}` "
+                f"then `python -m fercore analyze --run {self.name}`")
 
     def topk(self, layer: str, f: int, *, distinct: bool = False) -> TopK:
         """Top-K images of filter ``f`` of ``layer``; ``distinct`` keeps at most one per group

@@ -102,6 +102,9 @@ def test_cli_record_and_analyze_write_csv(run, tmp_path, capsys):
     assert main(["analyze", "--run", str(run), "--csv", str(out), "--quiet"]) == 0
     text = out.read_text()
     assert text.startswith("layer,filter,au,au_name,topk_share")
+    printed = capsys.readouterr().out
+    assert "AU-selective filters" in printed and "null network: untrained" in printed
+    assert (run / "null" / "untrained" / "records.h5").exists()  # the summary built the null
     assert main(["record", "--run", str(tmp_path / "nope"), "--quiet"]) == 2
     assert "not a directory" in capsys.readouterr().err
     assert main(["record", "--run", str(run), "--k", "0", "--quiet"]) == 2
