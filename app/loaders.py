@@ -78,8 +78,11 @@ def _model_name(config: dict) -> str:
         arch = spec.get("arch", "?")
         width = spec.get("width")
         size = spec.get("in_size")
-        extra = ", ".join(x for x in (f"width {width:g}" if isinstance(width, int | float) else "",
-                                       f"{size}px" if size else "") if x)
+        channels = spec.get("channels")
+        shape = ("conv " + "/".join(map(str, channels)) if isinstance(channels, list | tuple) and channels
+                 else f"width {width:g}" if isinstance(width, int | float) else "")
+        extra = ", ".join(x for x in (shape, f"{size}px" if size else "",
+                                       "+ AU head" if spec.get("n_aus") else "") if x)
         return f"{arch} ({extra})" if extra else str(arch)
     return str(spec)
 

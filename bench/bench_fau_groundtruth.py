@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     reader = open_run(run_dir)
     layer = args.layer or reader.layers[-1]
     rows = groundtruth_table(reader, layer, distinct=args.distinct)
-    acc = (reader.metrics or {}).get("mean_test_accuracy", (reader.metrics or {}).get("test_accuracy"))
+    acc = (reader.metrics or {}).get("mean_test_acc")
     print(f"\nrun {reader.name}, layer {layer} ({reader.n_filters(layer)} filters), "
           f"{'distinct ' if args.distinct else ''}top-{reader.header['k']} of {reader.header['n']} images, weights fold {reader.header['fold']}"
           + (f", mean test accuracy {acc}" if acc is not None else ""))

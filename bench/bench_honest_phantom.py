@@ -2,7 +2,7 @@
 
 Builds two phantom data sets that differ only in ``au_variation`` (1.0: AUs vary around the
 emotion's prototype, so some images carry an AU independently of their emotion; 0.0: every AU is
-fully determined by the emotion), trains the ``phantom-default`` preset on one round of each,
+fully determined by the emotion), trains a preset (default ``phantom-default``) on one round of each,
 records the filters (top-16), builds the untrained null network and prints both summaries
 (:func:`fercore.summary.format_summary`) and the totals side by side.
 
@@ -12,7 +12,7 @@ image can tell an AU detector from an emotion detector. Measured figures: docs/h
 
 Usage::
 
-    FERCORE_CACHE=/tmp/fercore-bench python bench/bench_honest_phantom.py [--n 2400] [--folds 0] [--epochs 6]
+    FERCORE_CACHE=/tmp/fercore-bench python bench/bench_honest_phantom.py [--n 2400] [--folds 0] [--epochs E] [--preset NAME]
 
 Stages are cached under ``$FERCORE_CACHE`` (default: a ``bench-honest`` folder in the system
 temporary directory), so a second call only re-prints.
@@ -42,7 +42,7 @@ def build(opts: dict, args) -> Path:
     if not path.exists():
         save_faceset(generate_faceset(**opts), path)
     t1 = time.perf_counter()
-    run = train_preset(path, "phantom-default", folds=tuple(args.folds), epochs=args.epochs)
+    run = train_preset(path, args.preset, folds=tuple(args.folds), epochs=args.epochs)
     t2 = time.perf_counter()
     record(run, k=args.k)
     t3 = time.perf_counter()
@@ -65,7 +65,8 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=2400, help="phantom images (default 2400, the dashboard default)")
     ap.add_argument("--size", type=int, default=48)
     ap.add_argument("--folds", type=int, nargs="+", default=[0], help="training rounds (default: round 0 only)")
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=None, help="default: the preset's")
+    ap.add_argument("--preset", default="phantom-default", help="training preset (default phantom-default)")
     ap.add_argument("--k", type=int, default=16)
     args = ap.parse_args()
     os.environ.setdefault("FERCORE_CACHE", str(Path(tempfile.gettempdir()) / "bench-honest"))

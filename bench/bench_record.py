@@ -10,7 +10,7 @@
    float16 max-activation matrices (3N x F_total x 2 bytes). The peak resident set size of each
    subprocess (``resource.getrusage``) is printed too, minus the FaceSet's own images.
 
-The model is the ``phantom-default`` network (zero-bias CNN, width 0.25, 48 px, 8 classes),
+The model is the ``phantom-default`` network (zero-bias CNN, conv 8 / 16 / 128, 48 px, 8 classes),
 freshly initialised; the images are the default phantom's first N (4N) faces when the phantom is
 built, else random noise.
 
@@ -56,9 +56,15 @@ def _faceset(n: int, size: int = 48, seed: int = 0):
 
 
 def _model(size: int = 48):
+    """The ``phantom-default`` network (with its AU head when the preset trains one), freshly
+    initialised."""
     from fercore.models import ModelSpec, build_model
+    from fercore.phantom.render import DRAWN_AUS
+    from fercore.presets import PRESETS
 
-    return build_model(ModelSpec(arch="zero_bias", in_size=size, n_classes=8, width=0.25)).eval()
+    p = PRESETS["phantom-default"]
+    n_aus = len(DRAWN_AUS) if p.config.au_weight else 0
+    return build_model(ModelSpec(**{**p.model, "in_size": size}, n_classes=8, n_aus=n_aus)).eval()
 
 
 def throughput(n: int, batch_size: int, repeats: int) -> None:
