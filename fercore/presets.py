@@ -51,6 +51,9 @@ _KHORRAMI = dict(momentum=0.9, weight_decay=1e-5, lr=0.01, schedule="constant", 
 # 31,000 iterations of 64 images: about 1,900 epochs of CK+'s ~1,050 training images per round,
 # about 700 of TFD's ~2,900.
 _FERPLUS = dict(momentum=0.9, weight_decay=1e-5, lr=0.05, schedule="ferplus", batch_size=32, epochs=100, augment=True)
+# The embedded default's network and training; phantom-default adds the AU head to them.
+_PHANTOM_MODEL = dict(arch="zero_bias", in_size=None, width=0.125, dropout=False, init_seed=0, channels=(8, 16, 128))
+_PHANTOM_TRAIN = TrainConfig(epochs=7, batch_size=16, lr=0.01, schedule="cosine", augment=False, seed=0, init="lsuv")
 _VGG = dict(arch="vgg13", in_size=64, width=1.0, dropout=True, init_seed=0)
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
@@ -61,9 +64,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         "drawn AUs (weight 1), so that its filters are known to carry the AUs; unit-variance "
         "initialisation, SGD lr 0.01 with cosine decay, batch 16, 7 epochs, no augmentation (the "
         "phantom's nuisance is already drawn in); 10 folds in about 2-3 minutes on two CPU cores.",
-        dict(arch="zero_bias", in_size=None, width=0.125, dropout=False, init_seed=0, channels=(8, 16, 128)),
-        TrainConfig(epochs=7, batch_size=16, lr=0.01, schedule="cosine", augment=False, seed=0, init="lsuv",
-                    au_weight=1.0),
+        _PHANTOM_MODEL,
+        dataclasses.replace(_PHANTOM_TRAIN, au_weight=1.0),
         data="phantom (fercore.phantom.generate_faceset with DEFAULT_PHANTOM)",
         expect=">= 95% mean subject-independent test accuracy",
     ),
@@ -71,8 +73,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         "phantom-emotion",
         "phantom-default trained on the emotion labels only (no AU head), as the papers trained: "
         "what an emotion classifier of this size learns about the AUs by itself.",
-        dict(arch="zero_bias", in_size=None, width=0.125, dropout=False, init_seed=0, channels=(8, 16, 128)),
-        TrainConfig(epochs=7, batch_size=16, lr=0.01, schedule="cosine", augment=False, seed=0, init="lsuv"),
+        _PHANTOM_MODEL,
+        _PHANTOM_TRAIN,
         data="phantom (fercore.phantom.generate_faceset with DEFAULT_PHANTOM)",
         expect=">= 95% mean subject-independent test accuracy",
     ),

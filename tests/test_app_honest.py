@@ -9,45 +9,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
+from test_app import _keep_cache_env, app, assert_clean, texts  # noqa: F401 (the autouse fixture)
 
-REPO = Path(__file__).resolve().parent.parent
-MAIN = str(REPO / "app" / "main.py")
 COUNTS = ("raw", "distinct", "beyond emotion", "beyond null")
-
-
-@pytest.fixture(autouse=True)
-def _keep_cache_env():
-    """``app()`` points FERCORE_CACHE at a test's cache; put the session's value back after."""
-    import os
-
-    old = os.environ.get("FERCORE_CACHE")
-    yield
-    if old is None:
-        os.environ.pop("FERCORE_CACHE", None)
-    else:
-        os.environ["FERCORE_CACHE"] = old
-
-
-def app(cache) -> AppTest:
-    import os
-
-    os.environ["FERCORE_CACHE"] = str(cache)
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    return AppTest.from_file(MAIN, default_timeout=120)
-
-
-def texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("markdown", "caption", "error", "warning", "info", "success", "title", "subheader")
-             for e in getattr(at, kind)]
-    return "\n".join(str(p) for p in parts)
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not [e for e in at.error], [e.value for e in at.error]
 
 
 def summary_frame(at: AppTest):
