@@ -32,7 +32,8 @@ import numpy as np
 
 
 def _faceset(n: int, size: int = 48, seed: int = 0):
-    """The first ``n`` faces of the default phantom when it is built (``cache/datasets``), else noise."""
+    """The default phantom's first ``n`` faces when it is built (``cache/datasets``; cycled with
+    new subject names past its end), else noise."""
     from fercore.faceset import FaceSet
     from fercore.pipeline import phantom_path
     from fercore.presets import DEFAULT_PHANTOM
@@ -41,10 +42,16 @@ def _faceset(n: int, size: int = 48, seed: int = 0):
     path = phantom_path(DEFAULT_PHANTOM)
     if path.exists() and DEFAULT_PHANTOM["size"] == size:
         fs = load_faceset(path)
-        if len(fs) >= n:
-            sub = fs.subset(np.arange(n))
-            sub.meta = {"content_hash": f"bench-phantom-{n}", "source": "phantom"}
-            return sub
+        reps = -(-n // len(fs))
+        idx = np.arange(n) % len(fs)
+        sub = fs.subset(idx)
+        if reps > 1:
+            rep = np.arange(n) // len(fs)
+            sub.subjects = np.array([f"{s}~{r}" for s, r in zip(sub.subjects, rep, strict=True)])
+            if sub.sequences is not None:
+                sub.sequences = np.array([f"{s}~{r}" for s, r in zip(sub.sequences, rep, strict=True)])
+        sub.meta = {"content_hash": f"bench-phantom-{n}", "source": "phantom"}
+        return sub
 
     rng = np.random.default_rng(seed)
     fs = FaceSet(images=rng.integers(0, 256, (n, size, size), dtype=np.uint8), labels=np.arange(n) % 8,
@@ -55,24 +62,29 @@ def _faceset(n: int, size: int = 48, seed: int = 0):
     return fs
 
 
-def _model(size: int = 48):
-    """The ``phantom-default`` network (with its AU head when the preset trains one), freshly
-    initialised."""
+def _model(run: str | None = None, size: int = 48):
+    """A trained run's fold-0 network when ``run`` is given, else the ``phantom-default`` network
+    (with its AU head when the preset trains one), freshly initialised."""
     from fercore.models import ModelSpec, build_model
     from fercore.phantom.render import DRAWN_AUS
     from fercore.presets import PRESETS
 
+    if run:
+        from fercore import runs
+        from fercore.reader import resolve_run
+
+        return runs.load_model(resolve_run(run), fold=0).eval()
     p = PRESETS["phantom-default"]
     n_aus = len(DRAWN_AUS) if p.config.au_weight else 0
     return build_model(ModelSpec(**{**p.model, "in_size": size}, n_classes=8, n_aus=n_aus)).eval()
 
 
-def throughput(n: int, batch_size: int, repeats: int) -> None:
+def throughput(n: int, batch_size: int, repeats: int, run: str | None = None) -> None:
     import torch
 
     from fercore.record import model_inputs, record_model
 
-    fs, model = _faceset(n), _model()
+    fs, model = _faceset(n), _model(run)
     tmp = Path(tempfile.mkdtemp())
 
     def bare() -> float:
@@ -103,7 +115,7 @@ def throughput(n: int, batch_size: int, repeats: int) -> None:
         w.append(whole)
     b_, s_, w_ = min(b), min(s), min(w)
     print(f"throughput, {n} {fs.meta.get('source', 'noise')} images 48x48, batch {batch_size}, torch threads {torch.get_num_threads()}, "
-          f"best of {repeats}:")
+          f"best of {repeats}, {'weights of ' + run if run else 'freshly initialised network'}:")
     print(f"  bare forward        {b_:7.3f} s  {n / b_:8.0f} images/s")
     print(f"  record, streaming   {s_:7.3f} s  {n / s_:8.0f} images/s  ratio {b_ / s_:.2f}")
     print(f"  record, whole       {w_:7.3f} s  {n / w_:8.0f} images/s  ratio {b_ / w_:.2f} "
@@ -159,12 +171,13 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-memory", action="store_true", help="throughput only")
+    ap.add_argument("--run", default=None, help="record this trained run's fold-0 weights (default: a fresh network)")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         _memory_child(args.child, args.batch_size)
         return 0
-    throughput(args.n, args.batch_size, args.repeats)
+    throughput(args.n, args.batch_size, args.repeats, args.run)
     if not args.skip_memory:
         memory(args.n, args.batch_size)
     return 0

@@ -4,10 +4,13 @@
 the run was trained on (or another one), with forward hooks on the chosen conv layers, and keeps
 per filter the top-K images by spatial-max activation (plus a *distinct* top-K with at most one
 image per group: sequence, else subject), and per image and filter the maximum activation (an
-N x F float16 matrix). Memory does not grow with N beyond that matrix. A second small pass over
-only the top-K images computes each entry's receptive-field patch and its Zeiler-Fergus
-deconvnet projection. Everything goes into ``<run_dir>/records.h5`` (``docs/records.md``),
-written under a temporary name and renamed.
+N x F float16 matrix). The pass runs the conv stack up to the deepest recorded layer only (the
+classifier adds nothing to the records); a batch is merged into a filter's lists only where it
+beats the list's K-th score, and the argmax position is computed only there. The max-pool
+switches of the images that are in some list are kept (compact, bounded by the lists), so the
+Zeiler-Fergus deconvnet projections of the top-K entries need no second forward pass. Memory
+does not grow with N beyond the max matrix. Everything goes into ``<run_dir>/records.h5``
+(``docs/records.md``), written under a temporary name and renamed.
 
 Note: the images of the folds the recorded weights were trained (and validated) on are in the
 records too; only the weights' test fold was unseen by the model.
@@ -15,14 +18,13 @@ records too; only the weights' test fold was unseen by the model.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .deconv import deconv_project, forward_switches
+from .deconv import compact_switches, deconv_project, run_features
 from .faceset import FaceSet
 from .hooks import LayerCapture
 from .models import FERNet, conv_layers, layer_geometry, resolve_layer
@@ -140,20 +142,27 @@ def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize
         states[name] = _LayerState(name, nf, geos[name].out_size, np.zeros((n, nf), np.float16),
                                    RunningTopK(k), RunningDistinctTopK(k))
 
-    # pass 1: stream every image once
+    # pass 1: stream every image once, through the conv stack up to the deepest recorded layer
+    # (the classifier adds nothing to the records), keeping the max-pool switches of the images
+    # that are in some top-K list for the deconvnet
+    deepest = layers[-1]
+    keeper = _SwitchKeeper()
     progress(0, n, "record")
     with torch.no_grad(), LayerCapture(model, layers) as cap:
         for s in range(0, n, batch_size):
             e = min(s + batch_size, n)
-            model(model_inputs(faceset.images[s:e], in_size=in_size, method=normalize_method))
+            x = model_inputs(faceset.images[s:e], in_size=in_size, method=normalize_method)
+            _, raw_switches, sizes = run_features(model, x, deepest, through=True)
             codes = np.array([group_code.setdefault(g, len(group_code)) for g in groups[s:e]], np.int64)
             for name, st in states.items():
                 a = cap.outputs[name].flatten(2)  # (B, F, h*w)
-                mx, arg = a.max(dim=2)  # (B, F)
-                mx_np, arg_np = mx.numpy().astype(np.float32), arg.numpy()
-                st.max_act[s:e] = mx_np
-                st.topk.add(mx_np, payload=arg_np)
-                st.distinct.add(mx_np, codes, payload=arg_np)
+                mx = a.amax(dim=2).numpy()  # (B, F) float32
+                st.max_act[s:e] = mx
+                arg = _argmax_where(a, mx, st.distinct.threshold())
+                st.topk.add(mx, payload=arg)
+                st.distinct.add(mx, codes, payload=arg)
+            live = np.unique(np.concatenate([t.index.ravel() for st in states.values() for t in (st.topk, st.distinct)]))
+            keeper.update(live, s, raw_switches, model, sizes)
             progress(e, n, "record")
 
     # pass 2: patches and deconvnet projections of the top-K images only
@@ -161,8 +170,8 @@ def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize
     for name, st in states.items():
         for key, stat in (("topk", st.topk), ("topk_distinct", st.distinct)):
             lists[(name, key)] = _topk_arrays(stat, st.map_w, geos[name])
-    _fill_patches_and_deconv(model, faceset, lists, geos, in_size=in_size, method=normalize_method,
-                             batch_size=max(8, min(batch_size, 128)), progress=progress)
+    _fill_patches_and_deconv(model, faceset, lists, geos, keeper, in_size=in_size, method=normalize_method,
+                             progress=progress)
 
     fs_hash = faceset.meta.get("content_hash") or faceset.content_hash()
     head = {
@@ -186,6 +195,20 @@ def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize
         }
     write_records(path, attrs=head, data=data, layers=out_layers)
     return Path(path)
+
+
+def _argmax_where(a: torch.Tensor, mx: np.ndarray, thr: np.ndarray | None) -> np.ndarray:
+    """(B, F) flat argmax positions of the maps ``a`` (B, F, h*w), computed only where the spatial
+    max ``mx`` can enter a top-K list (above ``thr``, the lower distinct list's threshold, which
+    is at most the raw list's); -1 elsewhere (the statistics never read those)."""
+    if thr is None:
+        return a.argmax(dim=2).numpy()
+    bi, fi = np.nonzero(mx > thr[None, :])
+    out = np.full(mx.shape, -1, np.int64)
+    if bi.size:
+        sel = a[torch.from_numpy(bi), torch.from_numpy(fi)]  # (M, h*w)
+        out[bi, fi] = sel.argmax(dim=1).numpy()
+    return out
 
 
 def _scaled_landmarks(fs: FaceSet, in_size: int) -> np.ndarray | None:
@@ -215,66 +238,83 @@ def _topk_arrays(stat: RunningTopK, map_w: int, geo) -> dict[str, np.ndarray]:
             "deconv": np.zeros((nf, kk, geo.rf, geo.rf), np.float16)}
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int):
-    """Run a block with ``n`` torch threads (the deconvnet's small windowed ops are slower with
-    several threads, badly so on a busy machine), restoring the previous count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+class _SwitchKeeper:
+    """The max-pool switches (compact, :func:`fercore.deconv.compact_switches`) of the images that
+    are in some top-K list, by global image index. An image enters when the batch that holds it
+    puts it in a list and leaves when it drops out of every list (it never comes back: each image
+    is offered once), so what is kept is bounded by the lists, not by N."""
+
+    def __init__(self):
+        self.switches: dict[int, dict[str, torch.Tensor]] = {}
+        self.sizes: dict | None = None
+
+    def update(self, live: np.ndarray, start: int, raw: dict, model: FERNet, sizes: dict) -> None:
+        """``live``: sorted global indices now in some list; ``raw``: the batch's int64 switches,
+        the batch starting at global index ``start``."""
+        self.sizes = sizes
+        keep = set(live.tolist())
+        for i in [i for i in self.switches if i not in keep]:
+            del self.switches[i]
+        new = live[live >= start]
+        if new.size == 0:
+            return
+        local = torch.from_numpy(new - start)
+        small = compact_switches(model, {name: t[local] for name, t in raw.items()}, sizes)
+        for j, i in enumerate(new.tolist()):
+            self.switches[i] = {name: t[j] for name, t in small.items()}
+
+    def stacked(self, images: np.ndarray) -> tuple[dict, dict]:
+        """(switches, sizes) of ``images`` in that order, as :func:`fercore.deconv.deconv_project`
+        takes them."""
+        per = [self.switches[int(i)] for i in images]
+        if not per or not per[0]:
+            return {}, self.sizes
+        return {name: torch.stack([p[name] for p in per]) for name in per[0]}, self.sizes
 
 
-def _fill_patches_and_deconv(model, fs: FaceSet, lists: dict, geos: dict, *, in_size: int, method: str,
-                             batch_size: int, progress: Progress) -> None:
+def _fill_patches_and_deconv(model, fs: FaceSet, lists: dict, geos: dict, keeper: _SwitchKeeper, *,
+                             in_size: int, method: str, progress: Progress) -> None:
+    """Cut the patch and compute the deconvnet projection of every top-K entry (both lists),
+    from the switches kept in the streaming pass; each list is projected in one call."""
     wanted = np.unique(np.concatenate([a["index"][a["index"] >= 0] for a in lists.values()]))
-    deepest = max(geos, key=lambda name: conv_layers(model).index(name))
-    total = len(wanted)
-    progress(0, total, "deconv")
-    with torch.no_grad():
-        for s in range(0, total, batch_size):
-            chunk = wanted[s:s + batch_size]
-            unit = model_inputs(fs.images[chunk], in_size=in_size, method="none") + 0.5  # (B, 1, S, S) in [0, 1]
-            x = normalize(unit, method)
-            pix = np.clip(np.round(unit[:, 0].numpy() * 255.0), 0, 255).astype(np.uint8)  # (B, S, S)
-            switches = forward_switches(model, x, deepest)
-            with _torch_threads(1):
-                for (name, key), arr in lists.items():
-                    rf = geos[name].rf
-                    sel = np.isin(arr["index"], chunk)
-                    if not sel.any():
-                        continue
-                    fi, ki = np.nonzero(sel)
-                    local = np.searchsorted(chunk, arr["index"][fi, ki])
-                    arr["patch"][fi, ki] = _cut(pix, local, arr["box"][fi, ki], rf)
-                    todo = np.ones(len(fi), bool)
-                    if key == "topk_distinct":  # an entry also in the raw list has the same projection
-                        raw = lists[(name, "topk")]
-                        same = raw["index"][fi] == arr["index"][fi, ki][:, None]  # (P, K)
-                        hit = same.any(1)
-                        kr = same.argmax(1)
-                        arr["deconv"][fi[hit], ki[hit]] = raw["deconv"][fi[hit], kr[hit]]
-                        todo = ~hit
-                    if todo.any():
-                        f_, k_ = fi[todo], ki[todo]
-                        proj = deconv_project(model, x, name, torch.from_numpy(local[todo]), torch.from_numpy(f_),
-                                              torch.from_numpy(arr["pos"][f_, k_].astype(np.int64)),
-                                              torch.from_numpy(arr["activation"][f_, k_]), switches=switches)
-                        arr["deconv"][f_, k_] = proj.numpy().astype(np.float16)
-            progress(min(s + batch_size, total), total, "deconv")
+    unit = model_inputs(fs.images[wanted], in_size=in_size, method="none") + 0.5  # (W, 1, S, S) in [0, 1]
+    x = normalize(unit, method)
+    pix = np.clip(np.round(unit[:, 0].numpy() * 255.0), 0, 255).astype(np.uint8)  # (W, S, S)
+    switches = keeper.stacked(wanted)
+    progress(0, len(lists), "deconv")
+    for done, ((name, key), arr) in enumerate(lists.items(), 1):
+        fi, ki = np.nonzero(arr["index"] >= 0)
+        local = np.searchsorted(wanted, arr["index"][fi, ki])
+        arr["patch"][fi, ki] = _cut(pix, local, arr["box"][fi, ki], geos[name].rf)
+        todo = np.ones(len(fi), bool)
+        if key == "topk_distinct":  # an entry also in the raw list has the same projection
+            raw = lists[(name, "topk")]
+            same = raw["index"][fi] == arr["index"][fi, ki][:, None]  # (P, K)
+            hit = same.any(1)
+            kr = same.argmax(1)
+            arr["deconv"][fi[hit], ki[hit]] = raw["deconv"][fi[hit], kr[hit]]
+            todo = ~hit
+        if todo.any():
+            f_, k_ = fi[todo], ki[todo]
+            proj = deconv_project(model, x, name, torch.from_numpy(local[todo]), torch.from_numpy(f_),
+                                  torch.from_numpy(arr["pos"][f_, k_].astype(np.int64)),
+                                  torch.from_numpy(arr["activation"][f_, k_]), switches=switches)
+            arr["deconv"][f_, k_] = proj.to(torch.float16).numpy()
+        progress(done, len(lists), "deconv")
+
+
+def _windows(pix: np.ndarray, rf: int) -> tuple[np.ndarray, int]:
+    """Every rf x rf window of ``pix`` (P, S, S) zero-padded by ``rf`` (a view), with the pad."""
+    padded = np.pad(pix, ((0, 0), (rf, rf), (rf, rf)))
+    return np.lib.stride_tricks.sliding_window_view(padded, (rf, rf), axis=(1, 2)), rf
 
 
 def _cut(pix: np.ndarray, local: np.ndarray, box: np.ndarray, rf: int) -> np.ndarray:
     """(P, rf, rf) uint8 patches of ``pix[local]`` under ``box`` (x0, y0, ...), zero outside."""
-    size = pix.shape[-1]
-    padded = np.pad(pix, ((0, 0), (rf, rf), (rf, rf)))
-    rows = box[:, 1, None] + rf + np.arange(rf)[None]  # (P, rf)
-    cols = box[:, 0, None] + rf + np.arange(rf)[None]
-    rows = np.clip(rows, 0, size + 2 * rf - 1)
-    cols = np.clip(cols, 0, size + 2 * rf - 1)
-    return padded[local[:, None, None], rows[:, :, None], cols[:, None, :]]
+    win, pad = _windows(pix, rf)
+    y = np.clip(box[:, 1] + pad, 0, win.shape[1] - 1)
+    x = np.clip(box[:, 0] + pad, 0, win.shape[2] - 1)
+    return win[local, y, x]
 
 
 # --------------------------------------------------------------------------------------------

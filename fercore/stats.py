@@ -52,28 +52,62 @@ class RunningTopK:
         batch : (B, F) float
             One score per sample and column.
         payload : (B, F) int, optional
-            Carried along with each kept score (the argmax position, in recording).
+            Carried along with each kept score (the argmax position, in recording). Only the
+            entries whose score beats :meth:`threshold` are read, so a caller may leave the
+            others unfilled.
         """
         batch = _check_batch(batch, type(self).__name__)
         b, nf = batch.shape
-        idx = np.broadcast_to(np.arange(self.count, self.count + b, dtype=np.int64)[:, None], (b, nf))
-        pay = np.zeros((b, nf), np.int64) if payload is None else np.asarray(payload, np.int64)
-        self._merge(batch.T, idx.T, pay.T)
+        pay = np.zeros((b, nf), np.int64) if payload is None else np.asarray(payload)
+        rows, cols, vals = self._candidates(batch)
+        if rows is not None and rows.size:
+            idx = np.broadcast_to((self.count + cols)[None, :], vals.shape)
+            v, i, p = self._merged(self.values[rows], self.index[rows], self.payload[rows],
+                                   vals, idx, pay[np.ix_(cols, rows)].T.astype(np.int64))
+            self.values[rows], self.index[rows], self.payload[rows] = v, i, p
+        elif rows is None:
+            idx = np.broadcast_to(np.arange(self.count, self.count + b, dtype=np.int64)[None, :], (nf, b))
+            self.values, self.index, self.payload = self._merged(
+                self.values, self.index, self.payload, batch.T, idx, pay.T.astype(np.int64))
         self.count += b
 
-    def _concat(self, vals, idx, pay):
+    def threshold(self) -> np.ndarray | None:
+        """(F,) the score a new sample must exceed to enter each column's list (-inf while the
+        list is not full); None before the first batch. Ties go to the earlier sample, so a
+        score equal to the threshold does not enter."""
         if self.values is None:
-            return vals, idx, pay
-        return (np.concatenate([self.values, vals.astype(self.values.dtype)], 1),
-                np.concatenate([self.index, idx], 1), np.concatenate([self.payload, pay], 1))
+            return None
+        if self.values.shape[1] < self.k:
+            return np.full(self.values.shape[0], -np.inf, self.values.dtype)
+        return self.values[:, -1].copy()
 
-    def _merge(self, vals, idx, pay) -> None:
-        vals, idx, pay = self._concat(vals, idx, pay)
-        # earlier samples come first in the concatenation, so a stable sort keeps them first on ties
+    def _candidates(self, batch: np.ndarray):
+        """The rows (columns of ``batch``) and samples that can change the lists, with the batch's
+        scores on them (others of those samples set to -inf, so they sort behind every kept entry).
+
+        Returns ``(None, None, None)`` when every entry must be merged (nothing kept yet, or a
+        list not yet full)."""
+        thr = self.threshold()
+        if thr is None or np.isneginf(thr).all():
+            return None, None, None
+        cand = batch.T > thr[:, None]  # (F, B)
+        rows = np.flatnonzero(cand.any(1))
+        if rows.size == 0:
+            return rows, rows, None
+        cols = np.flatnonzero(cand[rows].any(0))
+        sub = cand[np.ix_(rows, cols)]
+        vals = np.where(sub, batch.T[np.ix_(rows, cols)], -np.inf)
+        return rows, cols, vals
+
+    def _merged(self, kv, ki, kp, vals, idx, pay):
+        """Kept (kv, ki, kp) and new (vals, idx, pay) entries of some rows -> the new kept ones."""
+        if kv is not None:
+            # earlier samples come first in the concatenation, so a stable sort keeps them first on ties
+            vals = np.concatenate([kv, vals.astype(kv.dtype)], 1)
+            idx, pay = np.concatenate([ki, idx], 1), np.concatenate([kp, pay], 1)
         order = np.argsort(-vals, axis=1, kind="stable")[:, : self.k]
-        self.values = np.take_along_axis(vals, order, 1)
-        self.index = np.take_along_axis(idx, order, 1)
-        self.payload = np.take_along_axis(pay, order, 1)
+        return (np.take_along_axis(vals, order, 1), np.take_along_axis(idx, order, 1),
+                np.take_along_axis(pay, order, 1))
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """(values (F, K), index (F, K) int64), best first per column."""
@@ -124,17 +158,36 @@ class RunningDistinctTopK(RunningTopK):
         groups = np.asarray(groups, dtype=np.int64).reshape(-1)
         if len(groups) != b:
             raise ValueError(f"RunningDistinctTopK.add: groups has {len(groups)} entries for a batch of {b}")
-        idx = np.broadcast_to(np.arange(self.count, self.count + b, dtype=np.int64)[:, None], (b, nf)).T
-        pay = (np.zeros((b, nf), np.int64) if payload is None else np.asarray(payload, np.int64)).T
-        grp = np.broadcast_to(groups[None, :], (nf, b))
-        vals = batch.T
-        if self.values is not None:
-            grp = np.concatenate([self.group, grp], 1)
-        vals, idx, pay = self._concat(vals, idx, pay)
+        pay = np.zeros((b, nf), np.int64) if payload is None else np.asarray(payload)
+        rows, cols, vals = self._candidates(batch)
+        if rows is None:
+            rows, cols, vals = np.arange(nf), np.arange(b), batch.T
+        if rows.size:
+            kept = (None,) * 4 if self.values is None else (
+                self.values[rows], self.index[rows], self.payload[rows], self.group[rows])
+            new = (vals, np.broadcast_to((self.count + cols)[None, :], vals.shape),
+                   pay[np.ix_(cols, rows)].T.astype(np.int64), np.broadcast_to(groups[cols][None, :], vals.shape))
+            merged = self._merged_distinct(kept, new)
+            if self.values is None:
+                self.values, self.index, self.payload, self.group = merged
+            else:
+                for arr, m in zip((self.values, self.index, self.payload, self.group), merged, strict=True):
+                    arr[rows] = m
+        self.count += b
+
+    def _merged_distinct(self, kept, new):
+        """Kept and new (values, index, payload, group) entries of some rows -> the new kept ones,
+        each row the best entry of each group, K at most, padded with -inf / -1."""
+        vals, idx, pay, grp = new
+        if kept[0] is not None:
+            kv, ki, kp, kg = kept
+            vals = np.concatenate([kv, vals.astype(kv.dtype)], 1)
+            idx, pay, grp = (np.concatenate(pair, 1) for pair in ((ki, idx), (kp, pay), (kg, grp)))
+        nr = vals.shape[0]
         order = np.argsort(-vals, axis=1, kind="stable")
         vals, idx, pay, grp = (np.take_along_axis(a, order, 1) for a in (vals, idx, pay, grp))
         # keep each group's first (= best) occurrence per row
-        rows = np.broadcast_to(np.arange(nf)[:, None], grp.shape)
+        rows = np.broadcast_to(np.arange(nr)[:, None], grp.shape)
         key = (rows * (int(grp.max()) + 2) + grp + 1).ravel()
         _, first = np.unique(key, return_index=True)
         keep = np.zeros(key.size, bool)
@@ -148,11 +201,10 @@ class RunningDistinctTopK(RunningTopK):
             vals, idx, pay, grp, keep = (np.pad(a, ((0, 0), (0, pad))) for a in (vals, idx, pay, grp, keep))
         pos = np.argsort(~keep, axis=1, kind="stable")[:, :width]
         ok = np.take_along_axis(keep, pos, 1)
-        self.values = np.where(ok, np.take_along_axis(vals, pos, 1), -np.inf).astype(vals.dtype)
-        self.index = np.where(ok, np.take_along_axis(idx, pos, 1), -1)
-        self.payload = np.where(ok, np.take_along_axis(pay, pos, 1), 0)
-        self.group = np.where(ok, np.take_along_axis(grp, pos, 1), -1)
-        self.count += b
+        return (np.where(ok, np.take_along_axis(vals, pos, 1), -np.inf).astype(vals.dtype),
+                np.where(ok, np.take_along_axis(idx, pos, 1), -1),
+                np.where(ok, np.take_along_axis(pay, pos, 1), 0),
+                np.where(ok, np.take_along_axis(grp, pos, 1), -1))
 
     def state_dict(self) -> dict:
         d = super().state_dict()

@@ -149,7 +149,7 @@ def test_single_bright_pixel_is_seen_exactly_by_the_boxes_that_contain_it():
 
 @torch.no_grad()
 def _reference_deconv(model, x, layer, f, i, j, v):
-    """Full-map Zeiler-Fergus projection with torch's own unpool and transposed conv."""
+    """Full-map Zeiler-Fergus projection: torch's transposed conv, unpooling by the pool's indices."""
     import torch.nn.functional as F
 
     chain = []
@@ -173,7 +173,12 @@ def _reference_deconv(model, x, layer, f, i, j, v):
         elif isinstance(m, torch.nn.ReLU):
             sig = F.relu(sig)
         elif isinstance(m, torch.nn.MaxPool2d):
-            sig = F.max_unpool2d(sig, sw[t], m.kernel_size, m.stride, m.padding, output_size=sizes[t])
+            # unpooling adds what overlapping windows route to one input (F.max_unpool2d would keep
+            # only one of them; for tiling windows the two agree)
+            b, c = sig.shape[:2]
+            out = torch.zeros(b, c, sizes[t][0] * sizes[t][1])
+            out.scatter_add_(2, sw[t].flatten(2), sig.flatten(2))
+            sig = out.view(b, c, *sizes[t])
     return sig[0, 0]
 
 
@@ -264,3 +269,97 @@ def test_capture_survives_an_inplace_relu():
         got = cap.outputs["features.conv1"]
         assert (got < 0).any()  # the pre-ReLU values, not overwritten by the in-place ReLU
         torch.testing.assert_close(got, model.features.conv1(x))
+
+
+def _odd_pool_model(size=19):
+    """Overlapping (3/2), tiling 3x3 and 2x2-on-odd-size pools: every switch form the deconvnet reads."""
+    from collections import OrderedDict
+
+    from torch import nn
+
+    from fercore.models import FERNet
+
+    torch.manual_seed(3)
+    feats = nn.Sequential(OrderedDict([
+        ("conv1", nn.Conv2d(1, 4, 3, padding=1, bias=False)), ("relu1", nn.ReLU()),
+        ("pool1", nn.MaxPool2d(3, 2)),  # 19 -> 9, windows overlap: flat-index switches
+        ("conv2", nn.Conv2d(4, 5, 3, padding=1, bias=False)), ("relu2", nn.ReLU()),
+        ("pool2", nn.MaxPool2d(2, 2)),  # 9 -> 4, tiling on an odd size: the last row/column is never pooled
+        ("conv3", nn.Conv2d(5, 6, 3, padding=1, bias=False)), ("relu3", nn.ReLU()),
+        ("pool3", nn.MaxPool2d(2, 2)),
+    ]))
+    head = nn.Sequential(OrderedDict([("fc", nn.Linear(6 * 2 * 2, 3))]))
+    return FERNet(ModelSpec(arch="zero_bias", in_size=size, n_classes=3), feats, head).eval()
+
+
+def test_compact_switches_decode_to_the_pool_indices():
+    import torch.nn.functional as F
+
+    from fercore.deconv import compact_switches, run_features
+
+    model = _odd_pool_model()
+    x = torch.randn(3, 1, 19, 19)
+    _, raw, sizes = run_features(model, x, "features.conv3")
+    small = compact_switches(model, raw, sizes)
+    assert small["features.pool1"].dtype == torch.int64  # overlapping: kept as flat indices
+    ph = small["features.pool2"]
+    assert ph.dtype == torch.uint8
+    w_in = sizes["features.pool2"][1]
+    i = torch.arange(ph.shape[-2])[:, None]
+    j = torch.arange(ph.shape[-1])[None, :]
+    flat = (i * 2 + ph.long() // 2) * w_in + (j * 2 + ph.long() % 2)
+    torch.testing.assert_close(flat, raw["features.pool2"])
+    # a 3x3 tiling pool too
+    h = torch.randn(2, 3, 12, 12)
+    _, idx = F.max_pool2d(h, 3, 3, return_indices=True)
+    pool = torch.nn.MaxPool2d(3, 3)
+    model3 = torch.nn.Module()
+    model3.add_module("p", pool)
+    ph3 = compact_switches(model3, {"p": idx}, {"p": (12, 12)})["p"].long()
+    i, j = torch.arange(4)[:, None], torch.arange(4)[None, :]
+    torch.testing.assert_close((i * 3 + ph3 // 3) * 12 + (j * 3 + ph3 % 3), idx)
+
+
+def test_deconv_with_overlapping_and_odd_pools_equals_full_map(one_thread):
+    model = _odd_pool_model()
+    x = torch.randn(2, 1, 19, 19)
+    for layer in conv_layers(model):
+        geo = layer_geometry(model, layer)
+        pos = torch.tensor([[0, 0], [geo.out_size - 1, geo.out_size - 1], [geo.out_size // 2, 1]])
+        out = deconv_project(model, x, layer, torch.tensor([0, 1, 1]), torch.tensor([0, 1, 2]), pos,
+                             torch.tensor([1.0, 2.0, 0.5]))
+        for p in range(3):
+            ref = _reference_deconv(model, x[[0, 1, 1][p]:][:1], layer, p, int(pos[p, 0]), int(pos[p, 1]),
+                                    [1.0, 2.0, 0.5][p])
+            x0, y0, x1, y1 = geo.box(int(pos[p, 0]), int(pos[p, 1]))
+            crop = torch.zeros(geo.rf, geo.rf)
+            ys, xs = slice(max(y0, 0), min(y1, 18) + 1), slice(max(x0, 0), min(x1, 18) + 1)
+            crop[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0] = ref[ys, xs]
+            torch.testing.assert_close(out[p], crop, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("layers", [None, ["features.conv1"], ["features.conv2"]])
+def test_recorded_projections_equal_projections_from_scratch(tmp_path, layers):
+    """The switches kept during the streaming pass (only for images in some list) give the same
+    projections as a fresh forward pass, also for overlapping pools and with small batches
+    (images entering and leaving the lists many times)."""
+    model = _odd_pool_model()
+    rng = np.random.default_rng(5)
+    n = 40
+    fs = FaceSet(images=rng.integers(0, 256, (n, 19, 19), dtype=np.uint8), labels=np.arange(n) % 3,
+                 class_names=("a", "b", "c"), aus=np.zeros((n, 0), np.float32), au_ids=np.zeros(0),
+                 subjects=np.array([f"s{i % 7}" for i in range(n)]), folds=np.arange(n) % 2)
+    path = record_model(model, fs, tmp_path / "r.h5", normalize_method="standardize", k=4, batch_size=3,
+                        layers=layers)
+    x = model_inputs(fs.images, in_size=19, method="standardize")
+    with h5py.File(path) as f:
+        for layer in f["layers"]:
+            for key in ("topk", "topk_distinct"):
+                g = f["layers"][layer][key]
+                idx, pos, act = g["index"][()], g["pos"][()].astype(np.int64), g["activation"][()]
+                fi, ki = np.nonzero(idx >= 0)
+                want = deconv_project(model, x, layer, torch.from_numpy(idx[fi, ki]), torch.from_numpy(fi),
+                                      torch.from_numpy(pos[fi, ki]), torch.from_numpy(act[fi, ki]))
+                got = g["deconv"][()].astype(np.float32)[fi, ki]
+                np.testing.assert_allclose(got, want.numpy(), rtol=2e-3, atol=2e-3 * max(1e-6, float(np.abs(got).max())))
+    assert hook_count(model) == 0

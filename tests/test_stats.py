@@ -97,3 +97,38 @@ def test_bad_batch_shape_is_named():
         RunningTopK(k=3).add(np.zeros(5))
     with pytest.raises(ValueError, match="groups"):
         RunningDistinctTopK(k=3).add(np.zeros((5, 2)), np.zeros(4))
+
+
+@pytest.mark.parametrize("order", ["descending", "ascending", "ties"])
+def test_only_entries_above_the_threshold_are_read(order):
+    """After the lists fill, a batch is merged only where it beats the K-th kept score; the
+    payload elsewhere may be left unfilled (-1) and never shows up."""
+    rng = np.random.default_rng(4)
+    n, nf, k = 120, 4, 6
+    x = {"descending": -np.arange(n, dtype=np.float32)[:, None].repeat(nf, 1),
+         "ascending": np.arange(n, dtype=np.float32)[:, None].repeat(nf, 1),
+         "ties": rng.integers(0, 4, (n, nf)).astype(np.float32)}[order]
+    groups = rng.integers(0, 15, n)
+    raw, dis = RunningTopK(k), RunningDistinctTopK(k)
+    for s in range(0, n, 10):
+        b = x[s:s + 10]
+        thr = dis.threshold()
+        assert thr is None or (raw.threshold() is None or (thr <= raw.threshold()).all())
+        pay = np.where(b > (-np.inf if thr is None else thr[None, :]), np.arange(s, s + len(b))[:, None], -1)
+        raw.add(b, payload=pay)
+        dis.add(b, groups[s:s + 10], payload=pay)
+    bv, bi = _brute_topk(x, k)
+    np.testing.assert_array_equal(raw.result()[1], bi)
+    np.testing.assert_array_equal(raw.payload, bi)
+    dv, di = _brute_distinct(x, groups, k)
+    np.testing.assert_array_equal(dis.result()[1], di)
+    np.testing.assert_array_equal(dis.payload[di >= 0], di[di >= 0])
+
+
+def test_threshold_is_minus_inf_until_full():
+    st = RunningTopK(k=3)
+    assert st.threshold() is None
+    st.add(np.array([[1.0, 5.0], [2.0, 4.0]]))
+    assert np.isneginf(st.threshold()).all()
+    st.add(np.array([[3.0, 0.0]]))
+    np.testing.assert_array_equal(st.threshold(), [1.0, 0.0])
