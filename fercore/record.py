@@ -245,7 +245,7 @@ class _SwitchKeeper:
     is offered once), so what is kept is bounded by the lists, not by N."""
 
     def __init__(self):
-        self.switches: dict[int, dict[str, torch.Tensor]] = {}
+        self.switches: dict[int, dict[str, np.ndarray]] = {}
         self.sizes: dict | None = None
 
     def update(self, live: np.ndarray, start: int, raw: dict, model: FERNet, sizes: dict) -> None:
@@ -259,9 +259,10 @@ class _SwitchKeeper:
         if new.size == 0:
             return
         local = torch.from_numpy(new - start)
-        small = compact_switches(model, {name: t[local] for name, t in raw.items()}, sizes)
-        for j, i in enumerate(new.tolist()):
-            self.switches[i] = {name: t[j] for name, t in small.items()}
+        small = {name: t.numpy() for name, t in compact_switches(model, {n: t[local] for n, t in raw.items()},
+                                                                   sizes).items()}
+        for j, i in enumerate(new.tolist()):  # numpy copies: what is kept is exactly these bytes
+            self.switches[i] = {name: t[j].copy() for name, t in small.items()}
 
     def stacked(self, images: np.ndarray) -> tuple[dict, dict]:
         """(switches, sizes) of ``images`` in that order, as :func:`fercore.deconv.deconv_project`
@@ -269,7 +270,7 @@ class _SwitchKeeper:
         per = [self.switches[int(i)] for i in images]
         if not per or not per[0]:
             return {}, self.sizes
-        return {name: torch.stack([p[name] for p in per]) for name in per[0]}, self.sizes
+        return {name: torch.from_numpy(np.stack([p[name] for p in per])) for name in per[0]}, self.sizes
 
 
 def _fill_patches_and_deconv(model, fs: FaceSet, lists: dict, geos: dict, keeper: _SwitchKeeper, *,
