@@ -1,9 +1,11 @@
 """Recording speed and memory.
 
 1. Throughput: ``record_model`` against a bare forward pass (``model(x)`` under ``no_grad``)
-   over the same images and batch size, in one process, alternating runs; the ratio
-   bare time / record time (target >= 0.75) is printed for the streaming pass alone and for the
-   whole recording (streaming + patches/deconvnet of the top-K + writing the file).
+   over the same images and batch size, in one process, as adjacent pairs (the order
+   alternating); the ratio bare time / record time (target >= 0.75) is taken per pair and its
+   median printed (this machine's speed drifts by tens of percent between seconds), for the
+   streaming pass alone and for the whole recording (streaming + patches/deconvnet of the top-K +
+   writing the file), with the fixed part (whole - streaming: bounded by the lists, not by N).
 2. Memory: the peak traced memory (tracemalloc: numpy and Python allocations; torch's own
    allocator is not traced, but its per-batch buffers do not depend on N) of ``record_model``
    over N and over 4N images, each in a fresh subprocess, against the growth of the N x F
@@ -14,7 +16,8 @@ The model is the ``phantom-default`` network (zero-bias CNN, conv 8 / 16 / 128, 
 freshly initialised; the images are the default phantom's first N (4N) faces when the phantom is
 built, else random noise.
 
-Run: ``python bench/bench_record.py [--n 1024] [--batch-size 128] [--repeats 3]``.
+Run: ``python bench/bench_record.py [--n 600] [--batch-size 128] [--repeats 7] [--run RUN]``
+(``--run``: record that trained run's fold-0 weights instead of a fresh network).
 """
 
 from __future__ import annotations
@@ -107,29 +110,38 @@ def throughput(n: int, batch_size: int, repeats: int, run: str | None = None) ->
         return marks["deconv"] - t0, t1 - t0
 
     bare()  # warm up
-    b, s, w = [], [], []
-    for _ in range(repeats):
-        b.append(bare())
-        st, whole = rec()
-        s.append(st)
-        w.append(whole)
-    b_, s_, w_ = min(b), min(s), min(w)
+    rec()
+    b, st, w = [], [], []
+    for i in range(repeats):  # adjacent pairs, the order alternating: the ratios are per pair
+        if i % 2:
+            s_, w_ = rec()
+            b_ = bare()
+        else:
+            b_ = bare()
+            s_, w_ = rec()
+        b.append(b_)
+        st.append(s_)
+        w.append(w_)
+    b, st, w = np.array(b), np.array(st), np.array(w)
     print(f"throughput, {n} {fs.meta.get('source', 'noise')} images 48x48, batch {batch_size}, torch threads {torch.get_num_threads()}, "
-          f"best of {repeats}, {'weights of ' + run if run else 'freshly initialised network'}:")
-    print(f"  bare forward        {b_:7.3f} s  {n / b_:8.0f} images/s")
-    print(f"  record, streaming   {s_:7.3f} s  {n / s_:8.0f} images/s  ratio {b_ / s_:.2f}")
-    print(f"  record, whole       {w_:7.3f} s  {n / w_:8.0f} images/s  ratio {b_ / w_:.2f} "
+          f"{repeats} adjacent pairs, {'weights of ' + run if run else 'freshly initialised network'}:")
+    print(f"  bare forward        median {np.median(b):7.3f} s  {n / np.median(b):8.0f} images/s")
+    print(f"  record, streaming   median {np.median(st):7.3f} s  {n / np.median(st):8.0f} images/s  "
+          f"ratio median {np.median(b / st):.2f} (pairs {np.min(b / st):.2f}-{np.max(b / st):.2f})")
+    print(f"  record, whole       median {np.median(w):7.3f} s  {n / np.median(w):8.0f} images/s  "
+          f"ratio median {np.median(b / w):.2f} (pairs {np.min(b / w):.2f}-{np.max(b / w):.2f}) "
           f"(+ patches/deconv of the top-16 and writing records.h5)")
+    print(f"  fixed part (whole - streaming, does not grow with N): median {np.median(w - st):.3f} s")
 
 
-def _memory_child(n: int, batch_size: int) -> None:
+def _memory_child(n: int, batch_size: int, run: str | None = None) -> None:
     import resource
     import tracemalloc
 
     from fercore.models import conv_layers, resolve_layer
     from fercore.record import record_model
 
-    fs, model = _faceset(n), _model()
+    fs, model = _faceset(n), _model(run)
     f_total = sum(resolve_layer(model, name).out_channels for name in conv_layers(model))
     tmp = Path(tempfile.mkdtemp())
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -144,10 +156,11 @@ def _memory_child(n: int, batch_size: int) -> None:
                       "images": fs.images.nbytes, "source": fs.meta.get("source", "noise")}))
 
 
-def memory(n: int, batch_size: int) -> None:
+def memory(n: int, batch_size: int, run: str | None = None) -> None:
     res = {}
     for m in (n, 4 * n):
-        out = subprocess.run([sys.executable, __file__, "--child", str(m), "--batch-size", str(batch_size)],
+        out = subprocess.run([sys.executable, __file__, "--child", str(m), "--batch-size", str(batch_size)]
+                             + (["--run", run] if run else []),
                              capture_output=True, text=True, check=True, env=dict(os.environ))
         res[m] = json.loads(out.stdout.strip().splitlines()[-1])
     a, b = res[n], res[4 * n]
@@ -169,17 +182,17 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=600, help="N (the memory test also runs 4N)")
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--skip-memory", action="store_true", help="throughput only")
     ap.add_argument("--run", default=None, help="record this trained run's fold-0 weights (default: a fresh network)")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        _memory_child(args.child, args.batch_size)
+        _memory_child(args.child, args.batch_size, args.run)
         return 0
     throughput(args.n, args.batch_size, args.repeats, args.run)
     if not args.skip_memory:
-        memory(args.n, args.batch_size)
+        memory(args.n, args.batch_size, args.run)
     return 0
 
 

@@ -6,11 +6,11 @@ per filter the top-K images by spatial-max activation (plus a *distinct* top-K w
 image per group: sequence, else subject), and per image and filter the maximum activation (an
 N x F float16 matrix). The pass runs the conv stack up to the deepest recorded layer only (the
 classifier adds nothing to the records); a batch is merged into a filter's lists only where it
-beats the list's K-th score, and the argmax position is computed only there. The max-pool
-switches of the images that are in some list are kept (compact, bounded by the lists), so the
-Zeiler-Fergus deconvnet projections of the top-K entries need no second forward pass. Memory
-does not grow with N beyond the max matrix. Everything goes into ``<run_dir>/records.h5``
-(``docs/records.md``), written under a temporary name and renamed.
+beats the list's K-th score, and the argmax position is computed only there. Memory does not
+grow with N beyond that matrix. A second small pass over only the top-K images (a forward pass
+up to the deepest layer's input, for the max-pool switches) cuts each entry's receptive-field
+patch and computes its Zeiler-Fergus deconvnet projection. Everything goes into
+``<run_dir>/records.h5`` (``docs/records.md``), written under a temporary name and renamed.
 
 Note: the images of the folds the recorded weights were trained (and validated) on are in the
 records too; only the weights' test fold was unseen by the model.
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .deconv import compact_switches, deconv_project, run_features
+from .deconv import deconv_project, forward_switches, run_features
 from .faceset import FaceSet
 from .hooks import LayerCapture
 from .models import FERNet, conv_layers, layer_geometry, resolve_layer
@@ -143,16 +143,14 @@ def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize
                                    RunningTopK(k), RunningDistinctTopK(k))
 
     # pass 1: stream every image once, through the conv stack up to the deepest recorded layer
-    # (the classifier adds nothing to the records), keeping the max-pool switches of the images
-    # that are in some top-K list for the deconvnet
+    # (the classifier adds nothing to the records)
     deepest = layers[-1]
-    keeper = _SwitchKeeper()
     progress(0, n, "record")
     with torch.no_grad(), LayerCapture(model, layers) as cap:
         for s in range(0, n, batch_size):
             e = min(s + batch_size, n)
-            x = model_inputs(faceset.images[s:e], in_size=in_size, method=normalize_method)
-            _, raw_switches, sizes = run_features(model, x, deepest, through=True)
+            run_features(model, model_inputs(faceset.images[s:e], in_size=in_size, method=normalize_method),
+                         deepest, through=True, switches=False)
             codes = np.array([group_code.setdefault(g, len(group_code)) for g in groups[s:e]], np.int64)
             for name, st in states.items():
                 a = cap.outputs[name].flatten(2)  # (B, F, h*w)
@@ -161,8 +159,6 @@ def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize
                 arg = _argmax_where(a, mx, st.distinct.threshold())
                 st.topk.add(mx, payload=arg)
                 st.distinct.add(mx, codes, payload=arg)
-            live = np.unique(np.concatenate([t.index.ravel() for st in states.values() for t in (st.topk, st.distinct)]))
-            keeper.update(live, s, raw_switches, model, sizes)
             progress(e, n, "record")
 
     # pass 2: patches and deconvnet projections of the top-K images only
@@ -170,8 +166,8 @@ def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize
     for name, st in states.items():
         for key, stat in (("topk", st.topk), ("topk_distinct", st.distinct)):
             lists[(name, key)] = _topk_arrays(stat, st.map_w, geos[name])
-    _fill_patches_and_deconv(model, faceset, lists, geos, keeper, in_size=in_size, method=normalize_method,
-                             progress=progress)
+    _fill_patches_and_deconv(model, faceset, lists, geos, in_size=in_size, method=normalize_method,
+                             batch_size=max(8, min(2 * batch_size, 256)), progress=progress)
 
     fs_hash = faceset.meta.get("content_hash") or faceset.content_hash()
     head = {
@@ -238,70 +234,45 @@ def _topk_arrays(stat: RunningTopK, map_w: int, geo) -> dict[str, np.ndarray]:
             "deconv": np.zeros((nf, kk, geo.rf, geo.rf), np.float16)}
 
 
-class _SwitchKeeper:
-    """The max-pool switches (compact, :func:`fercore.deconv.compact_switches`) of the images that
-    are in some top-K list, by global image index. An image enters when the batch that holds it
-    puts it in a list and leaves when it drops out of every list (it never comes back: each image
-    is offered once), so what is kept is bounded by the lists, not by N."""
+def _fill_patches_and_deconv(model, fs: FaceSet, lists: dict, geos: dict, *, in_size: int, method: str,
+                             batch_size: int, progress: Progress) -> None:
+    """Cut the patch and compute the deconvnet projection of every top-K entry (both lists).
 
-    def __init__(self):
-        self.switches: dict[int, dict[str, np.ndarray]] = {}
-        self.sizes: dict | None = None
-
-    def update(self, live: np.ndarray, start: int, raw: dict, model: FERNet, sizes: dict) -> None:
-        """``live``: sorted global indices now in some list; ``raw``: the batch's int64 switches,
-        the batch starting at global index ``start``."""
-        self.sizes = sizes
-        keep = set(live.tolist())
-        for i in [i for i in self.switches if i not in keep]:
-            del self.switches[i]
-        new = live[live >= start]
-        if new.size == 0:
-            return
-        local = torch.from_numpy(new - start)
-        small = {name: t.numpy() for name, t in compact_switches(model, {n: t[local] for n, t in raw.items()},
-                                                                   sizes).items()}
-        for j, i in enumerate(new.tolist()):  # numpy copies: what is kept is exactly these bytes
-            self.switches[i] = {name: t[j].copy() for name, t in small.items()}
-
-    def stacked(self, images: np.ndarray) -> tuple[dict, dict]:
-        """(switches, sizes) of ``images`` in that order, as :func:`fercore.deconv.deconv_project`
-        takes them."""
-        per = [self.switches[int(i)] for i in images]
-        if not per or not per[0]:
-            return {}, self.sizes
-        return {name: torch.from_numpy(np.stack([p[name] for p in per])) for name in per[0]}, self.sizes
-
-
-def _fill_patches_and_deconv(model, fs: FaceSet, lists: dict, geos: dict, keeper: _SwitchKeeper, *,
-                             in_size: int, method: str, progress: Progress) -> None:
-    """Cut the patch and compute the deconvnet projection of every top-K entry (both lists),
-    from the switches kept in the streaming pass; each list is projected in one call."""
+    A forward pass over only the images in some list, ``batch_size`` at a time (so memory does
+    not depend on N or on the lists), keeps their max-pool switches up to the deepest layer; each
+    list's entries on those images are projected together."""
     wanted = np.unique(np.concatenate([a["index"][a["index"] >= 0] for a in lists.values()]))
-    unit = model_inputs(fs.images[wanted], in_size=in_size, method="none") + 0.5  # (W, 1, S, S) in [0, 1]
-    x = normalize(unit, method)
-    pix = np.clip(np.round(unit[:, 0].numpy() * 255.0), 0, 255).astype(np.uint8)  # (W, S, S)
-    switches = keeper.stacked(wanted)
-    progress(0, len(lists), "deconv")
-    for done, ((name, key), arr) in enumerate(lists.items(), 1):
-        fi, ki = np.nonzero(arr["index"] >= 0)
-        local = np.searchsorted(wanted, arr["index"][fi, ki])
-        arr["patch"][fi, ki] = _cut(pix, local, arr["box"][fi, ki], geos[name].rf)
-        todo = np.ones(len(fi), bool)
-        if key == "topk_distinct":  # an entry also in the raw list has the same projection
-            raw = lists[(name, "topk")]
-            same = raw["index"][fi] == arr["index"][fi, ki][:, None]  # (P, K)
-            hit = same.any(1)
-            kr = same.argmax(1)
-            arr["deconv"][fi[hit], ki[hit]] = raw["deconv"][fi[hit], kr[hit]]
-            todo = ~hit
-        if todo.any():
-            f_, k_ = fi[todo], ki[todo]
-            proj = deconv_project(model, x, name, torch.from_numpy(local[todo]), torch.from_numpy(f_),
-                                  torch.from_numpy(arr["pos"][f_, k_].astype(np.int64)),
-                                  torch.from_numpy(arr["activation"][f_, k_]), switches=switches)
-            arr["deconv"][f_, k_] = proj.to(torch.float16).numpy()
-        progress(done, len(lists), "deconv")
+    deepest = max(geos, key=lambda name: conv_layers(model).index(name))
+    total = len(wanted)
+    progress(0, total, "deconv")
+    with torch.no_grad():
+        for s in range(0, total, batch_size):
+            chunk = wanted[s:s + batch_size]
+            unit = model_inputs(fs.images[chunk], in_size=in_size, method="none") + 0.5  # (B, 1, S, S) in [0, 1]
+            x = normalize(unit, method)
+            pix = np.clip(np.round(unit[:, 0].numpy() * 255.0), 0, 255).astype(np.uint8)  # (B, S, S)
+            switches = forward_switches(model, x, deepest)
+            for (name, key), arr in lists.items():  # per layer the raw list comes first
+                fi, ki = np.nonzero(np.isin(arr["index"], chunk))
+                if fi.size == 0:
+                    continue
+                local = np.searchsorted(chunk, arr["index"][fi, ki])
+                arr["patch"][fi, ki] = _cut(pix, local, arr["box"][fi, ki], geos[name].rf)
+                todo = np.ones(len(fi), bool)
+                if key == "topk_distinct":  # an entry also in the raw list has the same projection
+                    raw = lists[(name, "topk")]
+                    same = raw["index"][fi] == arr["index"][fi, ki][:, None]  # (P, K)
+                    hit = same.any(1)
+                    kr = same.argmax(1)
+                    arr["deconv"][fi[hit], ki[hit]] = raw["deconv"][fi[hit], kr[hit]]
+                    todo = ~hit
+                if todo.any():
+                    f_, k_ = fi[todo], ki[todo]
+                    proj = deconv_project(model, x, name, torch.from_numpy(local[todo]), torch.from_numpy(f_),
+                                          torch.from_numpy(arr["pos"][f_, k_].astype(np.int64)),
+                                          torch.from_numpy(arr["activation"][f_, k_]), switches=switches)
+                    arr["deconv"][f_, k_] = proj.to(torch.float16).numpy()
+            progress(min(s + batch_size, total), total, "deconv")
 
 
 def _windows(pix: np.ndarray, rf: int) -> tuple[np.ndarray, int]:

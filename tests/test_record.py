@@ -340,9 +340,9 @@ def test_deconv_with_overlapping_and_odd_pools_equals_full_map(one_thread):
 
 @pytest.mark.parametrize("layers", [None, ["features.conv1"], ["features.conv2"]])
 def test_recorded_projections_equal_projections_from_scratch(tmp_path, layers):
-    """The switches kept during the streaming pass (only for images in some list) give the same
-    projections as a fresh forward pass, also for overlapping pools and with small batches
-    (images entering and leaving the lists many times)."""
+    """The recorded projections (second pass over the listed images, a chunk at a time, switches
+    in their compact form) equal projections from one forward pass over all images, also for
+    overlapping pools, odd map sizes and small batches."""
     model = _odd_pool_model()
     rng = np.random.default_rng(5)
     n = 40
