@@ -167,7 +167,7 @@ def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize
         for key, stat in (("topk", st.topk), ("topk_distinct", st.distinct)):
             lists[(name, key)] = _topk_arrays(stat, st.map_w, geos[name])
     _fill_patches_and_deconv(model, faceset, lists, geos, in_size=in_size, method=normalize_method,
-                             batch_size=max(8, min(2 * batch_size, 256)), progress=progress)
+                             batch_size=max(8, min(batch_size, 128)), progress=progress)
 
     fs_hash = faceset.meta.get("content_hash") or faceset.content_hash()
     head = {
@@ -275,18 +275,16 @@ def _fill_patches_and_deconv(model, fs: FaceSet, lists: dict, geos: dict, *, in_
             progress(min(s + batch_size, total), total, "deconv")
 
 
-def _windows(pix: np.ndarray, rf: int) -> tuple[np.ndarray, int]:
-    """Every rf x rf window of ``pix`` (P, S, S) zero-padded by ``rf`` (a view), with the pad."""
-    padded = np.pad(pix, ((0, 0), (rf, rf), (rf, rf)))
-    return np.lib.stride_tricks.sliding_window_view(padded, (rf, rf), axis=(1, 2)), rf
-
-
 def _cut(pix: np.ndarray, local: np.ndarray, box: np.ndarray, rf: int) -> np.ndarray:
-    """(P, rf, rf) uint8 patches of ``pix[local]`` under ``box`` (x0, y0, ...), zero outside."""
-    win, pad = _windows(pix, rf)
-    y = np.clip(box[:, 1] + pad, 0, win.shape[1] - 1)
-    x = np.clip(box[:, 0] + pad, 0, win.shape[2] - 1)
-    return win[local, y, x]
+    """(P, rf, rf) uint8 patches of ``pix[local]`` under ``box`` (x0, y0, ...), zero outside the
+    image (no padded copy of the images: only the P patches are allocated)."""
+    size = pix.shape[-1]
+    rows = box[:, 1, None] + np.arange(rf)[None]  # (P, rf)
+    cols = box[:, 0, None] + np.arange(rf)[None]
+    out = pix[local[:, None, None], np.clip(rows, 0, size - 1)[:, :, None], np.clip(cols, 0, size - 1)[:, None, :]]
+    inside = ((rows >= 0) & (rows < size))[:, :, None] & ((cols >= 0) & (cols < size))[:, None, :]
+    out[~inside] = 0
+    return out
 
 
 # --------------------------------------------------------------------------------------------
