@@ -52,6 +52,10 @@ class ModelSpec:
         Output channels of each conv layer, input to output (zero_bias: 3, vgg13: 10), in place
         of the paper's counts times ``width``; fully connected layers still follow ``width``.
         None (default) keeps the paper's proportions.
+    au_input : {"hidden", "features"}
+        What the AU head reads: the last hidden FC layer (default), or the flattened output of
+        ``features`` (the pooled conv maps), so the AU logits are linear in the last conv layer's
+        pooled responses.
     """
 
     arch: str = "zero_bias"
@@ -62,8 +66,11 @@ class ModelSpec:
     init_seed: int = 0
     n_aus: int = 0
     channels: tuple[int, ...] | None = None
+    au_input: str = "hidden"
 
     def __post_init__(self):
+        if self.au_input not in ("hidden", "features"):
+            raise ValueError(f"ModelSpec.au_input: expected 'hidden' or 'features', got {self.au_input!r}")
         if self.channels is not None:
             ch = tuple(int(c) for c in self.channels)
             if not ch or min(ch) < 1:
@@ -75,6 +82,8 @@ class ModelSpec:
         # the papers' emotion-only specs keep the dict (and run hashes) they always had
         if not d["n_aus"]:
             del d["n_aus"]
+        if d["au_input"] == "hidden":
+            del d["au_input"]
         if d["channels"] is None:
             del d["channels"]
         else:
@@ -110,11 +119,11 @@ class FERNet(nn.Module):
         self.features = features
         self.classifier = classifier
         if spec.n_aus:
-            last = classifier[-1]
-            self.au_head = nn.Linear(last.in_features, int(spec.n_aus))
+            fan_in = (classifier[0] if spec.au_input == "features" else classifier[-1]).in_features
+            self.au_head = nn.Linear(fan_in, int(spec.n_aus))
             g = torch.Generator().manual_seed(spec.init_seed + 1)
             with torch.no_grad():
-                self.au_head.weight.normal_(0.0, 1.0 / math.sqrt(last.in_features), generator=g)
+                self.au_head.weight.normal_(0.0, 1.0 / math.sqrt(fan_in), generator=g)
                 self.au_head.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 1, S, S) -> (N, C) logits
@@ -124,7 +133,10 @@ class FERNet(nn.Module):
         """(N, C) class logits and (N, n_aus) AU-presence logits."""
         if not self.spec.n_aus:
             raise ValueError("forward_aus: this model has no AU head (ModelSpec.n_aus = 0)")
-        hidden = self.classifier[:-1](torch.flatten(self.features(x), 1))
+        feats = torch.flatten(self.features(x), 1)
+        if self.spec.au_input == "features":
+            return self.classifier(feats), self.au_head(feats)
+        hidden = self.classifier[:-1](feats)
         return self.classifier[-1](hidden), self.au_head(hidden)
 
 

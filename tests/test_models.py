@@ -78,3 +78,18 @@ def test_au_head_reads_the_last_hidden_layer_and_forward_stays_the_class_logits(
     assert aus.shape == (3, 18) and torch.equal(logits, m(x))
     with pytest.raises(ValueError, match="no AU head"):
         build_model(ModelSpec(in_size=48, width=0.125)).forward_aus(x)
+
+
+def test_au_head_can_read_the_pooled_conv_features():
+    spec = ModelSpec(in_size=48, n_classes=8, width=0.125, n_aus=5, au_input="features")
+    m = build_model(spec).eval()
+    x = torch.randn(2, 1, 48, 48)
+    logits, aus = m.forward_aus(x)
+    feats = torch.flatten(m.features(x), 1)
+    assert m.au_head.in_features == feats.shape[1]
+    torch.testing.assert_close(aus, m.au_head(feats))
+    assert torch.equal(logits, m(x))
+    assert spec.to_dict()["au_input"] == "features" and "au_input" not in ModelSpec(n_aus=5).to_dict()
+    assert ModelSpec(**spec.to_dict()) == spec
+    with pytest.raises(ValueError, match="au_input"):
+        ModelSpec(au_input="conv3")

@@ -58,6 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--au-weight", type=float, metavar="W",
                         help="multi-task: add W x the AU-presence cross-entropy of an AU head (needs AU codes; "
                              "0 = emotion only, as the papers trained)")
+    parser.add_argument("--au-input", choices=("hidden", "features"),
+                        help="what the AU head reads: the last hidden FC layer (default) or the pooled conv features")
     parser.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         "arch": args.model, "folds": args.folds, "epochs": args.epochs, "batch_size": args.batch_size,
         "lr": args.lr, "schedule": args.schedule, "width": args.width, "in_size": args.size,
         "scheme": args.scheme, "seed": args.seed, "init_seed": args.init_seed, "augment": args.augment,
-        "dropout": args.dropout, "init": args.init, "au_weight": args.au_weight,
+        "dropout": args.dropout, "init": args.init, "au_weight": args.au_weight, "au_input": args.au_input,
     }
     if args.preset is None:
         # Khorrami et al.'s defaults: the full-width zero-bias CNN at the data's image size.
