@@ -16,7 +16,7 @@ from .render import DRAWN_AUS, render_face
 __all__ = ["CONFLICTS", "CORE_AUS", "EXTRA_EXCLUDED", "GENERATOR_VERSION", "generate_faceset", "montage", "sample_expression"]
 
 #: Changes whenever the drawing or the sampling changes the generated images or labels.
-GENERATOR_VERSION = 7
+GENERATOR_VERSION = 6
 
 #: The AUs an expression keeps when others are dropped: those CK+ requires for the label, or
 #: that tell it from its nearest neighbour (fear from surprise: AU4; anger from sadness: AU23).
@@ -71,7 +71,7 @@ def sample_expression(
     *,
     au_variation: float = 1.0,
     p_drop: float = 0.15,
-    p_extra: float = 0.5,
+    p_extra: float = 0.3,
 ) -> tuple[dict[int, int], dict[int, str]]:
     """AU intensities and sides of one face showing ``emotion``.
 
@@ -79,7 +79,7 @@ def sample_expression(
     other than the emotion's core AU (:data:`CORE_AUS`) is dropped with probability
     ``v * p_drop`` (at least two prototype AUs stay where the prototype has two or more), each
     intensity moves by -1, 0 or +1 with probability v (kept within 1-5), zero to two extra AUs
-    are added (each with probability ``v * p_extra``, a third of that for neutral) at intensity 1-5,
+    are added (each with probability ``v * p_extra``, a third of that for neutral) at intensity 1-3,
     never beside an AU they cannot show with (:data:`CONFLICTS`) nor one that would make the
     face read as another emotion (:data:`EXTRA_EXCLUDED`), and a one-sided AU shows on
     either side with equal odds. With v = 0 the AUs are exactly the prototype's: the emotion
@@ -118,7 +118,7 @@ def sample_expression(
             pool = [a for a in DRAWN_AUS if a not in proto and a not in aus and a not in excluded
                     and not (_CONFLICTS[a] & aus.keys())]
             if pool:
-                aus[pool[min(len(pool) - 1, int(next(u) * len(pool)))]] = 1 + min(4, int(next(u) * 5))
+                aus[pool[min(len(pool) - 1, int(next(u) * len(pool)))]] = 1 + min(2, int(next(u) * 3))
     _lips_part(aus)
     side = "R" if next(u) < 0.5 else "L"
     sides = {a: side for a in proto_sides if a in aus}
@@ -134,7 +134,7 @@ def generate_faceset(
     n_folds: int = 10,
     au_variation: float = 1.0,
     p_drop: float = 0.15,
-    p_extra: float = 0.5,
+    p_extra: float = 0.3,
     nuisance: float = 1.0,
     progress: Progress | None = None,
 ) -> FaceSet:
