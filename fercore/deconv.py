@@ -51,11 +51,11 @@ def _phase_pool(m: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def run_features(model: FERNet, x: torch.Tensor, layer: str, *, through: bool = False, switches: bool = True
+def run_features(model: FERNet, x: torch.Tensor, layer: str, *, through: bool = False, with_switches: bool = True
                  ) -> tuple[torch.Tensor, dict, dict]:
     """Run ``model.features`` up to ``layer`` (its input, or its output when ``through``), each
     module called as a module (so forward hooks on it fire), max-pools with their switches
-    (unless ``switches`` is False: then the returned dict is empty).
+    (unless ``with_switches`` is False: then the returned dict is empty).
 
     Returns
     -------
@@ -67,12 +67,12 @@ def run_features(model: FERNet, x: torch.Tensor, layer: str, *, through: bool = 
     sizes : dict of module name to (H, W)
         Spatial size of each module's input.
     """
-    keep, switches, sizes = switches, {}, {}
+    switches, sizes = {}, {}
     for name, m in _chain(model, layer):
         sizes[name] = tuple(x.shape[-2:])
         if name == layer and not through:
             break
-        if isinstance(m, nn.MaxPool2d) and keep:
+        if isinstance(m, nn.MaxPool2d) and with_switches:
             x, switches[name] = F.max_pool2d(x, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode,
                                              return_indices=True)
         else:

@@ -150,7 +150,7 @@ def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize
         for s in range(0, n, batch_size):
             e = min(s + batch_size, n)
             run_features(model, model_inputs(faceset.images[s:e], in_size=in_size, method=normalize_method),
-                         deepest, through=True, switches=False)
+                         deepest, through=True, with_switches=False)
             codes = np.array([group_code.setdefault(g, len(group_code)) for g in groups[s:e]], np.int64)
             for name, st in states.items():
                 a = cap.outputs[name].flatten(2)  # (B, F, h*w)
