@@ -199,17 +199,26 @@ def test_windowed_deconv_equals_full_map_deconv(arch, one_thread):
     for layer in conv_layers(model)[::2] + conv_layers(model)[-1:]:
         geo = layer_geometry(model, layer)
         pos = torch.tensor([[0, 0], [geo.out_size - 1, geo.out_size // 2], [geo.out_size // 2, 1]])
-        out = deconv_project(model, x, layer, torch.tensor([0, 1, 1]), torch.tensor([0, 1, 2]), pos,
-                             torch.tensor([1.0, 2.0, 0.5]))
-        for p in range(3):
-            ref = _reference_deconv(model, x[[0, 1, 1][p]:][:1], layer, p, int(pos[p, 0]), int(pos[p, 1]),
-                                    [1.0, 2.0, 0.5][p])
-            x0, y0, x1, y1 = geo.box(int(pos[p, 0]), int(pos[p, 1]))
-            crop = torch.zeros(geo.rf, geo.rf)
-            ys, xs = slice(max(y0, 0), min(y1, 31) + 1), slice(max(x0, 0), min(x1, 31) + 1)
-            crop[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0] = ref[ys, xs]
-            torch.testing.assert_close(out[p], crop, atol=1e-5, rtol=1e-4)
+        for ref, crop, out in _windowed_and_full(model, x, layer, pos):
+            torch.testing.assert_close(out, crop, atol=1e-5, rtol=1e-4)
             assert float(ref.abs().sum()) == pytest.approx(float(crop.abs().sum()), rel=1e-5, abs=1e-6)
+
+
+def _windowed_and_full(model, x, layer, pos):
+    """For three units of ``layer`` at ``pos`` (images 0, 1, 1; filters 0, 1, 2; values 1, 2, 0.5):
+    (full-map reference, its crop to the unit's box, the windowed projection)."""
+    geo = layer_geometry(model, layer)
+    size = x.shape[-1]
+    out = deconv_project(model, x, layer, torch.tensor([0, 1, 1]), torch.tensor([0, 1, 2]), pos,
+                         torch.tensor([1.0, 2.0, 0.5]))
+    for p in range(3):
+        ref = _reference_deconv(model, x[[0, 1, 1][p]:][:1], layer, p, int(pos[p, 0]), int(pos[p, 1]),
+                                [1.0, 2.0, 0.5][p])
+        x0, y0, x1, y1 = geo.box(int(pos[p, 0]), int(pos[p, 1]))
+        crop = torch.zeros(geo.rf, geo.rf)
+        ys, xs = slice(max(y0, 0), min(y1, size - 1) + 1), slice(max(x0, 0), min(x1, size - 1) + 1)
+        crop[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0] = ref[ys, xs]
+        yield ref, crop, out[p]
 
 
 def test_hooks_come_off_even_after_an_exception():
@@ -326,16 +335,8 @@ def test_deconv_with_overlapping_and_odd_pools_equals_full_map(one_thread):
     for layer in conv_layers(model):
         geo = layer_geometry(model, layer)
         pos = torch.tensor([[0, 0], [geo.out_size - 1, geo.out_size - 1], [geo.out_size // 2, 1]])
-        out = deconv_project(model, x, layer, torch.tensor([0, 1, 1]), torch.tensor([0, 1, 2]), pos,
-                             torch.tensor([1.0, 2.0, 0.5]))
-        for p in range(3):
-            ref = _reference_deconv(model, x[[0, 1, 1][p]:][:1], layer, p, int(pos[p, 0]), int(pos[p, 1]),
-                                    [1.0, 2.0, 0.5][p])
-            x0, y0, x1, y1 = geo.box(int(pos[p, 0]), int(pos[p, 1]))
-            crop = torch.zeros(geo.rf, geo.rf)
-            ys, xs = slice(max(y0, 0), min(y1, 18) + 1), slice(max(x0, 0), min(x1, 18) + 1)
-            crop[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0] = ref[ys, xs]
-            torch.testing.assert_close(out[p], crop, atol=1e-5, rtol=1e-4)
+        for _, crop, out in _windowed_and_full(model, x, layer, pos):
+            torch.testing.assert_close(out, crop, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("layers", [None, ["features.conv1"], ["features.conv2"]])

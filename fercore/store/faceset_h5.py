@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import h5py
 
 from ..faceset import FaceSet
 from ..util import atomic_path
+from ._h5 import open_checked
 
 FACESET_SCHEMA = 1
 _STR = h5py.string_dtype("utf-8")
@@ -52,21 +52,10 @@ def save_faceset(fs: FaceSet, path: str | os.PathLike) -> str:
 
 
 def _open(path) -> h5py.File:
-    path = Path(path)
-    if not path.exists():
-        raise FaceSetFileError(f"{path}: no such FaceSet file; build one with `python -m fercore phantom` or `import`")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise FaceSetFileError(f"{path}: not a readable HDF5 file ({e}); rebuild it") from None
-    if f.attrs.get("fercore_kind") != "faceset":
-        f.close()
-        raise FaceSetFileError(f"{path}: an HDF5 file, but not a fercore FaceSet (no fercore_kind='faceset')")
-    version = int(f.attrs.get("schema_version", -1))
-    if version != FACESET_SCHEMA:
-        f.close()
-        raise FaceSetFileError(f"{path}: FaceSet schema {version}, this fercore reads {FACESET_SCHEMA}; rebuild it")
-    return f
+    return open_checked(path, kind="faceset", schema=FACESET_SCHEMA, error=FaceSetFileError, file_noun="FaceSet file",
+                        what="a fercore FaceSet", schema_noun="FaceSet",
+                        missing_hint="; build one with `python -m fercore phantom` or `import`",
+                        rebuild_hint="; rebuild it")
 
 
 def read_faceset_info(path: str | os.PathLike) -> dict:

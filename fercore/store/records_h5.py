@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 
 from ..util import atomic_path
+from ._h5 import open_checked
 
 __all__ = [
     "RECORDS_SCHEMA",
@@ -116,21 +117,8 @@ def write_stats(path: str | os.PathLike, *, layers: dict[str, dict[str, np.ndarr
 
 
 def _open(path) -> h5py.File:
-    path = Path(path)
-    if not path.exists():
-        raise RecordsFileError(f"{path}: no such records file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise RecordsFileError(f"{path}: not a readable HDF5 file ({e})") from None
-    if f.attrs.get("fercore_kind") != "records":
-        f.close()
-        raise RecordsFileError(f"{path}: an HDF5 file, but not fercore records (no fercore_kind='records')")
-    version = int(f.attrs.get("schema_version", -1))
-    if version != RECORDS_SCHEMA:
-        f.close()
-        raise RecordsFileError(f"{path}: records schema {version}, this fercore reads {RECORDS_SCHEMA}")
-    return f
+    return open_checked(path, kind="records", schema=RECORDS_SCHEMA, error=RecordsFileError,
+                        file_noun="records file", what="fercore records", schema_noun="records")
 
 
 def _attr(v):
