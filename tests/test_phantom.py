@@ -163,6 +163,25 @@ def test_variation_keeps_the_core_and_decouples_aus():
     assert len(seen["neutral"]) > 1
 
 
+def _extra_intensities(extra_max, n=600):
+    """Intensities of the AUs that are not in the prototype, over ``n`` faces of every emotion."""
+    rng = np.random.default_rng(3)
+    out = []
+    for emo, proto in facs.PROTOTYPES.items():
+        for _ in range(n):
+            aus, _ = ph.sample_expression(emo, rng, p_extra=0.5, extra_max=extra_max)
+            out += [v for a, v in aus.items() if a not in proto and a != 25]  # 25 follows its opener
+    return np.array(out)
+
+
+def test_extra_aus_reach_extra_max():
+    low, high = _extra_intensities(3), _extra_intensities(5)
+    assert low.min() == 1 and low.max() == 3  # the default: weaker than the prototypes' 3 +- 1
+    assert high.max() == 5 and (high >= 4).mean() > 0.25
+    with pytest.raises(ValueError, match="extra_max"):
+        ph.generate_faceset(10, extra_max=6)
+
+
 @pytest.fixture(scope="module")
 def small_set():
     return ph.generate_faceset(240, size=48, seed=11, n_subjects=24)
@@ -257,5 +276,10 @@ def test_cli_writes_faceset_and_montage(tmp_path, capsys):
     fs = load_faceset(out)
     ref = ph.generate_faceset(32, size=48, seed=3, n_subjects=4)
     assert np.array_equal(fs.images, ref.images) and fs.meta["source"] == "phantom"
+    rc = cli_main(["phantom", "--n", "32", "--size", "48", "--seed", "3", "--subjects", "4", "--p-extra", "0.6",
+                   "--extra-max", "5", "--out", str(tmp_path / "strong.h5"), "--quiet"])
+    strong = ph.generate_faceset(32, size=48, seed=3, n_subjects=4, p_extra=0.6, extra_max=5)
+    assert rc == 0 and np.array_equal(load_faceset(tmp_path / "strong.h5").aus, strong.aus)
+    assert not np.array_equal(strong.aus, ref.aus)
     rc = cli_main(["phantom", "--n", "8", "--out", str(tmp_path / "x.txt")])
     assert rc == 2 and "expected a .h5" in capsys.readouterr().err

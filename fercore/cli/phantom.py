@@ -27,6 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folds", type=int, default=10, help="subject-independent folds (default 10)")
     p.add_argument("--au-variation", type=float, default=1.0,
                    help="0 = AUs fully determined by the emotion; 1 = natural variation (default)")
+    p.add_argument("--p-drop", type=float, default=0.15,
+                   help="probability that a non-core prototype AU is dropped (default 0.15)")
+    p.add_argument("--p-extra", type=float, default=0.3,
+                   help="probability of each of up to two extra AUs (default 0.3)")
+    p.add_argument("--extra-max", type=int, default=3,
+                   help="highest intensity of an extra AU, 1-5 (default 3; 5 lets extras match the prototypes)")
     p.add_argument("--nuisance", type=float, default=1.0, help="nuisance strength, 0 = none (default 1)")
     p.add_argument("--out", required=True, type=Path, help="FaceSet file to write (.h5)")
     p.add_argument("--montage", type=Path, default=None, help="also write a montage PNG, one row per emotion")
@@ -45,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     with tqdm_progress(disable=args.quiet) as progress:
         fs = generate_faceset(
             args.n, size=args.size, seed=args.seed, n_subjects=args.subjects, n_folds=args.folds,
-            au_variation=args.au_variation, nuisance=args.nuisance, progress=progress,
+            au_variation=args.au_variation, p_drop=args.p_drop, p_extra=args.p_extra, extra_max=args.extra_max,
+            nuisance=args.nuisance, progress=progress,
         )
     digest = save_faceset(fs, args.out)
     print(fs.summary())

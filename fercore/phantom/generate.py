@@ -72,6 +72,7 @@ def sample_expression(
     au_variation: float = 1.0,
     p_drop: float = 0.15,
     p_extra: float = 0.3,
+    extra_max: int = 3,
 ) -> tuple[dict[int, int], dict[int, str]]:
     """AU intensities and sides of one face showing ``emotion``.
 
@@ -79,7 +80,9 @@ def sample_expression(
     other than the emotion's core AU (:data:`CORE_AUS`) is dropped with probability
     ``v * p_drop`` (at least two prototype AUs stay where the prototype has two or more), each
     intensity moves by -1, 0 or +1 with probability v (kept within 1-5), zero to two extra AUs
-    are added (each with probability ``v * p_extra``, a third of that for neutral) at intensity 1-3,
+    are added (each with probability ``v * p_extra``, a third of that for neutral) at intensity 1 to
+    ``extra_max`` (default 3, under the prototypes' 3 +- 1, so an AU's strongest faces show the
+    emotion whose prototype holds it; 5 lets extras be as strong as any prototype AU),
     never beside an AU they cannot show with (:data:`CONFLICTS`) nor one that would make the
     face read as another emotion (:data:`EXTRA_EXCLUDED`), and a one-sided AU shows on
     either side with equal odds. With v = 0 the AUs are exactly the prototype's: the emotion
@@ -118,7 +121,7 @@ def sample_expression(
             pool = [a for a in DRAWN_AUS if a not in proto and a not in aus and a not in excluded
                     and not (_CONFLICTS[a] & aus.keys())]
             if pool:
-                aus[pool[min(len(pool) - 1, int(next(u) * len(pool)))]] = 1 + min(2, int(next(u) * 3))
+                aus[pool[min(len(pool) - 1, int(next(u) * len(pool)))]] = 1 + min(extra_max - 1, int(next(u) * extra_max))
     _lips_part(aus)
     side = "R" if next(u) < 0.5 else "L"
     sides = {a: side for a in proto_sides if a in aus}
@@ -135,6 +138,7 @@ def generate_faceset(
     au_variation: float = 1.0,
     p_drop: float = 0.15,
     p_extra: float = 0.3,
+    extra_max: int = 3,
     nuisance: float = 1.0,
     progress: Progress | None = None,
 ) -> FaceSet:
@@ -166,6 +170,8 @@ def generate_faceset(
     p_drop, p_extra : float
         Probability (times ``au_variation``) that a non-core prototype AU is dropped, and that
         each of up to two extra AUs is added; see :func:`sample_expression`.
+    extra_max : int
+        Highest intensity of an extra AU, 1-5 (default 3); see :func:`sample_expression`.
     nuisance : float
         Strength of the nuisance; 0 draws every face upright, centred, clean.
     progress : callable or None
@@ -194,6 +200,9 @@ def generate_faceset(
     for name, p in (("p_drop", p_drop), ("p_extra", p_extra)):
         if not 0.0 <= float(p) <= 1.0:
             raise ValueError(f"{name}: expected a probability 0-1, got {p}")
+    if int(extra_max) != extra_max or not 1 <= int(extra_max) <= 5:
+        raise ValueError(f"extra_max: expected an AU intensity 1-5, got {extra_max!r}")
+    extra_max = int(extra_max)
     if not 0.0 <= float(nuisance) <= 3.0:
         raise ValueError(f"nuisance: expected 0 (none) to 3, got {nuisance}")
     progress = progress or no_progress
@@ -224,7 +233,8 @@ def generate_faceset(
         for t in range(counts[j]):
             lab = (offset + t) % n_cls
             emo = classes[lab]
-            a, sides = sample_expression(emo, rng, au_variation=au_variation, p_drop=p_drop, p_extra=p_extra)
+            a, sides = sample_expression(emo, rng, au_variation=au_variation, p_drop=p_drop, p_extra=p_extra,
+                                         extra_max=extra_max)
             nz = random_nuisance(rng, nuisance) if nuisance > 0 else None
             img, lm = render_face(idn, a, size=size, nuisance=nz, sides=sides)
             images[i], landmarks[i], labels[i] = img, lm, lab
@@ -241,7 +251,7 @@ def generate_faceset(
     options = {
         "n": n, "size": size, "seed": int(seed), "n_subjects": n_subjects, "n_folds": n_folds,
         "au_variation": float(au_variation), "nuisance": float(nuisance), "p_drop": float(p_drop),
-        "p_extra": float(p_extra), "intensity_jitter": 1, "generator_version": GENERATOR_VERSION,
+        "p_extra": float(p_extra), "extra_max": extra_max, "intensity_jitter": 1, "generator_version": GENERATOR_VERSION,
     }
     protocol = (
         f"{n} images, {n_subjects} subjects, {n_cls} classes, {n_folds} subject-independent folds "
