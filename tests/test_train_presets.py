@@ -12,7 +12,7 @@ from fercore.train import TrainConfig
 
 
 def test_every_paper_setup_is_there():
-    for name in ("phantom-default", "khorrami-ckplus", "khorrami-ckplus6", "khorrami-tfd",
+    for name in ("phantom-default", "phantom-au", "khorrami-ckplus", "khorrami-ckplus6", "khorrami-tfd",
                  "ferplus-vgg13-mv", "ferplus-vgg13-ml", "ferplus-vgg13-pld", "ferplus-vgg13-cel"):
         model, config = preset(name)
         assert "n_classes" not in model and isinstance(config, TrainConfig)
@@ -20,6 +20,7 @@ def test_every_paper_setup_is_there():
     assert preset("ferplus-vgg13-pld")[1].scheme == "probability"
     assert preset("ferplus-vgg13-cel")[1].schedule == "ferplus"
     assert preset("khorrami-ckplus")[1].lr == 0.01 and preset("khorrami-ckplus")[1].augment
+    assert preset("phantom-au")[0]["channels"] == (16, 32, 128) and preset("phantom-au")[1].au_weight > 0
     assert set(DEFAULT_PHANTOM) >= {"n", "size", "seed"} and DEFAULT_PHANTOM["size"] % 8 == 0
     assert all(p.description for p in PRESETS.values())
 
