@@ -2,9 +2,16 @@
 
 Builds two phantom data sets that differ only in ``au_variation`` (1.0: AUs vary around the
 emotion's prototype, so some images carry an AU independently of their emotion; 0.0: every AU is
-fully determined by the emotion), trains a preset (default ``phantom-default``) on one round of each,
-records the filters (top-16), builds the untrained null network and prints both summaries
-(:func:`fercore.summary.format_summary`) and the totals side by side.
+fully determined by the emotion, so the extras' options have no effect), trains a preset (default
+``phantom-au``) on one round of each, once per initialisation seed, records the filters (top-16),
+builds the untrained null network and prints both summaries (:func:`fercore.summary.format_summary`)
+and, per seed, the totals and the ground-truth AU groups (1+2, 4, 5, 6, 9, 12, 15, 20, 25+26) with
+a filter that passes every control.
+
+The varied phantom's extra AUs reach full intensity by default (``--extra-max 5``,
+``--p-extra 0.5``): with the generator's default (extras at intensity 1-3, under the prototypes'
+3 +- 1) an AU's strongest faces all show the emotion whose prototype holds it, so no filter's top
+images can tell that AU from the emotion (docs/honest_fau.md).
 
 Expected: with variation, filters are AU-selective beyond emotion and beyond the null for most
 AU groups; with AUs fixed by the emotion, the "beyond emotion" count is (near) zero, because no
@@ -12,7 +19,8 @@ image can tell an AU detector from an emotion detector. Measured figures: docs/h
 
 Usage::
 
-    FERCORE_CACHE=/tmp/fercore-bench python bench/bench_honest_phantom.py [--n 2400] [--folds 0] [--epochs E] [--preset NAME]
+    FERCORE_CACHE=/tmp/fercore-bench python bench/bench_honest_phantom.py [--n 2400] [--folds 0]
+        [--epochs E] [--preset phantom-au] [--seeds 0 1 2] [--extra-max 5] [--p-extra 0.5]
 
 Stages are cached under ``$FERCORE_CACHE`` (default: a ``bench-honest`` folder in the system
 temporary directory), so a second call only re-prints.
@@ -30,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def build(opts: dict, args) -> Path:
+def build(opts: dict, args, seed: int) -> Path:
     from fercore.phantom import generate_faceset
     from fercore.pipeline import phantom_path
     from fercore.presets import train_preset
@@ -42,7 +50,8 @@ def build(opts: dict, args) -> Path:
     if not path.exists():
         save_faceset(generate_faceset(**opts), path)
     t1 = time.perf_counter()
-    run = train_preset(path, args.preset, folds=tuple(args.folds), epochs=args.epochs)
+    over = {"init_seed": seed} if args.epochs is None else {"init_seed": seed, "epochs": args.epochs}
+    run = train_preset(path, args.preset, folds=tuple(args.folds), **over)
     t2 = time.perf_counter()
     record(run, k=args.k)
     t3 = time.perf_counter()
@@ -66,7 +75,10 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=48)
     ap.add_argument("--folds", type=int, nargs="+", default=[0], help="training rounds (default: round 0 only)")
     ap.add_argument("--epochs", type=int, default=None, help="default: the preset's")
-    ap.add_argument("--preset", default="phantom-default", help="training preset (default phantom-default)")
+    ap.add_argument("--preset", default="phantom-au", help="training preset (default phantom-au)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="network initialisation seeds (default 0)")
+    ap.add_argument("--extra-max", type=int, default=5, help="highest intensity of an extra AU (default 5)")
+    ap.add_argument("--p-extra", type=float, default=0.5, help="probability of each of two extra AUs (default 0.5)")
     ap.add_argument("--k", type=int, default=16)
     args = ap.parse_args()
     os.environ.setdefault("FERCORE_CACHE", str(Path(tempfile.gettempdir()) / "bench-honest"))
@@ -76,34 +88,43 @@ def main() -> int:
     from fercore.selectivity import CRITERIA_NAMES
     from fercore.summary import format_summary, summarize
 
+    groups = [(1, 2), (4,), (5,), (6,), (9,), (12,), (15,), (20,), (25, 26)]  # bench_fau_groundtruth.GROUPS
     results = {}
-    for label, variation in (("AUs vary around the emotion (au_variation=1.0)", 1.0),
-                             ("AUs fixed by the emotion (au_variation=0.0)", 0.0)):
-        opts = dict(n=args.n, size=args.size, seed=0, au_variation=variation)
-        run = build(opts, args)
-        t0 = time.perf_counter()
-        s = summarize(run, null="untrained")
-        m = load_metrics(run) or {}
-        acc = m.get("mean_test_acc")
-        print(f"\n=== {label}: run {run.name}, test accuracy {acc if acc is None else f'{acc:.3f}'}, "
-              f"summary with null {time.perf_counter() - t0:.1f} s ===")
-        print(format_summary(s), flush=True)
-        results[label] = s
+    for seed in args.seeds:
+        for label, variation in (("AUs vary around the emotion (au_variation=1.0)", 1.0),
+                                 ("AUs fixed by the emotion (au_variation=0.0)", 0.0)):
+            opts = dict(n=args.n, size=args.size, seed=0, au_variation=variation)
+            if variation > 0:
+                opts.update(p_extra=args.p_extra)
+                if args.extra_max != 3:  # the generator's default: the options (and cache name) stay plain
+                    opts["extra_max"] = args.extra_max
+            run = build(opts, args, seed)
+            t0 = time.perf_counter()
+            s = summarize(run, null="untrained")
+            m = load_metrics(run) or {}
+            acc = m.get("mean_test_acc")
+            print(f"\n=== {label}, init seed {seed}: run {run.name}, phantom {opts}, test accuracy "
+                  f"{acc if acc is None else f'{acc:.3f}'}, summary with null {time.perf_counter() - t0:.1f} s ===")
+            print(format_summary(s), flush=True)
+            results[(seed, label)] = s
 
-    print("\n=== Totals over layers (run / null) ===")
-    for label, s in results.items():
+    print(f"\n=== Totals over layers (run / null), preset {args.preset} ===")
+    for (seed, label), s in results.items():
         tot = s.totals()
         nul = {c: sum(r.null_counts.get(c, 0) for r in s.rows) for c in ("raw", "distinct", "beyond_emotion")}
         last = s.rows[-1]
-        print(f"{label}:")
+        print(f"init seed {seed}, {label}:")
         print("  all layers: " + ", ".join(
             f"{c} {tot[c]}" + (f" (null {nul[c]})" if c in nul else "") for c in CRITERIA_NAMES))
         print(f"  {last.layer} ({last.n_filters} filters): " + ", ".join(
             f"{c} {last.counts[c]}" + (f" (null {last.null_counts[c]})" if c in last.null_counts else "")
             for c in CRITERIA_NAMES) + "; AUs beyond emotion and null: "
             + (" ".join(f"AU{a}" for a in last.aus["all"]) or "none"))
-        groups = sorted({a for r in s.rows for a in r.aus["all"]})
-        print(f"  AUs with a filter passing all controls (any layer): {' '.join(f'AU{a}' for a in groups) or 'none'}")
+        aus = sorted({a for r in s.rows for a in r.aus["all"]})
+        found = [g for g in groups if set(g) & set(aus)]
+        print(f"  AUs with a filter passing all controls (any layer): {' '.join(f'AU{a}' for a in aus) or 'none'}")
+        print(f"  ground-truth groups with such a filter: {len(found)} / {len(groups)}: "
+              + (", ".join("+".join(map(str, g)) for g in found) or "-"))
     return 0
 
 

@@ -40,6 +40,7 @@ def main(argv=None) -> int:
     ap.add_argument("--over", default="{}", help="JSON object of preset overrides")
     ap.add_argument("--p-drop", type=float, default=0.15)
     ap.add_argument("--p-extra", type=float, default=0.3)
+    ap.add_argument("--extra-max", type=int, default=3, help="highest intensity of an extra AU (1-5)")
     ap.add_argument("--variation", type=float, default=1.0)
     ap.add_argument("--n", type=int, default=2400)
     ap.add_argument("--preset", default="phantom-default")
@@ -65,6 +66,8 @@ def main(argv=None) -> int:
     from fercore.summary import layer_selectivity
 
     opts = dict(n=args.n, size=48, seed=0, au_variation=args.variation, p_drop=args.p_drop, p_extra=args.p_extra)
+    if args.extra_max != 3:  # the default's options (and cache name) stay as they were
+        opts["extra_max"] = args.extra_max
     path = phantom_path(opts)
     if not path.exists():
         save_faceset(generate_faceset(**opts), path)
