@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def build(opts: dict, args, seed: int) -> Path:
@@ -84,11 +85,12 @@ def main() -> int:
     os.environ.setdefault("FERCORE_CACHE", str(Path(tempfile.gettempdir()) / "bench-honest"))
     print(f"cache: {os.environ['FERCORE_CACHE']}", flush=True)
 
+    from bench_fau_groundtruth import GROUPS
+
     from fercore.runs import load_metrics
     from fercore.selectivity import CRITERIA_NAMES
     from fercore.summary import format_summary, summarize
 
-    groups = [(1, 2), (4,), (5,), (6,), (9,), (12,), (15,), (20,), (25, 26)]  # bench_fau_groundtruth.GROUPS
     results = {}
     for seed in args.seeds:
         for label, variation in (("AUs vary around the emotion (au_variation=1.0)", 1.0),
@@ -121,9 +123,9 @@ def main() -> int:
             for c in CRITERIA_NAMES) + "; AUs beyond emotion and null: "
             + (" ".join(f"AU{a}" for a in last.aus["all"]) or "none"))
         aus = sorted({a for r in s.rows for a in r.aus["all"]})
-        found = [g for g in groups if set(g) & set(aus)]
+        found = [g for g in GROUPS if set(g) & set(aus)]
         print(f"  AUs with a filter passing all controls (any layer): {' '.join(f'AU{a}' for a in aus) or 'none'}")
-        print(f"  ground-truth groups with such a filter: {len(found)} / {len(groups)}: "
+        print(f"  ground-truth groups with such a filter: {len(found)} / {len(GROUPS)}: "
               + (", ".join("+".join(map(str, g)) for g in found) or "-"))
     return 0
 
