@@ -20,7 +20,7 @@ import pandas as pd
 import streamlit as st
 
 from app import figures
-from fercore.util import runs_dir
+from fercore.store.layout import runs_dir
 
 # The model of a run is shared by every browser connected to the server; a forward pass with hooks
 # must not interleave with another one.
@@ -90,7 +90,7 @@ def _model_name(config: dict) -> str:
 @st.cache_resource(show_spinner=False, max_entries=8)
 def reader(run_dir: str, stamp: float = 0.0):
     """The run's :class:`fercore.reader.RunReader` (cheap to open; caches its own arrays)."""
-    from fercore.reader import open_run
+    from fercore.store.reader import open_run
 
     return open_run(run_dir)
 
@@ -359,7 +359,7 @@ def match_table(run_dir: str, stamp: float, layer: str) -> tuple[pd.DataFrame, s
 @st.cache_data(show_spinner=False, max_entries=16)
 def au_labels(run_dir: str, stamp: float) -> list[str]:
     """``AU12 lip corner puller`` style labels for the run's AU columns."""
-    from fercore.facs import au_name
+    from fercore.data.facs import au_name
 
     out = []
     for a in reader(run_dir, stamp).au_ids:
@@ -389,7 +389,7 @@ def summary(run_dir: str, stamp: float, nstamp: float):
     Cached as a shared resource (it is only read) keyed by the records' and the null's stamps, so
     building the null gives a new summary.
     """
-    from fercore.summary import summarize
+    from fercore.analysis.summary import summarize
 
     return summarize(run_dir, null=NULL_KIND, build_null=False)
 
@@ -404,7 +404,7 @@ def null_reader(run_dir: str, nstamp: float):
     """The null network's reader (None when it is not recorded)."""
     if not nstamp:
         return None
-    from fercore.reader import open_run
+    from fercore.store.reader import open_run
 
     return open_run(Path(run_dir) / "null" / NULL_KIND)
 
@@ -500,7 +500,7 @@ def match_table_honest(run_dir: str, stamp: float, nstamp: float, layer: str) ->
 def build_null(run_dir: str, progress) -> None:
     """Build the run's untrained null network (the "Build the null network" button), then drop
     the caches that depend on it."""
-    from fercore.null import ensure_null
+    from fercore.analysis.nulls import ensure_null
 
     with _BUILD_LOCK:
         ensure_null(run_dir, kind=NULL_KIND, progress=progress)
@@ -534,7 +534,7 @@ def decode_and_crop(data: bytes, run_dir: str, stamp: float, centre_crop: bool =
     """
     import dataclasses
 
-    from fercore.preprocess import (
+    from fercore.data.preprocess import (
         PreprocessOptions,
         decode_image,
         options_from_meta,
@@ -563,7 +563,7 @@ def analyze_face(run_dir: str, stamp: float, face_key: str, _face: np.ndarray, t
 
     ``face_key`` is a hash of ``_face`` (the array is not hashed by the cache).
     """
-    from fercore.single import analyze_face as run_analysis
+    from fercore.recording.face import analyze_face as run_analysis
 
     r = reader(run_dir, stamp)
     with _MODEL_LOCK:
@@ -596,7 +596,7 @@ def rebuild_records(run_dir: str, progress) -> None:
         if (Path(run_dir) / "null" / NULL_KIND / "config.json").exists():
             # the null must be recorded on the same data as the run (it is re-recorded when the
             # data set changed, and found cached otherwise)
-            from fercore.null import ensure_null
+            from fercore.analysis.nulls import ensure_null
 
             ensure_null(run_dir, kind=NULL_KIND, progress=progress)
     st.cache_resource.clear()

@@ -104,9 +104,9 @@ def main() -> int:
     # An upload's full analysis, without Streamlit's cache: what a new photo costs.
     import dataclasses
 
-    from fercore.preprocess import decode_image, options_from_meta, preprocess_face
-    from fercore.reader import open_run
-    from fercore.single import analyze_face
+    from fercore.data.preprocess import decode_image, options_from_meta, preprocess_face
+    from fercore.recording.face import analyze_face
+    from fercore.store.reader import open_run
 
     buf = io.BytesIO()
     Image.fromarray(data.astronaut()).save(buf, format="PNG")

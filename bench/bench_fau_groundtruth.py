@@ -25,19 +25,19 @@ import time
 
 import numpy as np
 
-from fercore.facs import in_region
+from fercore.data.facs import in_region
 
 GROUPS = [(1, 2), (4,), (5,), (6,), (9,), (12,), (15,), (20,), (25, 26)]
 
 
 def build_default_run(progress=None):
     """The default run directory: phantom data -> phantom-default -> record -> analyze (cached)."""
-    from fercore.analysis import analyze
-    from fercore.phantom import GENERATOR_VERSION, generate_faceset
+    from fercore.analysis.estimators import analyze
+    from fercore.data.phantom import GENERATOR_VERSION, generate_faceset
     from fercore.pipeline import phantom_path
-    from fercore.presets import DEFAULT_PHANTOM, train_preset
-    from fercore.record import record
+    from fercore.recording.record import record
     from fercore.store.faceset_h5 import read_faceset_info, save_faceset
+    from fercore.training.presets import DEFAULT_PHANTOM, train_preset
 
     t0 = time.perf_counter()
     path = phantom_path(DEFAULT_PHANTOM)
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     ap.add_argument("--layer", default=None, help="layer (default the last recorded conv layer)")
     ap.add_argument("--distinct", action="store_true", help="use the distinct top-K (one image per group)")
     args = ap.parse_args(argv)
-    from fercore.reader import open_run
+    from fercore.store.reader import open_run
 
     run_dir = args.run or build_default_run()
     reader = open_run(run_dir)

@@ -40,11 +40,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def build(opts: dict, args, seed: int) -> Path:
-    from fercore.phantom import generate_faceset
+    from fercore.data.phantom import generate_faceset
     from fercore.pipeline import phantom_path
-    from fercore.presets import train_preset
-    from fercore.record import record
+    from fercore.recording.record import record
     from fercore.store.faceset_h5 import save_faceset
+    from fercore.training.presets import train_preset
 
     path = phantom_path(opts)
     t0 = time.perf_counter()
@@ -57,8 +57,8 @@ def build(opts: dict, args, seed: int) -> Path:
     record(run, k=args.k)
     t3 = time.perf_counter()
     try:
-        from fercore.analysis import analyze
-        from fercore.reader import open_run
+        from fercore.analysis.estimators import analyze
+        from fercore.store.reader import open_run
 
         if not open_run(run).has_stats:
             analyze(run)
@@ -87,9 +87,9 @@ def main() -> int:
 
     from bench_fau_groundtruth import GROUPS
 
-    from fercore.runs import load_metrics
-    from fercore.selectivity import CRITERIA_NAMES
-    from fercore.summary import format_summary, summarize
+    from fercore.analysis.criteria import CRITERIA_NAMES
+    from fercore.analysis.summary import format_summary, summarize
+    from fercore.store.layout import load_metrics
 
     results = {}
     for seed in args.seeds:

@@ -55,15 +55,16 @@ def main(argv=None) -> int:
 
     from bench_fau_groundtruth import GROUPS, groundtruth_table
 
-    from fercore.analysis import analyze
-    from fercore.null import ensure_null, null_dir
-    from fercore.phantom import generate_faceset
+    from fercore.analysis.estimators import analyze
+    from fercore.analysis.nulls import ensure_null
+    from fercore.analysis.summary import layer_selectivity
+    from fercore.data.phantom import generate_faceset
     from fercore.pipeline import phantom_path
-    from fercore.presets import train_preset
-    from fercore.reader import open_run
-    from fercore.record import record
+    from fercore.recording.record import record
     from fercore.store.faceset_h5 import save_faceset
-    from fercore.summary import layer_selectivity
+    from fercore.store.layout import null_dir
+    from fercore.store.reader import open_run
+    from fercore.training.presets import train_preset
 
     opts = dict(n=args.n, size=48, seed=0, au_variation=args.variation, p_drop=args.p_drop, p_extra=args.p_extra)
     if args.extra_max != 3:  # the default's options (and cache name) stay as they were

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fercore.datasets import import_dataset
-from fercore.preprocess import PreprocessOptions, preprocess_face
+from fercore.data.datasets import import_dataset
+from fercore.data.preprocess import PreprocessOptions, preprocess_face
 
 
 def _big_photo_timing() -> None:

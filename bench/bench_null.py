@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def _run(args) -> Path:
-    from fercore.phantom import generate_faceset
+    from fercore.data.phantom import generate_faceset
     from fercore.pipeline import phantom_path
-    from fercore.presets import train_preset
     from fercore.store.faceset_h5 import save_faceset
+    from fercore.training.presets import train_preset
 
     opts = dict(n=args.n, size=48, seed=0)
     path = phantom_path(opts)
@@ -43,14 +43,14 @@ def _run(args) -> Path:
 
 
 def _record_and_analyze(run: Path, k: int) -> float:
-    from fercore.reader import records_path
-    from fercore.record import record
+    from fercore.recording.record import record
+    from fercore.store.layout import records_path
 
     records_path(run).unlink(missing_ok=True)
     t0 = time.perf_counter()
     record(run, k=k)
     try:
-        from fercore.analysis import analyze
+        from fercore.analysis.estimators import analyze
 
         analyze(run)
     except ImportError:
@@ -59,7 +59,7 @@ def _record_and_analyze(run: Path, k: int) -> float:
 
 
 def _null(run: Path) -> float:
-    from fercore.null import ensure_null
+    from fercore.analysis.nulls import ensure_null
 
     shutil.rmtree(run / "null", ignore_errors=True)
     t0 = time.perf_counter()
@@ -76,8 +76,9 @@ def main() -> int:
     args = ap.parse_args()
     os.environ.setdefault("FERCORE_CACHE", str(Path(tempfile.gettempdir()) / "bench-null"))
 
-    from fercore.null import ensure_null
-    from fercore.reader import open_run, resolve_run
+    from fercore.analysis.nulls import ensure_null
+    from fercore.store.layout import resolve_run
+    from fercore.store.reader import open_run
 
     run = resolve_run(args.run) if args.run else _run(args)
     print(f"run {run.name} (cache {os.environ['FERCORE_CACHE']})", flush=True)

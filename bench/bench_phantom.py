@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fercore import facs  # noqa: E402
-from fercore import phantom as ph  # noqa: E402
-from fercore.phantom.evaluate import au_presence_auc, emotion_probe_accuracy  # noqa: E402
+from fercore.analysis.probe import au_presence_auc, emotion_probe_accuracy  # noqa: E402
+from fercore.data import facs  # noqa: E402
+from fercore.data import phantom as ph  # noqa: E402
 
 
 def speed(n: int, size: int, repeats: int = 5) -> tuple[float, float, float]:

@@ -37,10 +37,10 @@ import numpy as np
 def _faceset(n: int, size: int = 48, seed: int = 0):
     """The default phantom's first ``n`` faces when it is built (``cache/datasets``; cycled with
     new subject names past its end), else noise."""
-    from fercore.faceset import FaceSet
+    from fercore.data.faceset import FaceSet
     from fercore.pipeline import phantom_path
-    from fercore.presets import DEFAULT_PHANTOM
     from fercore.store.faceset_h5 import load_faceset
+    from fercore.training.presets import DEFAULT_PHANTOM
 
     path = phantom_path(DEFAULT_PHANTOM)
     if path.exists() and DEFAULT_PHANTOM["size"] == size:
@@ -68,15 +68,15 @@ def _faceset(n: int, size: int = 48, seed: int = 0):
 def _model(run: str | None = None, size: int = 48):
     """A trained run's fold-0 network when ``run`` is given, else the ``phantom-default`` network
     (with its AU head when the preset trains one), freshly initialised."""
-    from fercore.models import ModelSpec, build_model
-    from fercore.phantom.render import DRAWN_AUS
-    from fercore.presets import PRESETS
+    from fercore.data.phantom.render import DRAWN_AUS
+    from fercore.training.models import ModelSpec, build_model
+    from fercore.training.presets import PRESETS
 
     if run:
-        from fercore import runs
-        from fercore.reader import resolve_run
+        from fercore.store.layout import resolve_run
+        from fercore.training.models import load_model
 
-        return runs.load_model(resolve_run(run), fold=0).eval()
+        return load_model(resolve_run(run), fold=0).eval()
     p = PRESETS["phantom-default"]
     n_aus = len(DRAWN_AUS) if p.config.au_weight else 0
     return build_model(ModelSpec(**{**p.model, "in_size": size}, n_classes=8, n_aus=n_aus)).eval()
@@ -85,7 +85,7 @@ def _model(run: str | None = None, size: int = 48):
 def throughput(n: int, batch_size: int, repeats: int, run: str | None = None) -> None:
     import torch
 
-    from fercore.record import model_inputs, record_model
+    from fercore.recording.record import model_inputs, record_model
 
     fs, model = _faceset(n), _model(run)
     tmp = Path(tempfile.mkdtemp())
@@ -138,8 +138,8 @@ def _memory_child(n: int, batch_size: int, run: str | None = None) -> None:
     import resource
     import tracemalloc
 
-    from fercore.models import conv_layers, resolve_layer
-    from fercore.record import record_model
+    from fercore.recording.record import record_model
+    from fercore.training.models import conv_layers, resolve_layer
 
     fs, model = _faceset(n), _model(run)
     f_total = sum(resolve_layer(model, name).out_channels for name in conv_layers(model))

@@ -25,10 +25,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fercore.faceset import FaceSet  # noqa: E402
-from fercore.models import ModelSpec, build_model  # noqa: E402
+from fercore.data.faceset import FaceSet  # noqa: E402
 from fercore.store.faceset_h5 import save_faceset  # noqa: E402
-from fercore.train import TrainConfig, configure_threads, fold_rounds, prepare_inputs, train  # noqa: E402
+from fercore.training.loop import TrainConfig, configure_threads, fold_rounds, prepare_inputs, train  # noqa: E402
+from fercore.training.models import ModelSpec, build_model  # noqa: E402
 
 
 def _faceset(n: int, size: int) -> FaceSet:

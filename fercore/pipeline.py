@@ -14,7 +14,8 @@ import inspect
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from fercore.util import Progress, datasets_dir, no_progress, stable_hash
+from fercore.store.layout import datasets_dir
+from fercore.util import Progress, no_progress, stable_hash
 
 __all__ = ["DEFAULT_PRESET", "STAGES", "build_default", "build_run", "phantom_path", "refresh_records"]
 
@@ -66,10 +67,10 @@ def phantom_path(options=None) -> Path:
         :data:`fercore.phantom.GENERATOR_VERSION`.
     """
     if options is None:
-        from fercore.presets import DEFAULT_PHANTOM
+        from fercore.training.presets import DEFAULT_PHANTOM
 
         options = DEFAULT_PHANTOM
-    from fercore.phantom import GENERATOR_VERSION
+    from fercore.data.phantom import GENERATOR_VERSION
 
     # The generator's version is part of the name: a changed generator never overwrites the
     # faces that existing runs were trained and recorded on.
@@ -89,7 +90,7 @@ def _stage_progress(progress: Progress, index: int, stage: str) -> Progress:
 
 
 def _ensure_phantom(options, progress: Progress) -> Path:
-    from fercore.phantom import generate_faceset
+    from fercore.data.phantom import generate_faceset
     from fercore.store.faceset_h5 import FaceSetFileError, read_faceset_info, save_faceset
 
     path = phantom_path(options)
@@ -108,7 +109,7 @@ def _ensure_phantom(options, progress: Progress) -> Path:
 def _has_analysis(run_dir: Path) -> tuple[bool, bool]:
     """(records present and readable, analysis present) for a run directory."""
     try:
-        from fercore.reader import open_run
+        from fercore.store.reader import open_run
 
         reader = open_run(run_dir)
     except Exception:  # an unreadable run is simply rebuilt
@@ -135,8 +136,8 @@ def refresh_records(run_dir: str | Path, *, k: int | None = None, progress: Prog
     Path
         ``run_dir``.
     """
-    from fercore.analysis import analyze
-    from fercore.record import record
+    from fercore.analysis.estimators import analyze
+    from fercore.recording.record import record
 
     run_dir = Path(run_dir)
     progress = progress or no_progress
@@ -180,7 +181,7 @@ def build_run(
     Path
         The run directory.
     """
-    from fercore.presets import DEFAULT_PHANTOM, train_preset
+    from fercore.training.presets import DEFAULT_PHANTOM, train_preset
 
     progress = progress or no_progress
     phantom = DEFAULT_PHANTOM if phantom is None else phantom
@@ -190,16 +191,16 @@ def build_run(
     )
     recorded, analysed = _has_analysis(run_dir)
     if not recorded:
-        from fercore.record import record
+        from fercore.recording.record import record
 
         kw = {} if k is None else {"k": k}
         _call(record, run_dir, progress=_stage_progress(progress, 2, "record"), **kw)
     if not analysed:
-        from fercore.analysis import analyze
+        from fercore.analysis.estimators import analyze
 
         _call(analyze, run_dir, progress=_stage_progress(progress, 3, "analyze"))
     if null:
-        from fercore.null import ensure_null
+        from fercore.analysis.nulls import ensure_null
 
         stage = _stage_progress(progress, 4, "null")
         stage(0, 1)  # named even when every part of it is cached

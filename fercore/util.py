@@ -1,4 +1,4 @@
-"""Small shared helpers: cache locations, stable hashes, atomic file writes, progress callbacks."""
+"""Small shared helpers: stable hashes, atomic file writes, progress callbacks."""
 
 from __future__ import annotations
 
@@ -19,21 +19,6 @@ Progress = Callable[[int, int, str], None]
 
 def no_progress(done: int, total: int, stage: str) -> None:
     """The progress callback that reports nothing."""
-
-
-def cache_dir() -> Path:
-    """The cache folder: ``$FERCORE_CACHE`` if set, else ``cache/`` in the repository."""
-    env = os.environ.get("FERCORE_CACHE")
-    root = Path(env) if env else Path(__file__).resolve().parent.parent / "cache"
-    return root
-
-
-def runs_dir() -> Path:
-    return cache_dir() / "runs"
-
-
-def datasets_dir() -> Path:
-    return cache_dir() / "datasets"
 
 
 def _jsonable(obj):

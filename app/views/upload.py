@@ -5,7 +5,7 @@ import numpy as np
 import streamlit as st
 
 from app import figures, loaders, ui
-from fercore.preprocess import ImageDecodeError, NoFaceError
+from fercore.data.preprocess import ImageDecodeError, NoFaceError
 
 st.title("Upload a face")
 ctx = ui.require_run()

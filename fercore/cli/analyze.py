@@ -30,9 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fercore.analysis import analyze
+    from fercore.analysis.estimators import analyze
     from fercore.cli._progress import tqdm_progress
-    from fercore.reader import open_run, rows_to_csv
+    from fercore.store.reader import open_run, rows_to_csv
     from fercore.util import atomic_path
 
     with tqdm_progress(disable=args.quiet) as progress:
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         with atomic_path(Path(args.csv)) as tmp:
             tmp.write_text(rows_to_csv(rows))
         print(f"{len(rows)} filter-AU rows -> {args.csv}")
-    from fercore.summary import format_summary, summarize
+    from fercore.analysis.summary import format_summary, summarize
 
     null = None if args.null == "none" or path.parent.parent.name == "null" else args.null
     with tqdm_progress(disable=args.quiet) as progress:

@@ -31,8 +31,8 @@ def _table(conf, names) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from fercore.cli._progress import tqdm_progress
-    from fercore.reader import resolve_run
-    from fercore.runs import evaluate_run
+    from fercore.store.layout import resolve_run
+    from fercore.training.evaluate import evaluate_run
 
     run_dir = resolve_run(args.run)
     with tqdm_progress(disable=args.quiet) as progress:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from ..datasets import default_options, import_dataset
-from ..normalize import METHODS
-from ..preprocess import ON_NO_FACE, PreprocessOptions
-from ._progress import tqdm_progress
+from fercore.cli._progress import tqdm_progress
+from fercore.data.datasets import default_options, import_dataset
+from fercore.data.preprocess import ON_NO_FACE, PreprocessOptions
+from fercore.training.inputs import METHODS
 
 NAME = "import"
 HELP = "import CK+, FER2013/FER+, TFD or a class-per-folder tree into a FaceSet file"

@@ -16,8 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fercore.analysis.nulls import ensure_null
     from fercore.cli._progress import tqdm_progress
-    from fercore.null import ensure_null
 
     with tqdm_progress(disable=args.quiet) as progress:
         path = ensure_null(args.run, kind=args.kind, progress=progress)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import cv2
 
-from ..util import atomic_path
-from ._progress import tqdm_progress
+from fercore.cli._progress import tqdm_progress
+from fercore.util import atomic_path
 
 NAME = "phantom"
 HELP = "generate the phantom face data set (known emotions and AUs) as a FaceSet .h5 file"
@@ -41,8 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..phantom import generate_faceset, montage
-    from ..store.faceset_h5 import save_faceset
+    from fercore.data.phantom import generate_faceset, montage
+    from fercore.store.faceset_h5 import save_faceset
 
     if args.out.suffix.lower() not in (".h5", ".hdf5"):
         raise ValueError(f"--out {args.out}: expected a .h5 file name (a FaceSet HDF5 file)")

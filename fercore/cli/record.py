@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fercore.cli._progress import tqdm_progress
-    from fercore.record import record
+    from fercore.recording.record import record
 
     with tqdm_progress(disable=args.quiet) as progress:
         path = record(args.run, data=args.data, k=args.k, layers=args.layers, batch_size=args.batch_size,

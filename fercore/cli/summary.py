@@ -23,9 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fercore.analysis.criteria import Criteria
+    from fercore.analysis.summary import format_summary, summarize
     from fercore.cli._progress import tqdm_progress
-    from fercore.selectivity import Criteria
-    from fercore.summary import format_summary, summarize
 
     crit = Criteria(min_share=args.min_share, max_base_rate=args.max_base_rate, min_excess=args.min_excess,
                     alpha=args.alpha, excess=args.excess)

@@ -30,10 +30,10 @@ def _folds(text: str) -> list[int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from fercore.losses import SCHEMES
-    from fercore.models import ARCHS
-    from fercore.presets import PRESETS
-    from fercore.train import INITS, SCHEDULES
+    from fercore.training.loop import INITS, SCHEDULES
+    from fercore.training.losses import SCHEMES
+    from fercore.training.models import ARCHS
+    from fercore.training.presets import PRESETS
 
     parser.add_argument("--data", required=True, metavar="FILE", help="FaceSet .h5 file (python -m fercore phantom / import)")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="start from a named setup; other options override it")
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from fercore.cli._progress import tqdm_progress
-    from fercore.presets import resolve, train_preset
+    from fercore.training.presets import resolve, train_preset
 
     overrides = {
         "arch": args.model, "folds": args.folds, "epochs": args.epochs, "batch_size": args.batch_size,

@@ -1,6 +1,6 @@
 """The only package that touches HDF5: FaceSet files and, later, records files."""
 
-from .faceset_h5 import (
+from fercore.store.faceset_h5 import (
     FACESET_SCHEMA,
     FaceSetFileError,
     load_faceset,

@@ -7,9 +7,9 @@ import os
 
 import h5py
 
-from ..faceset import FaceSet
-from ..util import atomic_path
-from ._h5 import open_checked
+from fercore.data.faceset import FaceSet
+from fercore.store._h5 import open_checked
+from fercore.util import atomic_path
 
 FACESET_SCHEMA = 1
 _STR = h5py.string_dtype("utf-8")

@@ -15,8 +15,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..util import atomic_path
-from ._h5 import open_checked
+from fercore.store._h5 import open_checked
+from fercore.util import atomic_path
 
 __all__ = [
     "RECORDS_SCHEMA",

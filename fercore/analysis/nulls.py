@@ -1,0 +1,200 @@
+"""Null networks: what the filter-AU analysis finds in a network that learned nothing.
+
+Random filters already respond to contrast at the mouth or the brows, so some of them look
+"AU-selective" by chance; the figures of a trained network mean something only next to the same
+figures of a null network. :func:`ensure_null` builds one for a run, as a run-like directory inside
+it, recorded and analysed on the same data as the run's own records:
+
+``<run_dir>/null/untrained/``
+    The same architecture (``config.json`` ``model`` entry) with a fresh random initialisation:
+    ``init_seed`` is the run's seed plus :data:`NULL_SEED_OFFSET`, so the null never shares the
+    trained network's starting weights. No training step is taken.
+``<run_dir>/null/shuffled/``
+    The same architecture and training setup trained, for the one round the run's records use,
+    on the run's FaceSet with its emotion labels permuted (seeded; AU codes, for a multi-task
+    run, permuted with them): it has seen faces and been optimised, but its labels carry no
+    information. Costs one training round.
+
+Each holds ``config.json`` (the run's, with ``"null": kind`` and its own ``run_hash``),
+``weights/fold{t}.pt`` and, after :func:`ensure_null`, ``records.h5`` with its analysis, so every
+reader (:func:`fercore.reader.open_run`) opens it like a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fercore.training.models import ModelSpec, build_model
+from fercore.util import Progress, atomic_path, no_progress, stable_hash, write_json
+
+__all__ = ["NULL_KINDS", "NULL_SEED_OFFSET", "SHUFFLE_SEED", "ensure_null", "null_dir", "null_status"]
+
+#: The kinds of null network.
+NULL_KINDS = ("untrained", "shuffled")
+#: Added to the run's ``ModelSpec.init_seed`` for the null's initialisation.
+NULL_SEED_OFFSET = 1_000_003
+#: Seed of the label permutation of the ``shuffled`` null.
+SHUFFLE_SEED = 20_15
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in NULL_KINDS:
+        raise ValueError(f"kind: expected one of {', '.join(NULL_KINDS)}, got {kind!r}")
+    return kind
+
+
+def null_dir(run_dir: str | Path, kind: str = "untrained") -> Path:
+    """``<run_dir>/null/<kind>``: where the null network of a run lives (it may not exist yet)."""
+    return Path(run_dir) / "null" / _check_kind(kind)
+
+
+def _run_records(run_dir: Path) -> tuple[Path, int, int, list[str]]:
+    """(FaceSet path, weights fold, k, layers) of the run's records; FileNotFoundError if none."""
+    from fercore.store.reader import open_run
+
+    reader = open_run(run_dir)
+    if not reader.has_records:
+        raise FileNotFoundError(
+            f"{run_dir}: the run has no records yet, so there is nothing to compare a null with; "
+            f"run `python -m fercore record --run {run_dir.name}` first"
+        )
+    h = reader.header
+    path = Path(h["faceset_path"])
+    if not path.is_absolute():
+        path = run_dir / path
+    return path, int(h.get("fold", 0)), int(h["k"]), list(h["layers"])
+
+
+def _null_config(cfg: dict, kind: str, *, fold: int, data: Path) -> dict:
+    out = json.loads(json.dumps(cfg))
+    spec = dict(out["model"])
+    if kind == "untrained":
+        spec["init_seed"] = int(spec.get("init_seed", 0)) + NULL_SEED_OFFSET
+    out["model"] = spec
+    out["null"] = kind
+    out["null_of"] = {"run": cfg.get("name", ""), "run_hash": cfg.get("run_hash", ""), "fold": fold, "data": str(data)}
+    out["run_hash"] = stable_hash({"null": kind, "of": cfg.get("run_hash", ""), "model": spec, "fold": fold})
+    out["name"] = f"{cfg.get('name', 'run')}-null-{kind}"
+    out["rounds"] = [fold]
+    return out
+
+
+def _save_state(model: torch.nn.Module, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+
+
+def _make_untrained(run_dir: Path, out: Path, *, fold: int, data: Path) -> None:
+    from fercore.store.layout import load_config
+
+    cfg = _null_config(load_config(run_dir), "untrained", fold=fold, data=data)
+    weights = out / "weights" / f"fold{fold}.pt"
+    old = out / "config.json"
+    if weights.exists() and old.exists():
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(old.read_text()).get("run_hash") == cfg["run_hash"]:
+                return
+    spec = ModelSpec(**cfg["model"])
+    model = build_model(spec)
+    _save_state(model, weights)
+    write_json(out / "config.json", cfg)
+
+
+def _make_shuffled(run_dir: Path, out: Path, *, fold: int, data: Path, progress: Progress) -> None:
+    from fercore.store.faceset_h5 import load_faceset, save_faceset
+    from fercore.store.layout import load_config, run_faceset_path
+    from fercore.training.loop import TrainConfig, train
+
+    cfg = load_config(run_dir)
+    ncfg = _null_config(cfg, "shuffled", fold=fold, data=data)
+    if (out / "metrics.json").exists() and (out / "config.json").exists():
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads((out / "config.json").read_text()).get("null_hash") == ncfg["run_hash"]:
+                return
+    fs = load_faceset(run_faceset_path(run_dir))
+    perm = np.random.default_rng(SHUFFLE_SEED).permutation(len(fs))
+    fs.labels = fs.labels[perm]
+    if fs.label_dist is not None:
+        fs.label_dist = fs.label_dist[perm]
+    fs.targets = {k: v[perm] for k, v in fs.targets.items()}
+    # the AU codes move with the labels: a multi-task run's null must not learn AUs from the images
+    fs.aus = fs.aus[perm]
+    fs.meta = dict(fs.meta, null=f"emotion labels and AU codes permuted together with seed {SHUFFLE_SEED}")
+    shuffled_path = out.parent / "shuffled-faceset.h5"
+    save_faceset(fs, shuffled_path)
+    spec = ModelSpec(**cfg["model"])
+    config = dataclasses.replace(TrainConfig.from_dict(cfg["train"]), folds=(fold,))
+    work = out.parent / "_train"
+    trained = Path(train(shuffled_path, spec, config, root=work, progress=progress))
+    tcfg = json.loads((trained / "config.json").read_text())
+    tcfg.update(null="shuffled", null_of=ncfg["null_of"], null_hash=ncfg["run_hash"])
+    write_json(trained / "config.json", tcfg)
+    if out.exists():
+        shutil.rmtree(out)
+    trained.rename(out)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def null_status(run_dir: str | Path, kind: str = "untrained") -> dict:
+    """What exists of a run's null: keys ``dir``, ``exists``, ``recorded``, ``analysed``."""
+    d = null_dir(run_dir, kind)
+    out = {"dir": d, "exists": (d / "config.json").exists(), "recorded": False, "analysed": False}
+    if out["exists"]:
+        with contextlib.suppress(Exception):
+            from fercore.store.reader import open_run
+
+            r = open_run(d)
+            out["recorded"] = r.has_records
+            out["analysed"] = r.has_stats
+    return out
+
+
+def ensure_null(run_dir: str | Path, *, kind: str = "untrained", progress: Progress | None = None) -> Path:
+    """Build (or find cached) the null network of a run, recorded and analysed on the run's data.
+
+    Parameters
+    ----------
+    run_dir : path or str
+        A recorded run (a directory, or a run name under ``runs_dir()``).
+    kind : {"untrained", "shuffled"}
+        ``untrained``: same architecture, random init with seed ``init_seed + NULL_SEED_OFFSET``;
+        ``shuffled``: trained one round on permuted labels.
+    progress : callable, optional
+        ``progress(done, total, stage)`` with stages ``train`` (shuffled only), ``record`` and
+        ``analyze``.
+
+    Returns
+    -------
+    Path
+        The null's directory, ``<run_dir>/null/<kind>``, holding ``records.h5`` with the same k,
+        layers and data as the run's records.
+    """
+    from fercore.recording.record import record
+    from fercore.store.layout import resolve_run
+
+    kind = _check_kind(kind)
+    progress = progress or no_progress
+    run_dir = resolve_run(run_dir)
+    data, fold, k, layers = _run_records(run_dir)
+    out = null_dir(run_dir, kind)
+    if kind == "untrained":
+        _make_untrained(run_dir, out, fold=fold, data=data)
+    else:
+        _make_shuffled(run_dir, out, fold=fold, data=data, progress=progress)
+    record(out, data=data, k=k, layers=layers, progress=progress)
+    try:
+        from fercore.analysis.estimators import analyze
+    except ImportError:
+        return out  # no analysis stage installed: the null's records still serve the criteria
+    from fercore.store.reader import open_run
+
+    if not open_run(out).has_stats:
+        analyze(out, progress=progress)
+    return out

@@ -1,0 +1,190 @@
+"""Analyse one face with a run's network: prediction, activation maps, top filters, Grad-CAM.
+
+The dashboard's upload page calls :func:`analyze_face` with an already preprocessed face
+(:func:`fercore.preprocess.preprocess_face`). The model is loaded once per run directory and
+weights file (a small LRU); the forward pass walks ``model.features`` itself instead of using
+hooks, so concurrent calls on the shared model do not interfere.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fercore.training.models import FERNet, conv_layers
+
+__all__ = ["FaceAnalysis", "analyze_face", "cached_model"]
+
+_MODELS: OrderedDict[tuple, FERNet] = OrderedDict()
+_MODELS_LOCK = threading.Lock()
+_MODELS_MAX = 4
+
+
+def cached_model(run_dir: str | Path, fold: int | None = None) -> FERNet:
+    """``fercore.load_model(run_dir, fold)``, kept in a small LRU keyed by run directory,
+    fold and the weights file's modification time."""
+    from fercore.store.layout import trained_folds
+    from fercore.training.models import load_model
+
+    run_dir = Path(run_dir).resolve()
+    folds = trained_folds(run_dir)
+    f = fold if fold is not None else (folds[0] if folds else 0)
+    wpath = run_dir / "weights" / f"fold{f}.pt"
+    key = (str(run_dir), f, wpath.stat().st_mtime_ns if wpath.exists() else 0)
+    with _MODELS_LOCK:
+        if key in _MODELS:
+            _MODELS.move_to_end(key)
+            return _MODELS[key]
+    model = load_model(run_dir, fold=f)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with _MODELS_LOCK:
+        _MODELS[key] = model
+        while len(_MODELS) > _MODELS_MAX:
+            _MODELS.popitem(last=False)
+    return model
+
+
+@dataclass
+class FaceAnalysis:
+    """What one face does to the network.
+
+    Attributes
+    ----------
+    probs : (C,) float32
+        Softmax class probabilities.
+    class_names : tuple of str
+    pred : int
+        Index of the most probable class.
+    activations : dict of layer to (F, h, w) float32
+        Conv outputs (before ReLU) of every recorded layer (every conv layer without records).
+    top_filters : dict of layer to list of (filter, value)
+        The ``top`` filters with the highest spatial maximum, best first.
+    gradcam : dict of class name to (S, S) float32 in [0, 1]
+        Grad-CAM of each class on the last conv layer, resized to the face.
+    filter_aus : dict of layer to list of dict
+        For each top filter, its best-matching AU from the records' statistics (keys filter,
+        value, au, au_name, corr, topk_share, spatial); empty when the run is not analysed.
+    layer_gradcam : str
+        The layer Grad-CAM used.
+    """
+
+    probs: np.ndarray
+    class_names: tuple[str, ...]
+    pred: int
+    activations: dict[str, np.ndarray]
+    top_filters: dict[str, list[tuple[int, float]]]
+    gradcam: dict[str, np.ndarray]
+    filter_aus: dict[str, list[dict]] = field(default_factory=dict)
+    layer_gradcam: str = ""
+
+    @property
+    def pred_name(self) -> str:
+        return self.class_names[self.pred]
+
+
+def _check_face(face) -> np.ndarray:
+    face = np.asarray(face)
+    if face.dtype != np.uint8 or face.ndim != 2 or face.shape[0] != face.shape[1]:
+        raise ValueError(f"face: expected a square (S, S) uint8 grey image (a preprocessed face), "
+                         f"got shape {face.shape} dtype {face.dtype}; run fercore.preprocess.preprocess_face first")
+    return face
+
+
+def _normalize_method(reader) -> str:
+    return str(reader.header.get("normalize") or reader.config.get("normalize") or "standardize")
+
+
+def analyze_face(reader, face: np.ndarray, *, top: int = 8) -> FaceAnalysis:
+    """Analyse one preprocessed face with the run behind ``reader``.
+
+    Parameters
+    ----------
+    reader : fercore.reader.RunReader
+    face : (S, S) uint8
+        A preprocessed grey face; resized to the model's input like in training.
+    top : int
+        How many most active filters to list per layer.
+
+    Returns
+    -------
+    FaceAnalysis
+    """
+    from fercore.recording.record import model_inputs
+
+    face = _check_face(face)
+    if int(top) < 1:
+        raise ValueError(f"top: expected a positive number of filters, got {top!r}")
+    fold = reader.header.get("fold") if reader.has_records else None
+    model = cached_model(reader.run_dir, fold)
+    convs = conv_layers(model)
+    layers = [name for name in (reader.layers if reader.has_records else convs) if name in convs] or convs
+    last = convs[-1]
+    x = model_inputs(face[None], in_size=model.spec.in_size, method=_normalize_method(reader))
+
+    acts: dict[str, torch.Tensor] = {}
+    children = list(model.features.named_children())
+    cut = next(t for t, (name, _) in enumerate(children) if f"features.{name}" == last) + 1
+    with torch.no_grad():
+        h = x
+        for name, m in children[:cut]:
+            h = m(h)
+            if f"features.{name}" in layers:
+                acts[f"features.{name}"] = h
+        target = h  # (1, F, h, w) last conv output
+
+    def head(t: torch.Tensor) -> torch.Tensor:  # last conv output -> logits
+        for _, m in children[cut:]:
+            t = m(t)
+        return model.classifier(torch.flatten(t, 1))
+
+    with torch.no_grad():
+        logits = head(target)[0]  # (C,)
+    probs = torch.softmax(logits, 0).numpy().astype(np.float32)
+    n_classes = logits.shape[0]
+    # Grad-CAM of every class in one backward pass: copy c of the map feeds class c's logit
+    with torch.enable_grad():
+        rep = target.expand(n_classes, *target.shape[1:]).clone().requires_grad_(True)
+        (grads,) = torch.autograd.grad(head(rep).diagonal().sum(), rep)  # (C, F, h, w)
+    weights = grads.mean(dim=(2, 3))  # (C, F)
+    cam = F.relu(torch.einsum("cf,fhw->chw", weights, target[0]))  # (C, h, w)
+    size = face.shape[0]
+    cam = F.interpolate(cam[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+    peak = cam.flatten(1).max(1).values.clamp_min(1e-12)[:, None, None]
+    cam = torch.where(peak > 1e-12, cam / peak, torch.zeros_like(cam)).clamp(0, 1).numpy().astype(np.float32)
+    names = tuple(reader.class_names) if len(reader.class_names) == n_classes else tuple(
+        reader.config.get("class_names", [f"class {i}" for i in range(n_classes)]))
+    cams = {names[c]: cam[c] for c in range(n_classes)}
+
+    activations = {name: acts[name][0].detach().numpy().astype(np.float32) for name in layers}
+    top_filters = {}
+    for name, a in activations.items():
+        mx = a.reshape(a.shape[0], -1).max(1)
+        order = np.argsort(-mx, kind="stable")[: int(top)]
+        top_filters[name] = [(int(f), float(mx[f])) for f in order]
+    filter_aus = {}
+    if reader.has_records and reader.has_stats:
+        from fercore.data.facs import au_name
+
+        for name in layers:
+            st = reader.au_stats(name)
+            rows = []
+            for f, v in top_filters[name]:
+                score = np.nan_to_num(st.corr[f], nan=-np.inf)
+                a = int(np.argmax(score)) if len(score) else -1
+                if a < 0:
+                    continue
+                au = int(st.au_ids[a])
+                rows.append({"filter": f, "value": v, "au": au, "au_name": au_name(au),
+                             "corr": float(st.corr[f, a]), "topk_share": float(st.topk_share[f, a]),
+                             "spatial": float(st.spatial[f, a])})
+            filter_aus[name] = rows
+    return FaceAnalysis(probs=probs, class_names=names, pred=int(np.argmax(probs)), activations=activations,
+                        top_filters=top_filters, gradcam=cams, filter_aus=filter_aus, layer_gradcam=last)

@@ -1,0 +1,169 @@
+"""Scoring a trained run: on another data set (cross-data-set transfer) and the ROC AUC of scores.
+
+A run directory (``cache/runs/<name>-<hash8>/``) is made by :func:`fercore.training.loop.train`;
+its layout is described in ``docs/training.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+
+from fercore.data.facs import canonical_emotion
+from fercore.store.layout import RunError, load_config, trained_folds
+from fercore.training.models import ModelSpec, load_model
+from fercore.util import Progress, write_json
+
+__all__ = ["evaluate_run", "label_mapping", "roc_auc"]
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U, ties averaged); NaN with one class only.
+
+    Parameters
+    ----------
+    scores : (N,) float
+    positive : (N,) bool
+    """
+    y = np.asarray(positive, dtype=bool)
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    r = rankdata(np.asarray(scores, dtype=np.float64))
+    return float((r[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+# ------------------------------------------------------------------------------------------
+# Evaluation on another data set
+
+def _canon(name: str) -> str:
+    return canonical_emotion(name) or name.strip().lower()
+
+
+def label_mapping(run_classes, data_classes) -> dict:
+    """Match two label sets through canonical emotion names (:func:`fercore.facs.canonical_emotion`).
+
+    Returns
+    -------
+    dict
+        ``pairs``: list of (data index, run index, canonical name); ``data_unmatched`` and
+        ``run_unmatched``: class names with no counterpart.
+    """
+    run_c = [_canon(c) for c in run_classes]
+    pairs, data_unmatched = [], []
+    for j, c in enumerate(data_classes):
+        cj = _canon(c)
+        if cj in run_c:
+            pairs.append((j, run_c.index(cj), cj))
+        else:
+            data_unmatched.append(c)
+    used = {i for _, i, _ in pairs}
+    run_unmatched = [c for i, c in enumerate(run_classes) if i not in used]
+    return {"pairs": pairs, "data_unmatched": data_unmatched, "run_unmatched": run_unmatched}
+
+
+def evaluate_run(run_dir, faceset_path, *, fold: int | None = None, progress: Progress | None = None,
+                 write: bool = True) -> dict:
+    """Score a trained run on a FaceSet, mapping label sets through canonical emotion names.
+
+    Data classes without a counterpart in the run are reported and their images excluded; run
+    classes without a counterpart are reported and never predicted (their logits are ignored).
+    When the FaceSet is the one the run trained on, each round's model is scored on its own test
+    images (reproducing the run's protocol); otherwise on every labelled image.
+
+    Parameters
+    ----------
+    run_dir : path
+    faceset_path : path
+    fold : int, optional
+        Score one round's model; None scores every trained round's model.
+    progress : callable(done, total, stage), optional
+    write : bool
+        Write ``eval-<datahash8>.json`` (``eval-<datahash8>-fold<t>.json`` for one fold) into
+        the run directory.
+
+    Returns
+    -------
+    dict
+        ``accuracy`` (mean over the models), ``sd``, ``per_fold``, ``confusion`` (data classes,
+        rows true, columns predicted, summed over models), ``mapping``, ``excluded``, ``n_images``,
+        ``path`` (the JSON written, or None).
+    """
+    from fercore.store.faceset_h5 import load_faceset
+    from fercore.training.loop import fold_rounds, prepare_inputs
+
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir)
+    folds = trained_folds(run_dir) if fold is None else [fold]
+    if not folds:
+        raise RunError(f"{run_dir}: no trained weights to evaluate; finish training first")
+    fs = load_faceset(faceset_path)
+    data_hash = fs.meta.get("content_hash") or fs.content_hash()
+    run_classes = cfg.get("class_names") or cfg["faceset"]["class_names"]
+    mapping = label_mapping(run_classes, fs.class_names)
+    if not mapping["pairs"]:
+        raise ValueError(
+            f"{faceset_path}: none of its classes ({', '.join(fs.class_names)}) matches a class of the run "
+            f"({', '.join(run_classes)}) through canonical emotion names; nothing to evaluate"
+        )
+    c_data = len(fs.class_names)
+    to_run = np.full(c_data, -1)
+    for j, i, _ in mapping["pairs"]:
+        to_run[j] = i
+    run_to_data = {i: j for j, i, _ in mapping["pairs"]}
+    run_idx = torch.as_tensor(sorted(run_to_data))
+    data_of = np.array([run_to_data[i] for i in sorted(run_to_data)])
+    same = data_hash == cfg["faceset"].get("content_hash")
+    usable = (fs.labels >= 0) & (to_run[np.maximum(fs.labels, 0)] >= 0)
+    spec = ModelSpec(**cfg["model"])
+    method = cfg.get("normalize", "standardize")
+    x = prepare_inputs(fs.images, in_size=spec.in_size, method=method)
+    rounds = {r.index: r for r in fold_rounds(fs)} if same else {}
+    progress = progress or (lambda done, total, stage: None)
+    conf = np.zeros((c_data, c_data), dtype=np.int64)
+    per_fold = []
+    for k, f in enumerate(folds):
+        model = load_model(run_dir, f)
+        if same:
+            idx = rounds[f].test
+            idx = idx[usable[idx]]
+        else:
+            idx = np.flatnonzero(usable)
+        with torch.inference_mode():
+            logits = torch.cat([model(x[torch.as_tensor(idx[i:i + 512])]) for i in range(0, len(idx), 512)]) \
+                if len(idx) else torch.zeros(0, len(run_classes))
+        pred = data_of[logits[:, run_idx].argmax(1).numpy()] if len(idx) else np.zeros(0, int)
+        y = fs.labels[idx]
+        conf += np.bincount(y * c_data + pred, minlength=c_data * c_data).reshape(c_data, c_data)
+        per_fold.append({"fold": f, "accuracy": float((pred == y).mean()) if len(y) else None, "n": int(len(y))})
+        progress(k + 1, len(folds), "evaluate")
+    accs = np.array([p["accuracy"] for p in per_fold if p["accuracy"] is not None], dtype=float)
+    excluded = {c: int((fs.labels == j).sum()) for j, c in enumerate(fs.class_names) if to_run[j] < 0}
+    result = {
+        "run": run_dir.name,
+        "data": {"path": str(Path(faceset_path).resolve()), "content_hash": data_hash,
+                 "class_names": list(fs.class_names), "label_set": fs.label_set},
+        "same_faceset_as_training": bool(same),
+        "images": "each round's own test images" if same else "every labelled image of a mapped class",
+        "n_images": int(usable.sum()),
+        "accuracy": float(accs.mean()) if len(accs) else None,
+        "sd": float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
+        "per_fold": per_fold,
+        "confusion": conf.tolist(),
+        "confusion_axes": "rows: true data class, columns: predicted (mapped) data class; data class order",
+        "mapping": [{"data_class": fs.class_names[j], "run_class": run_classes[i], "canonical": c}
+                    for j, i, c in mapping["pairs"]],
+        "excluded_data_classes": excluded,
+        "run_classes_not_predicted": mapping["run_unmatched"],
+        "normalize": method,
+        "path": None,
+    }
+    if write:
+        name = f"eval-{data_hash[:8]}" + ("" if fold is None else f"-fold{fold}") + ".json"
+        result["path"] = str(run_dir / name)
+        write_json(run_dir / name, result)
+    return result
