@@ -43,6 +43,9 @@ class FaceSet:
         Subject-independent fold index 0..k-1; -1 where the image is in no fold.
     sequences : (N,) str or None
         Sequence (video clip) identifiers, for one-image-per-sequence statistics.
+    frames : (N,) int64 or None
+        Index of each image's frame within its sequence (0 = first), for data sets that keep
+        the frames of a clip in order; -1 where unknown. Only meaningful with ``sequences``.
     landmarks : (N, 68, 2) float32 or None
         iBUG-68 landmarks, x then y in pixels of ``images``; NaN where unknown.
     label_dist : (N, C) float32 or None
@@ -68,6 +71,7 @@ class FaceSet:
     folds: np.ndarray
     label_set: str = "custom"
     sequences: np.ndarray | None = None
+    frames: np.ndarray | None = None
     landmarks: np.ndarray | None = None
     label_dist: np.ndarray | None = None
     splits: np.ndarray | None = None
@@ -90,6 +94,8 @@ class FaceSet:
         self.folds = np.asarray(self.folds, dtype=np.int64).reshape(-1)
         if self.sequences is not None:
             self.sequences = np.asarray(self.sequences).astype(str).reshape(-1)
+        if self.frames is not None:
+            self.frames = np.asarray(self.frames, dtype=np.int64).reshape(-1)
         if self.landmarks is not None:
             self.landmarks = np.asarray(self.landmarks, dtype=np.float32).reshape(n, 68, 2)
         if self.label_dist is not None:
@@ -105,6 +111,7 @@ class FaceSet:
             ("subjects", self.subjects),
             ("folds", self.folds),
             ("sequences", self.sequences),
+            ("frames", self.frames),
             ("label_dist", self.label_dist),
             ("splits", self.splits),
             *[(f"targets/{k}", v) for k, v in self.targets.items()],
@@ -149,6 +156,8 @@ class FaceSet:
             arrays.append(np.zeros(0) if extra is None else extra)
         for k in sorted(self.targets):
             arrays.append(self.targets[k])
+        if self.frames is not None:  # appended only when present, so older FaceSets keep their hash
+            arrays.append(self.frames)
         head = {"classes": self.class_names, "label_set": self.label_set, "targets": sorted(self.targets),
                 "preprocess": self.meta.get("preprocess")}
         return stable_hash(head, *arrays)

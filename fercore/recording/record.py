@@ -174,7 +174,7 @@ def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize
     _fill_patches_and_deconv(model, faceset, lists, geos, in_size=in_size, method=normalize_method,
                              batch_size=max(8, min(batch_size, 128)), progress=progress)
 
-    fs_hash = faceset.meta.get("content_hash") or faceset.content_hash()
+    fs_hash = faceset.content_hash()
     head = {
         "k": k, "n": n, "layers": layers, "image_size": in_size, "normalize": normalize_method,
         "class_names": list(faceset.class_names), "au_ids": faceset.au_ids.tolist(),

@@ -28,7 +28,9 @@ def save_faceset(fs: FaceSet, path: str | os.PathLike) -> str:
         f.attrs["content_hash"] = digest
         f.attrs["class_names"] = json.dumps(list(fs.class_names))
         f.attrs["label_set"] = fs.label_set
-        f.attrs["meta"] = json.dumps(fs.meta, sort_keys=True, default=str)
+        # the hash lives in the attribute above only: a stale copy in meta would outlive an edit
+        meta = {k: v for k, v in fs.meta.items() if k != "content_hash"}
+        f.attrs["meta"] = json.dumps(meta, sort_keys=True, default=str)
         n, h, w = fs.images.shape
         f.create_dataset("images", data=fs.images, chunks=(min(max(n, 1), 256), h, w),
                          compression="gzip", compression_opts=1, shuffle=True)
@@ -39,6 +41,8 @@ def save_faceset(fs: FaceSet, path: str | os.PathLike) -> str:
         f.create_dataset("folds", data=fs.folds)
         if fs.sequences is not None:
             f.create_dataset("sequences", data=fs.sequences.astype(object), dtype=_STR)
+        if fs.frames is not None:
+            f.create_dataset("frames", data=fs.frames)
         if fs.landmarks is not None:
             f.create_dataset("landmarks", data=fs.landmarks)
         if fs.label_dist is not None:
@@ -92,6 +96,7 @@ def load_faceset(path: str | os.PathLike) -> FaceSet:
                 subjects=strs("subjects"),
                 folds=f["folds"][()],
                 sequences=strs("sequences"),
+                frames=opt("frames"),
                 landmarks=opt("landmarks"),
                 label_dist=opt("label_dist"),
                 splits=opt("splits"),
@@ -100,6 +105,4 @@ def load_faceset(path: str | os.PathLike) -> FaceSet:
             )
         except (KeyError, ValueError, OSError) as e:
             raise FaceSetFileError(f"{path}: damaged or incomplete FaceSet file ({e}); rebuild it") from None
-        stored = str(f.attrs["content_hash"])
-    fs.meta.setdefault("content_hash", stored)
     return fs

@@ -225,10 +225,11 @@ class RunReader:
                 if not path.is_absolute():
                     path = self.run_dir / path
                 fs = load_faceset(path)
-                if fs.content_hash() != self.header["faceset_hash"]:
+                digest = fs.content_hash()
+                if digest != self.header["faceset_hash"]:
                     raise ValueError(
                         f"{path}: the FaceSet changed since {self.records_path} was made "
-                        f"(hash {fs.content_hash()[:8]} != {self.header['faceset_hash'][:8]}); "
+                        f"(hash {digest[:8]} != {self.header['faceset_hash'][:8]}); "
                         f"{self._rebuild_hint()}")
                 self._faceset = fs
             return self._faceset

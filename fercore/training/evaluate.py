@@ -102,7 +102,7 @@ def evaluate_run(run_dir, faceset_path, *, fold: int | None = None, progress: Pr
     if not folds:
         raise RunError(f"{run_dir}: no trained weights to evaluate; finish training first")
     fs = load_faceset(faceset_path)
-    data_hash = fs.meta.get("content_hash") or fs.content_hash()
+    data_hash = fs.content_hash()
     run_classes = cfg.get("class_names") or cfg["faceset"]["class_names"]
     mapping = label_mapping(run_classes, fs.class_names)
     if not mapping["pairs"]:

@@ -60,3 +60,35 @@ def test_subset_keeps_alignment():
     sub = fs.subset(fs.folds == 1)
     assert len(sub) == 2 and set(sub.subjects) == {"S1"}
     assert sub.targets["majority"].shape == (2, 3)
+
+
+def test_an_edited_faceset_saved_again_carries_its_new_hash(tmp_path):
+    """load -> change -> save must not keep the old content hash anywhere (records made from the
+    changed file would carry it and be refused)."""
+    from fercore.store.faceset_h5 import load_faceset, read_faceset_info, save_faceset
+
+    fs = _tiny()
+    path = tmp_path / "a.h5"
+    first = save_faceset(fs, path)
+    loaded = load_faceset(path)
+    loaded.labels = (loaded.labels + 1) % len(loaded.class_names)
+    second = save_faceset(loaded, path)
+    assert second != first
+    assert read_faceset_info(path)["content_hash"] == second == loaded.content_hash()
+    assert "content_hash" not in read_faceset_info(path)["meta"]
+    assert load_faceset(path).content_hash() == second
+
+
+def test_frames_round_trip_and_leave_older_hashes_alone(tmp_path):
+    from fercore.store.faceset_h5 import load_faceset, save_faceset
+
+    fs = _tiny()
+    before = fs.content_hash()
+    fs.frames = None
+    assert fs.content_hash() == before
+    with_frames = FaceSet(**{**{f: getattr(fs, f) for f in fs.__dataclass_fields__}, "frames": np.arange(len(fs))})
+    assert with_frames.content_hash() != before
+    save_faceset(with_frames, tmp_path / "f.h5")
+    np.testing.assert_array_equal(load_faceset(tmp_path / "f.h5").frames, np.arange(len(fs)))
+    with pytest.raises(ValueError, match="frames"):
+        FaceSet(**{**{f: getattr(fs, f) for f in fs.__dataclass_fields__}, "frames": np.arange(len(fs) + 1)})
