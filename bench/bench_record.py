@@ -85,7 +85,8 @@ def _model(run: str | None = None, size: int = 48):
 def throughput(n: int, batch_size: int, repeats: int, run: str | None = None) -> None:
     import torch
 
-    from fercore.recording.record import model_inputs, record_model
+    from fercore.recording.record import record_model
+    from fercore.training.inputs import to_input
 
     fs, model = _faceset(n), _model(run)
     tmp = Path(tempfile.mkdtemp())
@@ -94,7 +95,7 @@ def throughput(n: int, batch_size: int, repeats: int, run: str | None = None) ->
         t0 = time.perf_counter()
         with torch.no_grad():
             for s in range(0, n, batch_size):
-                model(model_inputs(fs.images[s:s + batch_size], in_size=48, method="standardize"))
+                model(to_input(fs.images[s:s + batch_size], in_size=48, method="standardize"))
         return time.perf_counter() - t0
 
     def rec() -> tuple[float, float]:

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fercore.data.faceset import FaceSet  # noqa: E402
 from fercore.store.faceset_h5 import save_faceset  # noqa: E402
-from fercore.training.loop import TrainConfig, configure_threads, fold_rounds, prepare_inputs, train  # noqa: E402
+from fercore.training.inputs import to_input  # noqa: E402
+from fercore.training.loop import TrainConfig, configure_threads, fold_rounds, train  # noqa: E402
 from fercore.training.models import ModelSpec, build_model  # noqa: E402
 
 
@@ -70,7 +71,7 @@ def main() -> None:
     fs = _faceset(args.n, args.size)
     spec = ModelSpec(arch="zero_bias", in_size=args.size, n_classes=8, width=args.width)
     rnd = fold_rounds(fs, folds=[0])[0]
-    x = prepare_inputs(fs.images, in_size=args.size, method="standardize")[torch.as_tensor(rnd.train)]
+    x = to_input(fs.images, in_size=args.size, method="standardize")[torch.as_tensor(rnd.train)]
     y = torch.as_tensor(fs.labels[rnd.train])
     n_train = len(rnd.train)
     trainer, bare, whole = [], [], []

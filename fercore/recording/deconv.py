@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fercore.training.models import FERNet, layer_geometry, resolve_layer
+from fercore.training.models import FERNet, feature_modules, forward_features, layer_geometry
 
 __all__ = ["compact_switches", "deconv_project", "forward_switches", "run_features"]
 
@@ -28,13 +28,7 @@ def _pair(v) -> int:
 
 
 def _chain(model: FERNet, layer: str) -> list[tuple[str, nn.Module]]:
-    resolve_layer(model, layer)
-    out = []
-    for name, m in model.features.named_children():
-        out.append((f"features.{name}", m))
-        if f"features.{name}" == layer:
-            return out
-    raise ValueError(f"layer {layer!r} is not in model.features")
+    return feature_modules(model, layer)
 
 
 #: Projections computed together (the transposed convolutions run fastest on chunks of this size).
@@ -68,16 +62,19 @@ def run_features(model: FERNet, x: torch.Tensor, layer: str, *, through: bool = 
         Spatial size of each module's input.
     """
     switches, sizes = {}, {}
-    for name, m in _chain(model, layer):
-        sizes[name] = tuple(x.shape[-2:])
-        if name == layer and not through:
-            break
+
+    def step(name: str, m: nn.Module, t: torch.Tensor) -> torch.Tensor:
+        sizes[name] = tuple(t.shape[-2:])
         if isinstance(m, nn.MaxPool2d) and with_switches:
-            x, switches[name] = F.max_pool2d(x, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode,
+            t, switches[name] = F.max_pool2d(t, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode,
                                              return_indices=True)
-        else:
-            x = m(x)
-    return x, switches, sizes
+            return t
+        return m(t)
+
+    out = forward_features(model, x, until=layer, through=through, step=step)
+    if not through:
+        sizes[layer] = tuple(out.shape[-2:])  # the input of ``layer`` itself
+    return out, switches, sizes
 
 
 def compact_switches(model: FERNet, switches: dict, sizes: dict) -> dict:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fercore.training.models import FERNet, conv_layers
+from fercore.training.models import FERNet, conv_layers, feature_modules, forward_features
 
 __all__ = ["FaceAnalysis", "analyze_face", "cached_model"]
 
@@ -117,7 +117,7 @@ def analyze_face(reader, face: np.ndarray, *, top: int = 8) -> FaceAnalysis:
     -------
     FaceAnalysis
     """
-    from fercore.recording.record import model_inputs
+    from fercore.training.inputs import to_input
 
     face = _check_face(face)
     if int(top) < 1:
@@ -127,21 +127,22 @@ def analyze_face(reader, face: np.ndarray, *, top: int = 8) -> FaceAnalysis:
     convs = conv_layers(model)
     layers = [name for name in (reader.layers if reader.has_records else convs) if name in convs] or convs
     last = convs[-1]
-    x = model_inputs(face[None], in_size=model.spec.in_size, method=_normalize_method(reader))
+    x = to_input(face[None], in_size=model.spec.in_size, method=_normalize_method(reader))
 
     acts: dict[str, torch.Tensor] = {}
-    children = list(model.features.named_children())
-    cut = next(t for t, (name, _) in enumerate(children) if f"features.{name}" == last) + 1
+
+    def keep(name: str, m: torch.nn.Module, t: torch.Tensor) -> torch.Tensor:
+        out = m(t)
+        if name in layers:
+            acts[name] = out
+        return out
+
     with torch.no_grad():
-        h = x
-        for name, m in children[:cut]:
-            h = m(h)
-            if f"features.{name}" in layers:
-                acts[f"features.{name}"] = h
-        target = h  # (1, F, h, w) last conv output
+        target = forward_features(model, x, until=last, step=keep)  # (1, F, h, w) last conv output
+    after = feature_modules(model)[len(feature_modules(model, last)):]
 
     def head(t: torch.Tensor) -> torch.Tensor:  # last conv output -> logits
-        for _, m in children[cut:]:
+        for _, m in after:
             t = m(t)
         return model.classifier(torch.flatten(t, 1))
 

@@ -35,7 +35,7 @@ from fercore.store.records_h5 import (
     read_records_header,
     write_records,
 )
-from fercore.training.inputs import check_method, normalize, to_unit
+from fercore.training.inputs import check_method, normalize, to_input
 from fercore.training.models import FERNet, conv_layers, layer_geometry, resolve_layer
 from fercore.util import Progress, no_progress
 
@@ -44,29 +44,6 @@ __all__ = ["DEFAULT_K", "MAX_K", "record", "record_model"]
 DEFAULT_K = 16
 MAX_K = 1000
 _TOPK_LISTS = ("topk", "topk_distinct")
-
-
-def model_inputs(images: np.ndarray, *, in_size: int, method: str) -> torch.Tensor:
-    """Stored faces -> network input, exactly as training prepares them.
-
-    Parameters
-    ----------
-    images : (B, H, W) uint8
-    in_size : int
-    method : str
-        :func:`fercore.normalize.normalize` method.
-
-    Returns
-    -------
-    (B, 1, in_size, in_size) float32
-    """
-    x = to_unit(images)
-    if x.shape[-1] != in_size:
-        import torch.nn.functional as F
-
-        x = F.interpolate(x, size=(in_size, in_size), mode="bilinear", antialias=True,
-                          align_corners=False).clamp_(0.0, 1.0)
-    return normalize(x, method)
 
 
 def _check_k(k) -> int:
@@ -154,7 +131,7 @@ def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize
     with torch.no_grad(), LayerCapture(model, layers) as cap:
         for s in range(0, n, batch_size):
             e = min(s + batch_size, n)
-            run_features(model, model_inputs(faceset.images[s:e], in_size=in_size, method=normalize_method),
+            run_features(model, to_input(faceset.images[s:e], in_size=in_size, method=normalize_method),
                          deepest, through=True, with_switches=False)
             codes = np.array([group_code.setdefault(g, len(group_code)) for g in groups[s:e]], np.int64)
             for name, st in states.items():
@@ -253,7 +230,7 @@ def _fill_patches_and_deconv(model, fs: FaceSet, lists: dict, geos: dict, *, in_
     with torch.no_grad():
         for s in range(0, total, batch_size):
             chunk = wanted[s:s + batch_size]
-            unit = model_inputs(fs.images[chunk], in_size=in_size, method="none") + 0.5  # (B, 1, S, S) in [0, 1]
+            unit = to_input(fs.images[chunk], in_size=in_size, method="none") + 0.5  # (B, 1, S, S) in [0, 1]
             x = normalize(unit, method)
             pix = np.clip(np.round(unit[:, 0].numpy() * 255.0), 0, 255).astype(np.uint8)  # (B, S, S)
             switches = forward_switches(model, x, deepest)

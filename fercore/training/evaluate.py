@@ -94,7 +94,8 @@ def evaluate_run(run_dir, faceset_path, *, fold: int | None = None, progress: Pr
         ``path`` (the JSON written, or None).
     """
     from fercore.store.faceset_h5 import load_faceset
-    from fercore.training.loop import fold_rounds, prepare_inputs
+    from fercore.training.inputs import to_input
+    from fercore.training.loop import fold_rounds
 
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
@@ -121,7 +122,7 @@ def evaluate_run(run_dir, faceset_path, *, fold: int | None = None, progress: Pr
     usable = (fs.labels >= 0) & (to_run[np.maximum(fs.labels, 0)] >= 0)
     spec = ModelSpec(**cfg["model"])
     method = cfg.get("normalize", "standardize")
-    x = prepare_inputs(fs.images, in_size=spec.in_size, method=method)
+    x = to_input(fs.images, in_size=spec.in_size, method=method)
     rounds = {r.index: r for r in fold_rounds(fs)} if same else {}
     progress = progress or (lambda done, total, stage: None)
     conf = np.zeros((c_data, c_data), dtype=np.int64)

@@ -1,7 +1,8 @@
-"""Pixel normalisation applied between the stored uint8 faces and the network.
+"""Stored faces -> network input: resize to the model's side, then the pixel normalisation.
 
-The method is recorded in a FaceSet's ``meta["preprocess"]["normalize"]`` and in each run's
-config, so that training, recording and an uploaded photo all see the same input.
+:func:`to_input` is the one way a face reaches a network, in training, recording, evaluation and
+for an uploaded photo. The normalisation method is recorded in a FaceSet's
+``meta["preprocess"]["normalize"]`` and in each run's config.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+__all__ = ["METHODS", "check_method", "normalize", "normalize_method", "to_input", "to_unit"]
 
 METHODS = ("none", "standardize", "local_mean")
 
@@ -51,3 +54,33 @@ def normalize(x: torch.Tensor, method: str) -> torch.Tensor:
         return (x - mean) / std
     local = F.avg_pool2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
     return (x - local) * 4.0
+
+
+def normalize_method(meta: dict) -> str:
+    """The pixel normalisation a FaceSet asks for (``meta["preprocess"]["normalize"]``)."""
+    pre = meta.get("preprocess") or {}
+    return check_method(pre.get("normalize", "standardize") if isinstance(pre, dict) else "standardize")
+
+
+def to_input(images: np.ndarray, *, in_size: int, method: str | None) -> torch.Tensor:
+    """Stored faces -> network input.
+
+    Parameters
+    ----------
+    images : (N, H, W) uint8
+    in_size : int
+        The model's input side; images of another size are resized (area-weighted when
+        shrinking, bilinear when enlarging).
+    method : str or None
+        Normalisation method (:func:`normalize`); None returns unit-range
+        pixels (for augmentation before normalising).
+
+    Returns
+    -------
+    (N, 1, in_size, in_size) float32
+    """
+    x = to_unit(images)
+    if x.shape[-1] != in_size or x.shape[-2] != in_size:
+        x = F.interpolate(x, size=(in_size, in_size), mode="bilinear", antialias=True, align_corners=False)
+        x = x.clamp_(0.0, 1.0)
+    return x if method is None else normalize(x, method)

@@ -38,9 +38,9 @@ from fercore.data.faceset import FaceSet
 from fercore.store.faceset_h5 import load_faceset, read_faceset_info
 from fercore.store.layout import runs_dir
 from fercore.training.augment import AugmentParams, augment_batch
-from fercore.training.inputs import check_method, normalize, to_unit
+from fercore.training.inputs import normalize, normalize_method, to_input
 from fercore.training.losses import check_scheme, draw_labels, scheme_loss
-from fercore.training.models import ModelSpec, build_model
+from fercore.training.models import ModelSpec, build_model, forward_features
 from fercore.util import Progress, atomic_path, stable_hash, write_json
 
 __all__ = [
@@ -53,8 +53,6 @@ __all__ = [
     "default_device",
     "fold_rounds",
     "learning_rate",
-    "normalize_method",
-    "prepare_inputs",
     "run_dir_for",
     "train",
     "unit_variance_init",
@@ -242,36 +240,6 @@ def fold_rounds(fs: FaceSet, *, folds=None) -> list[Round]:
 # ------------------------------------------------------------------------------------------
 # Inputs, devices
 
-def normalize_method(meta: dict) -> str:
-    """The pixel normalisation a FaceSet asks for (``meta["preprocess"]["normalize"]``)."""
-    pre = meta.get("preprocess") or {}
-    return check_method(pre.get("normalize", "standardize") if isinstance(pre, dict) else "standardize")
-
-
-def prepare_inputs(images: np.ndarray, *, in_size: int, method: str | None) -> torch.Tensor:
-    """Stored faces -> network input.
-
-    Parameters
-    ----------
-    images : (N, H, W) uint8
-    in_size : int
-        The model's input side; images of another size are resized (area-weighted when
-        shrinking, bilinear when enlarging).
-    method : str or None
-        Normalisation method (:func:`fercore.normalize.normalize`); None returns unit-range
-        pixels (for augmentation before normalising).
-
-    Returns
-    -------
-    (N, 1, in_size, in_size) float32
-    """
-    x = to_unit(images)
-    if x.shape[-1] != in_size or x.shape[-2] != in_size:
-        x = F.interpolate(x, size=(in_size, in_size), mode="bilinear", antialias=True, align_corners=False)
-        x = x.clamp_(0.0, 1.0)
-    return x if method is None else normalize(x, method)
-
-
 def default_device() -> torch.device:
     """CUDA when present, CPU otherwise."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -339,15 +307,15 @@ def unit_variance_init(model: torch.nn.Module, x: torch.Tensor) -> None:
     """
     was = model.training
     model.eval()
-    h = x
-    for mod in model.features.children():
+
+    def step(name: str, mod: torch.nn.Module, h: torch.Tensor) -> torch.Tensor:
         if isinstance(mod, torch.nn.Conv2d):
-            out = F.conv2d(h, mod.weight, None, mod.stride, mod.padding, mod.dilation, mod.groups)
-            std = float(out.std())
+            std = float(F.conv2d(h, mod.weight, None, mod.stride, mod.padding, mod.dilation, mod.groups).std())
             if std > 0:
                 mod.weight.div_(std)
-        h = mod(h)
-    h = torch.flatten(h, 1)
+        return mod(h)
+
+    h = torch.flatten(forward_features(model, x, step=step), 1)
     linears = [m for m in model.classifier.children() if isinstance(m, torch.nn.Linear)]
     for mod in model.classifier.children():
         if isinstance(mod, torch.nn.Linear) and mod is not linears[-1]:
@@ -700,7 +668,7 @@ def train(faceset_path, spec: ModelSpec, config: TrainConfig, *, progress: Progr
     }
     write_json(run_dir / "config.json", config_doc)
 
-    x_unit = prepare_inputs(fs.images, in_size=spec.in_size, method=None)
+    x_unit = to_input(fs.images, in_size=spec.in_size, method=None)
     x_norm = normalize(x_unit, method)
     total = config.epochs * len(rounds)
     done = 0

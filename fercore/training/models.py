@@ -25,6 +25,8 @@ __all__ = [
     "ModelSpec",
     "build_model",
     "conv_layers",
+    "feature_modules",
+    "forward_features",
     "layer_geometry",
     "load_model",
     "resolve_layer",
@@ -245,6 +247,50 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
     if name not in modules or not name:
         raise ValueError(f"unknown layer {name!r}; conv layers are {', '.join(conv_layers(model))}")
     return modules[name]
+
+
+def feature_modules(model: FERNet, until: str | None = None) -> list[tuple[str, nn.Module]]:
+    """``(dotted name, module)`` of ``model.features`` in order, up to and including ``until``
+    (all when None); ValueError naming the valid layers when ``until`` is not in ``features``."""
+    out = [(f"features.{name}", m) for name, m in model.features.named_children()]
+    if until is None:
+        return out
+    names = [n for n, _ in out]
+    if until not in names:
+        resolve_layer(model, until)  # names the conv layers for an unknown name
+        raise ValueError(f"layer {until!r} is not in model.features; conv layers are {', '.join(conv_layers(model))}")
+    return out[: names.index(until) + 1]
+
+
+def forward_features(model: FERNet, x: torch.Tensor, *, until: str | None = None, through: bool = True,
+                     step: Callable[[str, nn.Module, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Run ``model.features`` on ``x`` module by module: the one walk every stage uses to run a
+    network up to a layer (recording, deconvnet switches, single-face analysis, initialisation).
+
+    Parameters
+    ----------
+    model : FERNet
+    x : (B, 1, S, S) float32
+        Normalised images (:func:`fercore.training.inputs.to_input`).
+    until : str, optional
+        Stop at this layer of ``features`` (dotted name); None runs all of ``features``.
+    through : bool
+        Return ``until``'s output (True) or its input (False).
+    step : callable(name, module, x) -> tensor, optional
+        Computes one module's output; default ``module(x)``, so forward hooks on the module fire.
+        A caller passes its own to keep pooling switches or rescale weights on the way.
+
+    Returns
+    -------
+    tensor
+        The output (or input) of ``until``; the output of ``features`` when ``until`` is None.
+    """
+    step = step or (lambda name, m, t: m(t))
+    for name, m in feature_modules(model, until):
+        if name == until and not through:
+            break
+        x = step(name, m, x)
+    return x
 
 
 @dataclass(frozen=True)

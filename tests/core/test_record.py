@@ -8,9 +8,10 @@ import torch
 from fercore.data.faceset import FaceSet
 from fercore.recording.deconv import deconv_project
 from fercore.recording.hooks import LayerCapture, hook_count
-from fercore.recording.record import model_inputs, record, record_model
+from fercore.recording.record import record, record_model
 from fercore.store.faceset_h5 import save_faceset
 from fercore.store.records_h5 import RECORDS_SCHEMA, read_records_header
+from fercore.training.inputs import to_input
 from fercore.training.models import ModelSpec, build_model, conv_layers, layer_geometry, load_model
 
 
@@ -64,7 +65,7 @@ def test_topk_matches_max_matrix_and_patches_are_image_crops(tmp_path):
     head = read_records_header(path)
     assert head["schema_version"] == RECORDS_SCHEMA and head["k"] == 5 and head["n"] == len(fs)
     assert head["layers"] == conv_layers(model)
-    x = model_inputs(fs.images, in_size=16, method="standardize")
+    x = to_input(fs.images, in_size=16, method="standardize")
     with torch.no_grad(), LayerCapture(model, conv_layers(model)) as cap:
         model(x)
         outs = {k: v.clone() for k, v in cap.outputs.items()}
@@ -352,7 +353,7 @@ def test_recorded_projections_equal_projections_from_scratch(tmp_path, layers):
                  subjects=np.array([f"s{i % 7}" for i in range(n)]), folds=np.arange(n) % 2)
     path = record_model(model, fs, tmp_path / "r.h5", normalize_method="standardize", k=4, batch_size=3,
                         layers=layers)
-    x = model_inputs(fs.images, in_size=19, method="standardize")
+    x = to_input(fs.images, in_size=19, method="standardize")
     with h5py.File(path) as f:
         for layer in f["layers"]:
             for key in ("topk", "topk_distinct"):

@@ -11,7 +11,8 @@ from fercore.cli import main
 from fercore.store.faceset_h5 import save_faceset
 from fercore.store.layout import RunError, list_runs, load_config, load_metrics, run_faceset_path
 from fercore.training.evaluate import evaluate_run, label_mapping
-from fercore.training.loop import TrainConfig, prepare_inputs, train
+from fercore.training.inputs import to_input
+from fercore.training.loop import TrainConfig, train
 from fercore.training.models import FERNet, load_model
 
 
@@ -56,7 +57,7 @@ def test_model_reproduces_the_recorded_test_accuracy(trained):
 
     fs = load_faceset(path)
     test = fold_rounds(fs, folds=[1])[0].test
-    x = prepare_inputs(fs.images[test], in_size=16, method=load_config(run)["normalize"])
+    x = to_input(fs.images[test], in_size=16, method=load_config(run)["normalize"])
     with torch.inference_mode():
         acc = float((load_model(run, 1)(x).argmax(1).numpy() == fs.labels[test]).mean())
     assert acc == pytest.approx(load_metrics(run)["folds"][0]["test_acc"])

@@ -57,12 +57,12 @@ def test_gradcam_equals_per_class_backward(reader):
     import torch
     import torch.nn.functional as F
 
-    from fercore.recording.record import model_inputs
+    from fercore.training.inputs import to_input
 
     face = reader.faceset().images[5]
     res = analyze_face(reader, face)
     model = cached_model(reader.run_dir)
-    x = model_inputs(face[None], in_size=16, method="standardize")
+    x = to_input(face[None], in_size=16, method="standardize")
     store = {}
     handle = model.features.conv3.register_forward_hook(lambda m, i, o: store.update(a=o))
     try:

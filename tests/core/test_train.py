@@ -257,11 +257,12 @@ def test_normalisation_comes_from_the_faceset(tmp_path):
 def test_unit_variance_init_gives_unit_std_layer_outputs():
     import torch
 
-    from fercore.training.loop import prepare_inputs, unit_variance_init
+    from fercore.training.inputs import to_input
+    from fercore.training.loop import unit_variance_init
     from fercore.training.models import build_model
 
     fs = make_faceset(n=30)
-    x = prepare_inputs(fs.images, in_size=16, method="standardize")
+    x = to_input(fs.images, in_size=16, method="standardize")
     model = build_model(SPEC)
     before = model.classifier.fc2.weight.clone()
     unit_variance_init(model, x)
