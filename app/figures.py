@@ -14,6 +14,27 @@ import plotly.graph_objects as go
 #: Colours of the dashboard (the theme's primary colour first).
 ACCENT = "#c2410c"
 BOX_RGB = (234, 88, 12)
+#: How a filter's deepest stage of the funnel (0 none ... 4 in the AU's region) is shown.
+STAGE_NAMES = ("none", "raw", "distinct top-K", "beyond emotion", "in the AU's region")
+STAGE_MARKS = ("·", "raw", "distinct", "✓ beyond emotion", "✓ in region")
+#: −log10 q is drawn up to this (q below 1e-12 reads as "at least 12").
+NEG_LOG10_CAP = 12.0
+
+
+def neg_log10(q: np.ndarray, cap: float = NEG_LOG10_CAP) -> np.ndarray:
+    """−log10 of q-values for display, capped at ``cap`` (NaN stays NaN)."""
+    q = np.asarray(q, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.minimum(-np.log10(np.clip(q, 10.0 ** -cap, 1.0)), cap)
+
+
+def class_rows(rows: list[list[np.ndarray]], *, per_class: int, size: int) -> np.ndarray:
+    """One row of ``per_class`` tiles per class (missing tiles white): ``skimage.util.montage``."""
+    from skimage.util import montage
+
+    blank = np.full((size, size), 255, np.uint8)
+    tiles = [t for row in rows for t in (list(row) + [blank] * (per_class - len(row)))[:per_class]]
+    return montage(np.stack(tiles), grid_shape=(len(rows), per_class), fill=255).astype(np.uint8)
 
 
 def to_uint8(a: np.ndarray) -> np.ndarray:
@@ -84,17 +105,29 @@ def png_bytes(img: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def heatmap(z: np.ndarray, *, x: list[str], y: list[str], title: str, zlabel: str,
-            colorscale: str = "RdBu_r", zmid: float | None = 0.0, height: int | None = None) -> go.Figure:
-    """A plotly heat map whose cells can be selected (box/lasso select or click)."""
+def heatmap(z: np.ndarray, *, x: list[str], y: list[str], title: str, zlabel: str, diverging: bool = False,
+            marks: np.ndarray | None = None, height: int | None = None) -> go.Figure:
+    """A plotly heat map whose cells can be selected (click, box or lasso); AU labels on the top
+    axis as well as the bottom; ``marks`` (same shape, bool) draws a ring on the marked cells.
+    ``diverging`` centres a red-blue scale on 0 (correlations, excess), else a sequential one."""
     z = np.asarray(z, dtype=float)
-    fig = go.Figure(go.Heatmap(z=z, x=x, y=y, colorscale=colorscale, zmid=zmid,
-                               colorbar={"title": zlabel},
-                               hovertemplate="%{y} × %{x}<br>" + zlabel + " %{z:.3f}<extra></extra>"))
-    fig.update_layout(title=title, height=height or max(360, 14 * len(y) + 160),
-                      margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    scale = dict(colorscale="RdBu_r", zmid=0.0) if diverging else dict(colorscale="Oranges")
+    fig = go.Figure(go.Heatmap(z=z, x=x, y=y, **scale, colorbar={"title": zlabel},
+                               hovertemplate="%{y} × %{x}<br>" + zlabel + " %{z:.3g}<extra></extra>"))
+    if marks is not None and np.any(marks):
+        yi, xi = np.nonzero(np.asarray(marks, bool))
+        fig.add_trace(go.Scatter(x=[x[i] for i in xi], y=[y[i] for i in yi], mode="markers", hoverinfo="skip",
+                                 marker={"symbol": "circle-open", "size": 9, "color": "black", "line": {"width": 1.5}},
+                                 name="beyond emotion", showlegend=False))
+    fig.update_layout(title=title, height=height or max(360, 14 * len(y) + 180),
+                      margin={"l": 10, "r": 10, "t": 90, "b": 10},
                       yaxis={"autorange": "reversed", "type": "category"},
-                      xaxis={"type": "category", "tickangle": -45}, dragmode="select")
+                      xaxis={"type": "category", "tickangle": -45, "side": "bottom"},
+                      xaxis2={"type": "category", "overlaying": "x", "side": "top", "tickangle": -45,
+                              "matches": "x", "showgrid": False},
+                      dragmode="select")
+    fig.add_trace(go.Scatter(x=x, y=[y[0]] * len(x) if y else [], xaxis="x2", mode="markers",
+                             marker={"opacity": 0}, hoverinfo="skip", showlegend=False))
     return fig
 
 

@@ -1,17 +1,18 @@
-"""Every cached loader of the dashboard, in one module.
+"""Every cached loader of the dashboard, in one module: wrappers around fercore's read API.
 
-Views call these functions and lay out what they return; they never read files or run models
-themselves. ``st.cache_resource`` holds objects shared by every browser session (run readers,
-FaceSets); ``st.cache_data`` holds arrays, tables and figures keyed by their (hashable) arguments.
-Arguments whose names start with ``_`` are not hashed.
+Views call these functions and lay out what they return; no rule of the analysis lives here (what
+counts as AU-selective, which AU a filter is judged by, how an upload is preprocessed: all in
+fercore). ``st.cache_resource`` holds objects shared by every browser session (run readers,
+FaceSets); ``st.cache_data`` holds arrays, tables and figures keyed by their (hashable)
+arguments. Arguments whose names start with ``_`` are not hashed.
 
-Runs are addressed by their directory as a string, so every cached value is keyed by the run.
+Runs are addressed by their directory as a string, and every cached value is also keyed by the
+records file's modification time (``stamp``), so a rebuilt file is read afresh.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from pathlib import Path
 
@@ -20,10 +21,9 @@ import pandas as pd
 import streamlit as st
 
 from app import figures
-from fercore.store.layout import runs_dir
 
-# The model of a run is shared by every browser connected to the server; a forward pass with hooks
-# must not interleave with another one.
+# The model of a run is shared by every browser connected to the server; a forward pass must not
+# interleave with another one on the same module objects.
 _MODEL_LOCK = threading.Lock()
 # Two browser tabs opening an empty cache build the default once: the second waits, then finds
 # every stage cached.
@@ -33,63 +33,34 @@ _BUILD_LOCK = threading.Lock()
 # ----------------------------------------------------------------------------------------- runs
 @st.cache_data(ttl=5, show_spinner=False)
 def list_runs() -> list[dict]:
-    """Every trained run under the cache's ``runs/`` folder (runs still training are left out),
-    recorded runs first, newest first.
+    """Every trained run in the cache (runs still training are left out), recorded runs first,
+    newest first: ``{"run_dir", "name", "dataset", "model", "label"}`` per run."""
+    from fercore.store.layout import list_runs as runs
 
-    Returns
-    -------
-    list of dict
-        ``{"run_dir", "name", "dataset", "model", "label"}`` per run.
-    """
-    root = runs_dir()
+    done = [r for r in runs() if r.mean_acc is not None]
+    done.sort(key=lambda r: (r.recorded, (r.dir / "metrics.json").stat().st_mtime), reverse=True)
     out = []
-    if not root.is_dir():
-        return out
-    # Runs whose training finished (metrics.json written); recorded ones first, newest first.
-    dirs = [d for d in root.iterdir() if d.is_dir() and (d / "config.json").is_file() and (d / "metrics.json").is_file()]
-    dirs.sort(key=lambda d: ((d / "records.h5").exists(), (d / "metrics.json").stat().st_mtime), reverse=True)
-    for d in dirs:
-        try:
-            config = json.loads((d / "config.json").read_text())
-        except (OSError, ValueError):
-            continue
-        dataset = _dataset_name(config)
-        model = _model_name(config)
-        out.append({"run_dir": str(d), "name": d.name, "dataset": dataset, "model": model,
-                    "label": f"{d.name} · {dataset} · {model}"})
+    for r in done:
+        model = _model_name(r.dir)
+        out.append({"run_dir": str(r.dir), "name": r.name, "dataset": r.dataset, "model": model,
+                    "label": f"{r.name} · {r.dataset} · {model}"})
     return out
 
 
-def _dataset_name(config: dict) -> str:
-    for key in ("faceset", "dataset", "data"):
-        v = config.get(key)
-        if isinstance(v, dict):
-            for k in ("name", "source", "path"):
-                if v.get(k):
-                    return Path(str(v[k])).stem if k == "path" else str(v[k])
-        elif v:
-            return Path(str(v)).stem
-    return "?"
+def _model_name(run_dir: Path) -> str:
+    from fercore.store.layout import load_config
 
-
-def _model_name(config: dict) -> str:
-    spec = config.get("model") or config.get("spec") or {}
-    if isinstance(spec, dict):
-        arch = spec.get("arch", "?")
-        width = spec.get("width")
-        size = spec.get("in_size")
-        channels = spec.get("channels")
-        shape = ("conv " + "/".join(map(str, channels)) if isinstance(channels, list | tuple) and channels
-                 else f"width {width:g}" if isinstance(width, int | float) else "")
-        extra = ", ".join(x for x in (shape, f"{size}px" if size else "",
-                                       "+ AU head" if spec.get("n_aus") else "") if x)
-        return f"{arch} ({extra})" if extra else str(arch)
-    return str(spec)
+    spec = load_config(run_dir)["model"]
+    channels = spec.get("channels")
+    shape = "conv " + "/".join(map(str, channels)) if channels else f"width {spec.get('width', 1.0):g}"
+    extra = ", ".join(x for x in (shape, f"{spec['in_size']}px" if spec.get("in_size") else "",
+                                   "+ AU head" if spec.get("n_aus") else "") if x)
+    return f"{spec.get('arch', '?')} ({extra})"
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def reader(run_dir: str, stamp: float = 0.0):
-    """The run's :class:`fercore.reader.RunReader` (cheap to open; caches its own arrays)."""
+    """The run's :class:`fercore.store.reader.RunReader` (cheap to open; caches its own arrays)."""
     from fercore.store.reader import open_run
 
     return open_run(run_dir)
@@ -101,42 +72,23 @@ def records_stamp(run_dir: str) -> float:
     return p.stat().st_mtime if p.exists() else 0.0
 
 
-def get_reader(run_dir: str):
-    """The cached reader of the records file as it is now on disk."""
-    return reader(run_dir, records_stamp(run_dir))
-
-
 @st.cache_resource(show_spinner=False, max_entries=4)
 def faceset(run_dir: str, stamp: float = 0.0):
     """The FaceSet the run was recorded on (shared, never copied)."""
     return reader(run_dir, stamp).faceset()
 
 
-def get_faceset(run_dir: str):
-    return faceset(run_dir, records_stamp(run_dir))
-
-
 # ------------------------------------------------------------------------------------ overview
 @st.cache_data(show_spinner=False, max_entries=16)
 def montage(run_dir: str, stamp: float, *, per_class: int = 8, size: int = 64) -> tuple[np.ndarray, pd.DataFrame]:
-    """A montage of the data set, one row per class, and the counts per class.
-
-    Returns
-    -------
-    image : (C*size, per_class*size) uint8
-    counts : DataFrame with columns class, images
-    """
+    """A montage of the data set, one row per class (the first images of each), and the counts."""
     fs = faceset(run_dir, stamp)
     rows, counts = [], []
-    rng = np.random.default_rng(0)
     for c, name in enumerate(fs.class_names):
         idx = np.flatnonzero(fs.labels == c)
         counts.append({"class": name, "images": int(len(idx))})
-        pick = rng.choice(idx, size=min(per_class, len(idx)), replace=False) if len(idx) else idx
-        tiles = [figures.resize(fs.images[i], size) for i in np.sort(pick)]
-        tiles += [np.full((size, size), 255, np.uint8)] * (per_class - len(tiles))
-        rows.append(np.concatenate(tiles, axis=1))
-    return np.concatenate(rows, axis=0), pd.DataFrame(counts)
+        rows.append([figures.resize(fs.images[i], size) for i in idx[:per_class]])
+    return figures.class_rows(rows, per_class=per_class, size=size), pd.DataFrame(counts)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -153,27 +105,23 @@ def layer_table(run_dir: str, stamp: float) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def metrics_view(run_dir: str, stamp: float) -> dict:
-    """What the overview shows from ``metrics.json`` (written by :func:`fercore.train.train`).
+    """What the overview shows from ``metrics.json`` (written by training).
 
     Returns
     -------
     dict
-        ``protocol`` (str, in words), ``protocol_items`` (dict), ``folds`` (DataFrame fold/test
-        accuracy/best validation accuracy/best epoch), ``mean`` and ``sd`` (float or None),
-        ``summary`` (str), ``confusion`` ((C, C) counts or None), ``curves`` (long DataFrame
-        fold/epoch/series/value or None).
+        ``protocol`` (str), ``protocol_items`` (dict), ``folds`` (DataFrame), ``mean``, ``sd``,
+        ``confusion`` ((C, C) counts or None), ``curves`` (long DataFrame fold/epoch/series/value
+        or None).
     """
-    r = reader(run_dir, stamp)
-    m = r.metrics or {}
+    m = reader(run_dir, stamp).metrics or {}
     folds = [f for f in m.get("folds", []) if isinstance(f, dict)]
     table = pd.DataFrame([{"fold": f.get("fold", i), "test accuracy": f.get("test_acc"),
                            "best validation accuracy": f.get("best_val_acc"), "best epoch": f.get("best_epoch"),
                            "test images": f.get("n_test")} for i, f in enumerate(folds)])
-    curves = []
-    for i, f in enumerate(folds):
-        for series, values in (f.get("curves") or {}).items():
-            curves += [{"fold": f.get("fold", i), "epoch": e + 1, "series": series, "value": float(v)}
-                       for e, v in enumerate(values) if isinstance(v, int | float)]
+    curves = [{"fold": f.get("fold", i), "epoch": e + 1, "series": series, "value": float(v)}
+              for i, f in enumerate(folds) for series, values in (f.get("curves") or {}).items()
+              for e, v in enumerate(values) if isinstance(v, int | float)]
     protocol = m.get("protocol")
     if isinstance(protocol, dict):
         text = str(protocol.get("text") or "; ".join(f"{k}: {v}" for k, v in protocol.items()))
@@ -181,64 +129,125 @@ def metrics_view(run_dir: str, stamp: float) -> dict:
     else:
         text, items = (str(protocol) if protocol else "not stated in metrics.json"), {}
     conf = m.get("confusion")
-    return {
-        "protocol": text, "protocol_items": items, "folds": table,
-        "mean": m.get("mean_test_acc"), "sd": m.get("sd_test_acc"), "summary": m.get("summary", ""),
-        "confusion": None if conf is None else np.asarray(conf, dtype=float),
-        "curves": pd.DataFrame(curves) if curves else None,
-    }
+    return {"protocol": text, "protocol_items": items, "folds": table, "mean": m.get("mean_test_acc"),
+            "sd": m.get("sd_test_acc"), "confusion": None if conf is None else np.asarray(conf, dtype=float),
+            "curves": pd.DataFrame(curves) if curves else None}
 
 
-# ------------------------------------------------------------------------------------- filters
+# ------------------------------------------------------------------------------------ analysis
 @st.cache_data(show_spinner=False, max_entries=64)
-def topk(run_dir: str, stamp: float, layer: str, f: int, distinct: bool):
-    """The filter's top-K (the reader's TopK dataclass) as a plain dict of arrays."""
+def topk(run_dir: str, stamp: float, layer: str, f: int, distinct: bool) -> dict:
+    """The filter's top-K (the reader's TopK) as a plain dict of arrays."""
     t = reader(run_dir, stamp).topk(layer, int(f), distinct=distinct)
     return {k: np.asarray(getattr(t, k)) for k in ("index", "activation", "pos", "box", "patch", "deconv")}
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def au_stats(run_dir: str, stamp: float, layer: str) -> dict:
-    """Filter × AU statistics of a layer as a dict of arrays (see ``AUStats``)."""
-    s = reader(run_dir, stamp).au_stats(layer)
-    out = {}
-    for k in ("topk_share", "corr", "corr_within", "pval", "qval", "spatial", "kl", "base_rate", "au_cooc"):
-        v = getattr(s, k, None)
-        if v is not None:
-            out[k] = np.asarray(v, dtype=float)
-    return out
+def evidence(run_dir: str, stamp: float, layer: str):
+    """What ``analyze`` stored for a layer (:class:`fercore.store.reader.LayerEvidence`; the
+    reader caches it)."""
+    return reader(run_dir, stamp).evidence(layer)
 
 
-#: Statistics of the FAU map: label -> (key in au_stats, transform)
+def summary(run_dir: str, stamp: float) -> dict:
+    """The stored summary (the funnel per layer for the run and its null)."""
+    return reader(run_dir, stamp).summary()
+
+
+def criteria(run_dir: str, stamp: float):
+    """The :class:`fercore.analysis.criteria.Criteria` the run was analysed with."""
+    from fercore.analysis.criteria import Criteria
+
+    return Criteria(**reader(run_dir, stamp).analysis_info()["criteria"])
+
+
+def verdict(run_dir: str, stamp: float, layer: str, f: int, a: int) -> list[dict]:
+    """The funnel for one filter and AU, stage by stage (:func:`fercore.analysis.criteria.verdict`)."""
+    from fercore.analysis.criteria import verdict as rule
+
+    ev = evidence(run_dir, stamp, layer)
+    return rule({**ev, "spatial": ev["spatial_distinct"]}, criteria(run_dir, stamp), int(f), int(a))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def evidence_table(run_dir: str, stamp: float, layers: tuple[str, ...]) -> pd.DataFrame:
+    """The ranked filter × AU table of the layers (what ``analyze --csv`` writes)."""
+    from fercore.analysis.summary import CSV_COLUMNS, evidence_rows
+
+    rows = evidence_rows(reader(run_dir, stamp), list(layers))
+    return pd.DataFrame(rows, columns=list(CSV_COLUMNS))
+
+
+def evidence_csv(run_dir: str, stamp: float, layers: tuple[str, ...]) -> str:
+    from fercore.analysis.summary import evidence_csv as to_csv
+    from fercore.analysis.summary import evidence_rows
+
+    return to_csv(evidence_rows(reader(run_dir, stamp), list(layers)))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def au_labels(run_dir: str, stamp: float) -> list[str]:
+    """``AU12 lip corner puller`` style labels for the run's AU columns."""
+    from fercore.data.facs import au_name
+
+    return [au_name(int(a)) for a in reader(run_dir, stamp).au_ids]
+
+
+#: What the FAU map can show: label -> (stored figure, unit shown).
 STATISTICS = {
-    "top-K co-occurrence": "topk_share",
-    "KL selectivity (per filter)": "kl",
-    "correlation": "corr",
-    "emotion-controlled correlation": "corr_within",
-    "spatial score": "spatial",
-    "−log10 p (BH q)": "qval",
+    "distinct top-K AU share": "share_distinct",
+    "raw top-K AU share": "share_raw",
+    "excess over the emotions' prediction": "excess",
+    "within-emotion test, −log10 q": "q_emotion",
+    "correlation with the AU": "r_au",
+    "partial correlation given the emotion": "r_partial",
+    "share of maxima in the AU's region": "spatial_distinct",
 }
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def filter_order(run_dir: str, stamp: float, layer: str, by: str) -> np.ndarray:
-    """Filter indices sorted by ``by``: "selectivity" (KL, high first), "AU" (best AU, then
-    strength), "cluster" (hierarchical clustering leaves of the top-K AU profile), "index"."""
-    s = au_stats(run_dir, stamp, layer)
-    share = s["topk_share"]
-    n = share.shape[0]
-    if by == "selectivity":
-        return np.argsort(-s["kl"], kind="stable")
-    if by == "AU":
-        best = np.nanargmax(np.nan_to_num(share, nan=-1), axis=1)
-        strength = np.nanmax(np.nan_to_num(share, nan=-1), axis=1)
-        return np.lexsort((-strength, best))
-    if by == "cluster" and n > 2:
-        from scipy.cluster.hierarchy import leaves_list, linkage
+def fau_heatmap(run_dir: str, stamp: float, layer: str, stat_label: str, order_by: str):
+    """The FAU map of a layer: (figure, data frame of the values shown, name of the values).
 
-        x = np.nan_to_num(share - s["base_rate"][None, :])
-        return np.asarray(leaves_list(linkage(x, method="average", metric="euclidean")))
-    return np.arange(n)
+    Rows are filters in the stored order ``order_by`` ("evidence", "cluster", "index"); each row
+    label ends in the deepest stage of the funnel the filter reaches; cells where the pair passes
+    the beyond-emotion stage are marked."""
+    ev = evidence(run_dir, stamp, layer)
+    key = STATISTICS[stat_label]
+    order = filter_order(run_dir, stamp, layer, order_by)
+    au_short = [f"AU{int(a)}" for a in ev["au_ids"]]
+    z = np.asarray(ev[key], dtype=float)
+    if key == "q_emotion":
+        z = figures.neg_log10(z)
+    z = z[order]
+    depth = np.asarray(ev["stage"]).max(axis=1)
+    ylabels = [f"#{int(f)} {figures.STAGE_MARKS[int(depth[f])]}" for f in order]
+    marks = np.asarray(ev["beyond_emotion"])[order]
+    fig = figures.heatmap(z, x=au_short, y=ylabels, marks=marks, title=f"{layer}: filters × AUs — {stat_label}",
+                          zlabel=stat_label, diverging=key in ("excess", "r_au", "r_partial"))
+    df = pd.DataFrame(z, index=[f"filter {int(f)}" for f in order], columns=au_short)
+    df.insert(0, "stage reached", [figures.STAGE_NAMES[int(depth[f])] for f in order])
+    return fig, df, stat_label
+
+
+def filter_order(run_dir: str, stamp: float, layer: str, by: str) -> np.ndarray:
+    """Filter indices in a stored order: "evidence" (deepest stage first), "cluster" (filters with
+    the same preferred AUs together) or "index"."""
+    ev = evidence(run_dir, stamp, layer)
+    if by == "evidence":
+        return np.asarray(ev["order_evidence"])
+    if by == "cluster":
+        return np.asarray(ev["order_cluster"])
+    return np.arange(ev.n_filters)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cooc_heatmap(run_dir: str, stamp: float):
+    """The data set's AU × AU co-occurrence: (figure, data frame)."""
+    cooc = reader(run_dir, stamp).analysis_arrays()["au_cooc"]
+    au_short = [f"AU{int(a)}" for a in reader(run_dir, stamp).au_ids]
+    fig = figures.heatmap(cooc, x=au_short, y=au_short, title="P(column AU present | row AU present)",
+                          zlabel="co-occurrence", height=560)
+    return fig, pd.DataFrame(cooc, index=au_short, columns=au_short)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -246,8 +255,9 @@ def filter_grid(run_dir: str, stamp: float, layer: str, kind: str, size: int = 4
     """PNG bytes per filter (index = filter): its top patch ("patch") or the deconvnet
     projection of its top activation ("deconv"), ``size`` pixels square."""
     r = reader(run_dir, stamp)
+    arrays = r.topk_arrays(layer)
     tiles = []
-    for f in range(r.n_filters(layer)):
+    for f in range(len(arrays["index"])):
         t = r.topk(layer, f)
         img = t.patch[0] if kind == "patch" else figures.to_uint8(t.deconv[0])
         tiles.append(figures.png_bytes(figures.resize(img, size)))
@@ -266,7 +276,7 @@ def filter_grid_png(run_dir: str, stamp: float, layer: str, kind: str, order: tu
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def filter_panels(run_dir: str, stamp: float, layer: str, f: int, distinct: bool) -> dict:
-    """Everything the Filters view shows of one filter, drawn once and cached.
+    """Everything the Filters view shows of one filter's top-K, drawn once and cached.
 
     Returns
     -------
@@ -278,246 +288,49 @@ def filter_panels(run_dir: str, stamp: float, layer: str, f: int, distinct: bool
     t = topk(run_dir, stamp, layer, f, distinct)
     fs = faceset(run_dir, stamp)
     scale = max(1, 128 // fs.size)
+    size_in = int(reader(run_dir, stamp).header.get("image_size", fs.size))
     out = {"patches": [], "deconv": [], "sources": [], "captions": [], "source_captions": []}
     src = []
     for i, idx in enumerate(t["index"]):
-        idx = int(idx)
-        if idx < 0:  # a distinct list pads with -1 when the data has fewer groups than K
+        if idx < 0:
             continue
         out["patches"].append(figures.png_bytes(figures.resize(t["patch"][i], 96)))
         out["deconv"].append(figures.png_bytes(figures.resize(figures.to_uint8(t["deconv"][i]), 96)))
-        img = figures.draw_box(fs.images[idx], t["box"][i], scale=scale, thickness=2)
+        face = figures.resize(fs.images[idx], size_in)
+        img = figures.draw_box(face, t["box"][i], scale=scale)
         src.append(img)
         out["sources"].append(figures.png_bytes(img))
         label = fs.class_names[fs.labels[idx]] if fs.labels[idx] >= 0 else "unlabelled"
         present = [f"AU{int(a)}" for a, v in zip(fs.au_ids, fs.aus[idx], strict=True) if v > 0]
-        out["captions"].append(f"act {t['activation'][i]:.2f}")
+        out["captions"].append(f"act {t['activation'][i]:.3g}")
         out["source_captions"].append(f"#{idx} {label}: " + (" ".join(present) if present else "no AU"))
     out["sources_png"] = figures.png_bytes(figures.tile(src, cols=8)) if src else b""
     out["n"] = len(src)
     return out
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def best_aus(run_dir: str, stamp: float, layer: str) -> np.ndarray:
-    """(F,) int: per filter, the AU column whose top-K share is furthest above its base rate."""
-    s = au_stats(run_dir, stamp, layer)
-    return np.nanargmax(np.nan_to_num(s["topk_share"] - s["base_rate"][None, :], nan=-9), axis=1)
+# ------------------------------------------------------------------------------------ the null
+def null_kind(run_dir: str, stamp: float) -> str:
+    """The null network the stored analysis compared with ("" when none)."""
+    return str(reader(run_dir, stamp).analysis_info().get("null") or "")
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def fau_heatmap(run_dir: str, stamp: float, layer: str, stat_label: str, order_by: str, distinct: bool = False,
-                nstamp: float = 0.0):
-    """The FAU map of a layer: (figure, data frame of the shown values, value name).
-
-    ``topk_share`` is shown minus the AU's base rate (with ``distinct``, the share of the distinct
-    top-K list, one image per sequence or subject), ``qval`` as −log10 q, ``kl`` (one value per
-    filter) repeated across the AUs. Each row label ends in ✓ when the filter survives every
-    control for at least one AU (:func:`survives`), ✗ otherwise.
-    """
-    s = au_stats(run_dir, stamp, layer)
-    key = STATISTICS[stat_label]
-    order = filter_order(run_dir, stamp, layer, order_by)
-    au_short = [f"AU{int(a)}" for a in reader(run_dir, stamp).au_ids]
-    sel = summary(run_dir, stamp, nstamp).selectivity[layer]
-    zmid, colorscale, zname = 0.0, "RdBu_r", stat_label
-    if key == "topk_share" and distinct:
-        z, zname = sel.share_distinct - s["base_rate"][None, :], "distinct top-K share − base rate"
-    else:
-        z = _stat_values(s, key, len(au_short))
-        if key in ("qval", "kl", "spatial"):
-            zmid, colorscale = None, "Oranges"
-        elif key == "topk_share":
-            zname = "top-K share − base rate"
-    ok = survives(sel)
-    z = z[order]
-    ylabels = [f"filter {int(f)} {'✓' if ok[f] else '✗'}" for f in order]
-    fig = figures.heatmap(z, x=au_short, y=ylabels, title=f"{layer}: filters × AUs ({zname}); ✓ survives the controls",
-                          zlabel=zname, colorscale=colorscale, zmid=zmid)
-    df = pd.DataFrame(z, index=[f"filter {int(f)}" for f in order], columns=au_short)
-    df.insert(0, "survives controls", [bool(ok[f]) for f in order])
-    return fig, df, zname
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def cooc_heatmap(run_dir: str, stamp: float, layer: str):
-    """The data set's AU × AU co-occurrence: (figure, data frame)."""
-    cooc = au_stats(run_dir, stamp, layer)["au_cooc"]
-    au_short = [f"AU{int(a)}" for a in reader(run_dir, stamp).au_ids]
-    fig = figures.heatmap(cooc, x=au_short, y=au_short, title="P(column AU present | row AU present)",
-                          zlabel="co-occurrence", colorscale="Oranges", zmid=None, height=560)
-    return fig, pd.DataFrame(cooc, index=au_short, columns=au_short)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def match_table(run_dir: str, stamp: float, layer: str) -> tuple[pd.DataFrame, str]:
-    """The ranked filter↔AU match table and its CSV text."""
-    r = reader(run_dir, stamp)
-    return pd.DataFrame(r.match_table(layer)), r.match_csv(layer)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def au_labels(run_dir: str, stamp: float) -> list[str]:
-    """``AU12 lip corner puller`` style labels for the run's AU columns."""
-    from fercore.data.facs import au_name
-
-    out = []
-    for a in reader(run_dir, stamp).au_ids:
-        try:
-            out.append(au_name(int(a)))  # "AU12 lip corner puller"
-        except (KeyError, ValueError):
-            out.append(f"AU{int(a)}")
-    return out
-
-
-# ------------------------------------------------------------------------------ honest controls
-#: The null network the dashboard compares with.
-NULL_KIND = "untrained"
-
-
-def null_stamp(run_dir: str) -> float:
-    """Modification time of the null network's records file (0.0 when it is not recorded)."""
-    p = Path(run_dir) / "null" / NULL_KIND / "records.h5"
-    return p.stat().st_mtime if p.exists() else 0.0
-
-
-@st.cache_resource(show_spinner=False, max_entries=8)
-def summary(run_dir: str, stamp: float, nstamp: float):
-    """The run's :class:`fercore.summary.Summary` (counts per control, per-filter criteria, null
-    thresholds), read-only: the null is used when it is recorded, never built here.
-
-    Cached as a shared resource (it is only read) keyed by the records' and the null's stamps, so
-    building the null gives a new summary.
-    """
-    from fercore.analysis.summary import summarize
-
-    return summarize(run_dir, null=NULL_KIND, build_null=False)
-
-
-def get_summary(run_dir: str, stamp: float):
-    """The cached summary of the run as its records and null are on disk now."""
-    return summary(run_dir, stamp, null_stamp(run_dir))
-
-
-@st.cache_resource(show_spinner=False, max_entries=8)
-def null_reader(run_dir: str, nstamp: float):
-    """The null network's reader (None when it is not recorded)."""
-    if not nstamp:
-        return None
-    from fercore.store.reader import open_run
-
-    return open_run(Path(run_dir) / "null" / NULL_KIND)
-
-
-def _stat_values(s: dict, key: str, n_au: int) -> np.ndarray:
-    """(F, A) values of statistic ``key`` as the FAU map shows them (see :func:`fau_heatmap`)."""
-    z = np.asarray(s[key], dtype=float)
-    if key == "qval":
-        return -np.log10(np.clip(z, 1e-300, 1.0))
-    if key == "kl":
-        return np.repeat(z[:, None], n_au, axis=1)
-    if key == "topk_share":
-        return z - s["base_rate"][None, :]
-    return z
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def null_p95(run_dir: str, stamp: float, nstamp: float, layer: str, key: str) -> np.ndarray | None:
-    """(A,) float: the null network's 95th percentile (over its filters) of statistic ``key`` per
-    AU, in the units the FAU map shows (top-K shares minus the base rate, −log10 q); None without
-    a null.
-
-    ``key`` is a key of :data:`STATISTICS` values or ``"share_distinct"`` (distinct top-K share).
-    The shares and correlations come from the summary's thresholds (``Selectivity.null_p95``), the
-    other statistics from the null's own analysis.
-    """
-    sel = summary(run_dir, stamp, nstamp).selectivity.get(layer)
-    if sel is None or not sel.has_null:
-        return None
-    q = sel.criteria.null_quantile
-    from_summary = {"topk_share": "share_raw", "share_distinct": "share_distinct", "corr": "r_au",
-                    "corr_within": "r_partial"}
-    if key in from_summary:
-        v = np.asarray(sel.null_p95[from_summary[key]], dtype=float)
-        return v - sel.base_rate if key in ("topk_share", "share_distinct") else v
-    nr = null_reader(run_dir, nstamp)
-    try:
-        ns = nr.au_stats(layer)
-    except (FileNotFoundError, ValueError, KeyError):
-        return None
-    s = {k: np.asarray(getattr(ns, k), dtype=float) for k in (key, "base_rate")}
-    z = _stat_values(s, key, len(sel.au_ids))
-    with np.errstate(all="ignore"):
-        return np.array([np.nanquantile(c, q) if np.isfinite(c).any() else np.nan for c in z.T])
-
-
-def survives(sel) -> np.ndarray:
-    """(F,) bool: filters with at least one AU passing every control (``all``); without a null,
-    every control but the null (raw, distinct, beyond emotion)."""
-    m = sel.all if sel.has_null else (sel.raw & sel.distinct & sel.beyond_emotion)
-    return m.any(axis=1)
-
-
-def judged_aus(sel, lift_best: np.ndarray) -> np.ndarray:
-    """(F,) int: per filter, the AU column its verdict is about: an AU passing every control when
-    there is one (the highest distinct share), else its best AU by lift over the base rate
-    (``lift_best``, as :func:`best_aus` gives it)."""
-    m = sel.all if sel.has_null else (sel.raw & sel.distinct & sel.beyond_emotion)
-    score = np.where(m, np.nan_to_num(sel.share_distinct, nan=-1.0), -np.inf)
-    return np.where(m.any(axis=1), np.argmax(score, axis=1), np.asarray(lift_best)).astype(int)
-
-
-def first_failed(sel, f: int, a: int) -> str:
-    """The first control filter ``f``'s association with AU column ``a`` fails ("" if none)."""
-    for name, label in (("raw", "raw"), ("distinct", "distinct"), ("beyond_emotion", "beyond emotion"),
-                        ("beyond_null", "beyond null")):
-        if name == "beyond_null" and not sel.has_null:
-            continue
-        if not bool(sel.matrix(name)[f, a]):
-            return label
-    return ""
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def match_table_honest(run_dir: str, stamp: float, nstamp: float, layer: str) -> tuple[pd.DataFrame, str]:
-    """The ranked match table with the controls: ``survives controls`` (✓/✗ for the pair),
-    ``fails`` (the first control it fails) and the null's p95 of the top-K share; and its CSV."""
-    table, _ = match_table(run_dir, stamp, layer)
-    sel = summary(run_dir, stamp, nstamp).selectivity[layer]
-    if len(table):
-        col = {int(a): j for j, a in enumerate(sel.au_ids)}
-        js = [col[int(a)] for a in table["au"]]
-        fails = [first_failed(sel, int(f), j) for f, j in zip(table["filter"], js, strict=True)]
-        table.insert(2, "survives controls", ["✓" if not x else "✗" for x in fails])
-        table.insert(3, "fails", [x or "-" for x in fails])
-        table["distinct_share"] = [float(sel.share_distinct[int(f), j]) for f, j in zip(table["filter"], js, strict=True)]
-        if sel.has_null:
-            p95 = sel.null_p95["share_distinct"]
-            table["null_p95_distinct_share"] = [float(p95[j]) for j in js]
-    return table, table.to_csv(index=False)
-
-
-def build_null(run_dir: str, progress) -> None:
-    """Build the run's untrained null network (the "Build the null network" button), then drop
-    the caches that depend on it."""
-    from fercore.analysis.nulls import ensure_null
+def build_null(run_dir: str, progress, kind: str = "untrained") -> None:
+    """Build the run's null network and analyse the run against it (the "Build the null
+    network" button), then drop the cached readers."""
+    from fercore.analysis.analyze import analyze
 
     with _BUILD_LOCK:
-        ensure_null(run_dir, kind=NULL_KIND, progress=progress)
-    summary.clear()
-    null_reader.clear()
-    null_p95.clear()
-    match_table_honest.clear()
-    fau_heatmap.clear()
+        analyze(run_dir, null=kind, progress=progress)
+    st.cache_resource.clear()
+    st.cache_data.clear()
 
 
 # -------------------------------------------------------------------------------------- upload
 @st.cache_data(show_spinner=False, max_entries=32)
 def decode_and_crop(data: bytes, run_dir: str, stamp: float, centre_crop: bool = False) -> dict:
-    """Decode an uploaded file and cut the face out as the run's data was preprocessed.
-
-    The run's recorded options (``config["preprocess"]``: size, alignment, margin,
-    normalisation) are used, with face detection switched on: a photo is not a pre-cropped face.
+    """Decode an uploaded file and cut the face out as the run's data was preprocessed
+    (:func:`fercore.data.preprocess.upload_options`).
 
     Returns
     -------
@@ -527,26 +340,16 @@ def decode_and_crop(data: bytes, run_dir: str, stamp: float, centre_crop: bool =
 
     Raises
     ------
-    fercore.preprocess.ImageDecodeError
+    fercore.data.preprocess.ImageDecodeError
         The bytes are not a readable image (the message says what and what to do).
-    fercore.preprocess.NoFaceError
+    fercore.data.preprocess.NoFaceError
         No face found and ``centre_crop`` is False.
     """
-    import dataclasses
-
-    from fercore.data.preprocess import (
-        PreprocessOptions,
-        decode_image,
-        options_from_meta,
-        preprocess_face,
-    )
+    from fercore.data.preprocess import decode_image, preprocess_face, upload_options
 
     r = reader(run_dir, stamp)
-    recorded = r.config.get("preprocess")
-    options = options_from_meta({"preprocess": recorded}) if isinstance(recorded, dict) else PreprocessOptions()
-    size = int((r.config.get("model") or {}).get("in_size") or options.size)
-    options = dataclasses.replace(options, size=size, detect=True,
-                                  on_no_face="center" if centre_crop else "skip")
+    options = upload_options(r.config.get("preprocess"), size=int(r.config["model"]["in_size"]),
+                             centre_crop=centre_crop)
     grey = decode_image(data, max_pixels=options.max_pixels)
     crop = preprocess_face(grey, options)
     box = None
@@ -559,10 +362,8 @@ def decode_and_crop(data: bytes, run_dir: str, stamp: float, centre_crop: bool =
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def analyze_face(run_dir: str, stamp: float, face_key: str, _face: np.ndarray, top: int = 8) -> dict:
-    """Forward an aligned face through the run's model: probabilities, maps, Grad-CAM.
-
-    ``face_key`` is a hash of ``_face`` (the array is not hashed by the cache).
-    """
+    """Forward an aligned face through the run's model: probabilities, maps, Grad-CAM, and each
+    most active filter's judged AU. ``face_key`` is a hash of ``_face`` (not hashed itself)."""
     from fercore.recording.face import analyze_face as run_analysis
 
     r = reader(run_dir, stamp)
@@ -573,7 +374,7 @@ def analyze_face(run_dir: str, stamp: float, face_key: str, _face: np.ndarray, t
     maps = {layer: [figures.png_bytes(figures.resize(figures.overlay(_face, acts[f]), 128)) for f, _ in top_filters[layer][:8]]
             for layer, acts in a.activations.items()}
     return {"probs": np.asarray(a.probs, dtype=float), "class_names": list(a.class_names), "pred": int(a.pred),
-            "top_filters": top_filters,
+            "top_filters": top_filters, "filter_aus": a.filter_aus,
             "map_shapes": {k: tuple(int(d) for d in np.shape(v)) for k, v in a.activations.items()},
             "gradcam_png": [figures.png_bytes(c) for c in cams],
             "gradcam_tile": figures.png_bytes(figures.tile(cams, cols=len(cams))),
@@ -587,24 +388,20 @@ def array_key(a: np.ndarray) -> str:
 
 # --------------------------------------------------------------------------------- rebuilding
 def rebuild_records(run_dir: str, progress) -> None:
-    """Record and analyse the run again (the "rebuild" button), and its null network when it has
-    one; clears cached readers after."""
+    """Record and analyse the run again (the "rebuild" button), keeping its k and layers and the
+    null it was compared with; clears cached readers after."""
     from fercore.pipeline import refresh_records
+    from fercore.store.layout import null_dir
 
+    null = "untrained" if (null_dir(run_dir, "untrained") / "config.json").exists() else None
     with _BUILD_LOCK:
-        refresh_records(run_dir, progress=progress)
-        if (Path(run_dir) / "null" / NULL_KIND / "config.json").exists():
-            # the null must be recorded on the same data as the run (it is re-recorded when the
-            # data set changed, and found cached otherwise)
-            from fercore.analysis.nulls import ensure_null
-
-            ensure_null(run_dir, kind=NULL_KIND, progress=progress)
+        refresh_records(run_dir, null=null, progress=progress)
     st.cache_resource.clear()
     st.cache_data.clear()
 
 
 def build_default(progress) -> str:
-    """Build the embedded default run (phantom, train, record, analyse, untrained null network)."""
+    """Build the embedded default run (phantom, train, record, null network, analysis)."""
     from fercore.pipeline import build_default as build
 
     with _BUILD_LOCK:

@@ -69,35 +69,23 @@ def require_run() -> tuple[str, float, object] | None:
     return run_dir, stamp, r
 
 
-def honest_summary(run_dir: str, stamp: float, *, key: str):
-    """Draw the run's honest-evidence summary (AU-selective filters raw / distinct top-K / beyond
-    emotion / beyond the null, with the AUs) and, when the null network is missing, a note and a
-    button that builds it. Returns the :class:`fercore.summary.Summary`, or None when it cannot be
-    computed (the reason is shown)."""
-    from app.views import honest
+def honest_summary(run_dir: str, stamp: float, *, key: str) -> dict:
+    """Draw the run's funnel of controls (raw, distinct top-K, beyond emotion, in the AU's region)
+    beside the null network's, and, when the analysis has no null, a note and a button that
+    builds it. Returns the stored summary."""
+    from app import components
 
-    try:
-        summary = loaders.get_summary(run_dir, stamp)
-    except (ValueError, OSError, KeyError) as e:
-        st.error(f"The controls of this run cannot be computed: {e}")
-        st.caption("When the message names the null network (`null/untrained`), recording it again on "
-                   "the run's data set fixes it:")
-        if st.button("Record the null network again", key=f"rebuild_null_{key}"):
-            with guarded("Recording the null network"):
-                loaders.build_null(run_dir, progress_bar("Recording the null network"))
-                st.rerun()
-        return None
-    honest.summary_table(summary, key=f"{key}_summary")
-    if not summary.null:
+    summary = loaders.summary(run_dir, stamp)
+    components.summary_table(summary, key=f"{key}_summary")
+    if not summary.get("null"):
         null_missing(run_dir, key=key)
     return summary
 
 
 def null_missing(run_dir: str, *, key: str) -> None:
-    """The note shown while the run's null network is missing, with the button that builds it."""
-    st.info("**No null network yet.** The controls *beyond the null* and *all* need an untrained "
-            "network of the same architecture, recorded on the same images (about as long as "
-            "recording the run once); until it is built they read 0 and no figure has a null value.")
+    """The note shown while the run has no null network, with the button that builds it."""
+    st.info("**No null network yet.** The funnel is shown without the counts of an untrained network of "
+            "the same architecture recorded on the same images (about as long as recording the run once).")
     if st.button("Build the null network", key=f"build_null_{key}", type="primary"):
         with guarded("Building the null network"):
             loaders.build_null(run_dir, progress_bar("Building the null network"))

@@ -1,13 +1,13 @@
 """Ground truth on the phantom: does the filter-AU analysis find the AUs the phantom draws?
 
 Builds (or reuses, everything is cached) the default run: the default phantom FaceSet
-(``fercore.presets.DEFAULT_PHANTOM``), the ``phantom-default`` training preset, ``record`` (k=16)
+(``fercore.training.presets.DEFAULT_PHANTOM``), the ``phantom-default`` training preset, ``record`` (k=16)
 and ``analyze``. Then, for each AU group of the table, over the filters of the last conv layer:
 
 - share: the fraction of the filter's top-16 images that carry the group (for "1+2" and "25+26"
   an image carries the group if it carries either AU);
 - spatial: the fraction of its top-16 argmax positions (receptive-field centres, input pixels)
-  inside the group's face region (the union of the AUs' regions, ``fercore.facs.in_region`` on
+  inside the group's face region (the union of the AUs' regions, ``fercore.data.facs.in_region`` on
   that image's landmarks);
 - best filter: the filter with the highest ``min(share, spatial)``, ties broken by the larger
   point-biserial correlation (max over the group's AUs).
@@ -31,27 +31,13 @@ GROUPS = [(1, 2), (4,), (5,), (6,), (9,), (12,), (15,), (20,), (25, 26)]
 
 
 def build_default_run(progress=None):
-    """The default run directory: phantom data -> phantom-default -> record -> analyze (cached)."""
-    from fercore.analysis.estimators import analyze
-    from fercore.data.phantom import GENERATOR_VERSION, generate_faceset
-    from fercore.pipeline import phantom_path
-    from fercore.recording.record import record
-    from fercore.store.faceset_h5 import read_faceset_info, save_faceset
-    from fercore.training.presets import DEFAULT_PHANTOM, train_preset
+    """The default run directory: what the dashboard builds (phantom data -> phantom-default ->
+    record -> untrained null -> analyze), every stage cached."""
+    from fercore.pipeline import build_default
 
     t0 = time.perf_counter()
-    path = phantom_path(DEFAULT_PHANTOM)
-    stale = path.exists() and (read_faceset_info(path)["meta"].get("options") or {}).get(
-        "generator_version") != GENERATOR_VERSION
-    if not path.exists() or stale:  # the cache key is the options only: rebuild after a generator change
-        save_faceset(generate_faceset(**DEFAULT_PHANTOM), path)
-    print(f"phantom {path} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    run_dir = train_preset(path, "phantom-default", progress=progress)
+    run_dir = build_default(progress=progress)
     print(f"run {run_dir} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    record(run_dir, k=16, progress=progress)
-    print(f"recorded ({time.perf_counter() - t0:.0f} s)", flush=True)
-    analyze(run_dir)
-    print(f"analysed ({time.perf_counter() - t0:.0f} s)", flush=True)
     return run_dir
 
 
@@ -62,7 +48,7 @@ def groundtruth_table(reader, layer: str | None = None, *, distinct: bool = Fals
     fs = reader.faceset()
     present = fs.au_present
     au_col = {int(a): i for i, a in enumerate(fs.au_ids)}
-    stats = reader.au_stats(layer)
+    r_au = reader.evidence(layer)["r_au"]
     landmarks = fs.landmarks * (reader.header["image_size"] / fs.size)
     nf = reader.n_filters(layer)
     rows = []
@@ -83,7 +69,7 @@ def groundtruth_table(reader, layer: str | None = None, *, distinct: bool = Fals
             inside = [any(bool(in_region(landmarks[i], a, centres[j:j + 1])[0]) for a in group)
                       for j, i in enumerate(idx)]
             spatial = float(np.mean(inside))
-            corr = float(np.nanmax(stats.corr[f, cols]))
+            corr = float(np.nanmax(r_au[f, cols]))
             key = (min(share, spatial), corr)
             if best is None or key > best[0]:
                 best = (key, {"group": "+".join(map(str, group)), "filter": f, "share": share,

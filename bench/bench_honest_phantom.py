@@ -4,18 +4,19 @@ Builds two phantom data sets that differ only in ``au_variation`` (1.0: AUs vary
 emotion's prototype, so some images carry an AU independently of their emotion; 0.0: every AU is
 fully determined by the emotion, so the extras' options have no effect), trains a preset (default
 ``phantom-au``) on one round of each, once per initialisation seed, records the filters (top-16),
-builds the untrained null network and prints both summaries (:func:`fercore.summary.format_summary`)
-and, per seed, the totals and the ground-truth AU groups (1+2, 4, 5, 6, 9, 12, 15, 20, 25+26) with
-a filter that passes every control.
+builds the untrained null network, analyses the run against it and prints both summaries
+(:func:`fercore.analysis.summary.format_summary`) and, per seed, the funnel totals and the
+ground-truth AU groups (1+2, 4, 5, 6, 9, 12, 15, 20, 25+26) with a filter beyond emotion.
 
 The varied phantom's extra AUs reach full intensity by default (``--extra-max 5``,
 ``--p-extra 0.5``): with the generator's default (extras at intensity 1-3, under the prototypes'
 3 +- 1) an AU's strongest faces all show the emotion whose prototype holds it, so no filter's top
 images can tell that AU from the emotion (docs/honest_fau.md).
 
-Expected: with variation, filters are AU-selective beyond emotion and beyond the null for most
-AU groups; with AUs fixed by the emotion, the "beyond emotion" count is (near) zero, because no
-image can tell an AU detector from an emotion detector. Measured figures: docs/honest_fau.md.
+Expected: with variation, filters are AU-selective beyond emotion for most AU groups (the null
+network's count beside it near zero); with AUs fixed by the emotion, the "beyond emotion" count is
+zero, because no image can tell an AU detector from an emotion detector. Measured figures:
+docs/honest_fau.md.
 
 Usage::
 
@@ -56,14 +57,9 @@ def build(opts: dict, args, seed: int) -> Path:
     t2 = time.perf_counter()
     record(run, k=args.k)
     t3 = time.perf_counter()
-    try:
-        from fercore.analysis.estimators import analyze
-        from fercore.store.reader import open_run
+    from fercore.analysis.analyze import analyze
 
-        if not open_run(run).has_stats:
-            analyze(run)
-    except ImportError:
-        pass
+    analyze(run, null="untrained")  # builds, records and analyses the null when missing
     t4 = time.perf_counter()
     print(f"[{path.name}] phantom {t1 - t0:.1f} s, train {t2 - t1:.1f} s, record {t3 - t2:.1f} s, analyze {t4 - t3:.1f} s",
           flush=True)
@@ -87,8 +83,8 @@ def main() -> int:
 
     from bench_fau_groundtruth import GROUPS
 
-    from fercore.analysis.criteria import CRITERIA_NAMES
-    from fercore.analysis.summary import format_summary, summarize
+    from fercore.analysis.criteria import STAGES
+    from fercore.analysis.summary import format_summary, summary_dict
     from fercore.store.layout import load_metrics
 
     results = {}
@@ -101,30 +97,26 @@ def main() -> int:
                 if args.extra_max != 3:  # the generator's default: the options (and cache name) stay plain
                     opts["extra_max"] = args.extra_max
             run = build(opts, args, seed)
-            t0 = time.perf_counter()
-            s = summarize(run, null="untrained")
+            s = summary_dict(run)
             m = load_metrics(run) or {}
             acc = m.get("mean_test_acc")
             print(f"\n=== {label}, init seed {seed}: run {run.name}, phantom {opts}, test accuracy "
-                  f"{acc if acc is None else f'{acc:.3f}'}, summary with null {time.perf_counter() - t0:.1f} s ===")
+                  f"{acc if acc is None else f'{acc:.3f}'} ===")
             print(format_summary(s), flush=True)
-            results[(seed, label)] = s
+            results[(seed, label)] = (s, acc)
 
-    print(f"\n=== Totals over layers (run / null), preset {args.preset} ===")
-    for (seed, label), s in results.items():
-        tot = s.totals()
-        nul = {c: sum(r.null_counts.get(c, 0) for r in s.rows) for c in ("raw", "distinct", "beyond_emotion")}
-        last = s.rows[-1]
-        print(f"init seed {seed}, {label}:")
-        print("  all layers: " + ", ".join(
-            f"{c} {tot[c]}" + (f" (null {nul[c]})" if c in nul else "") for c in CRITERIA_NAMES))
-        print(f"  {last.layer} ({last.n_filters} filters): " + ", ".join(
-            f"{c} {last.counts[c]}" + (f" (null {last.null_counts[c]})" if c in last.null_counts else "")
-            for c in CRITERIA_NAMES) + "; AUs beyond emotion and null: "
-            + (" ".join(f"AU{a}" for a in last.aus["all"]) or "none"))
-        aus = sorted({a for r in s.rows for a in r.aus["all"]})
+    print(f"\n=== Funnel totals over layers, run (null), preset {args.preset} ===")
+    for (seed, label), (s, acc) in results.items():
+        tot = {st: sum(r["stages"][st]["filters"] for r in s["layers"]) for st in STAGES}
+        nul = {st: sum(r.get("null_stages", {}).get(st, {}).get("filters", 0) for r in s["layers"]) for st in STAGES}
+        last = s["layers"][-1]
+        print(f"init seed {seed}, {label}, accuracy {acc:.3f}:")
+        print("  all layers: " + ", ".join(f"{st} {tot[st]} ({nul[st]})" for st in STAGES))
+        print(f"  {last['layer']} ({last['n_filters']} filters): " + ", ".join(
+            f"{st} {last['stages'][st]['filters']} ({last['null_stages'][st]['filters']})" for st in STAGES))
+        aus = sorted({a for r in s["layers"] for a in r["stages"]["beyond_emotion"]["aus"]})
         found = [g for g in GROUPS if set(g) & set(aus)]
-        print(f"  AUs with a filter passing all controls (any layer): {' '.join(f'AU{a}' for a in aus) or 'none'}")
+        print(f"  AUs with a filter beyond emotion (any layer): {' '.join(f'AU{a}' for a in aus) or 'none'}")
         print(f"  ground-truth groups with such a filter: {len(found)} / {len(GROUPS)}: "
               + (", ".join("+".join(map(str, g)) for g in found) or "-"))
     return 0

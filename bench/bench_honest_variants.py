@@ -7,7 +7,8 @@ two figures side by side:
 - **GT**: the ground-truth table of ``bench/bench_fau_groundtruth.py`` (best conv3 filter per AU
   group; a group passes when both its top-16 AU share and its spatial share are >= 70 %);
 - **groups**: the ground-truth AU groups with at least one filter (any recorded layer) that passes
-  every control of :mod:`fercore.selectivity` (raw, distinct, beyond emotion, beyond null).
+  the beyond-emotion stage of the funnel of :mod:`fercore.analysis.criteria` (raw, distinct,
+  within-emotion test), next to the untrained null network's count.
 
 It is the script behind the table of variants in docs/honest_fau.md.
 
@@ -16,7 +17,7 @@ Usage::
     FERCORE_CACHE=/tmp/variants python bench/bench_honest_variants.py [--over '{"au_weight": 3.0}']
         [--p-drop 0.15] [--p-extra 0.3] [--variation 1.0] [--preset phantom-default]
 
-``--over`` is a JSON object of ModelSpec / TrainConfig fields (see ``fercore.presets.resolve``).
+``--over`` is a JSON object of ModelSpec / TrainConfig fields (see ``fercore.training.presets.resolve``).
 Stages are cached under ``$FERCORE_CACHE`` (default: a ``bench-variants`` folder in the system
 temporary directory).
 """
@@ -55,14 +56,11 @@ def main(argv=None) -> int:
 
     from bench_fau_groundtruth import GROUPS, groundtruth_table
 
-    from fercore.analysis.estimators import analyze
-    from fercore.analysis.nulls import ensure_null
-    from fercore.analysis.summary import layer_selectivity
+    from fercore.analysis.analyze import analyze
     from fercore.data.phantom import generate_faceset
     from fercore.pipeline import phantom_path
     from fercore.recording.record import record
     from fercore.store.faceset_h5 import save_faceset
-    from fercore.store.layout import null_dir
     from fercore.store.reader import open_run
     from fercore.training.presets import train_preset
 
@@ -76,25 +74,24 @@ def main(argv=None) -> int:
     run = train_preset(path, args.preset, folds=(0,), **over)
     t1 = time.perf_counter()
     record(run)
-    analyze(run)
-    ensure_null(run)
-    reader, null = open_run(run), open_run(null_dir(run))
+    analyze(run, null="untrained")
+    reader = open_run(run)
     rows = groundtruth_table(reader)
     gt = sum(r["share"] >= 0.7 and r["spatial"] >= 0.7 for r in rows)
     found = set()
     for layer in reader.layers:
-        sel = layer_selectivity(reader, layer, null_reader=null)
-        ids = [int(a) for a in sel.au_ids]
+        ev = reader.evidence(layer)
+        ids = [int(a) for a in ev["au_ids"]]
         for group in GROUPS:
             cols = [ids.index(a) for a in group if a in ids]
-            if cols and sel.all[:, cols].any():
+            if cols and ev["beyond_emotion"][:, cols].any():
                 found.add(group)
     acc = ((reader.metrics or {}).get("folds") or [{}])[0].get("test_acc")
     names = ["+".join(map(str, g)) for g in GROUPS if g in found]
     print(f"run {reader.name}: preset {args.preset}, overrides {over or 'none'}, phantom {opts}")
     print(f"  training {t1 - t0:.0f} s, round-0 test accuracy {acc if acc is None else f'{acc:.3f}'}")
     print(f"  GT {gt} / {len(rows)}: " + " ".join(f"{r['group']} {r['share']:.0%}/{r['spatial']:.0%}" for r in rows))
-    print(f"  groups with a filter passing every control: {len(found)} / {len(GROUPS)}: {', '.join(names) or '-'}")
+    print(f"  groups with a filter beyond emotion: {len(found)} / {len(GROUPS)}: {', '.join(names) or '-'}")
     return 0
 
 

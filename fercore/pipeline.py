@@ -1,20 +1,20 @@
-"""The embedded default, end to end: phantom faces -> trained run -> records -> filter/AU analysis
--> untrained null network (the control every filter-AU figure is compared with).
+"""The embedded default, end to end: phantom faces -> trained run -> records -> untrained null
+network -> filter/AU analysis (compared with the null).
 
 :func:`build_default` is what ``python -m fercore default`` and the dashboard (when no run exists
 yet) call. Every stage is cached: the phantom FaceSet file is named by the hash of its options, the
-run directory by the hash of its inputs (``fercore.presets`` / ``fercore.train``), and recording
-and analysis are skipped when the run's records already hold them. A second call returns the run
-directory in about the time it takes to read a few JSON files.
+run directory by the hash of its inputs (:mod:`fercore.training.presets`,
+:mod:`fercore.training.loop`), recording and analysis are skipped when the run's records already
+hold them. A second call returns the run directory in about the time it takes to read a few JSON
+files.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
-from fercore.store.layout import datasets_dir
+from fercore.store.layout import datasets_dir, records_path
 from fercore.util import Progress, no_progress, stable_hash
 
 __all__ = ["DEFAULT_PRESET", "STAGES", "build_default", "build_run", "phantom_path", "refresh_records"]
@@ -22,25 +22,8 @@ __all__ = ["DEFAULT_PRESET", "STAGES", "build_default", "build_run", "phantom_pa
 #: The training preset of the embedded default.
 DEFAULT_PRESET = "phantom-default"
 
-#: Stage names reported through ``progress(done, total, stage)``, in order. ``null`` (the untrained
-#: null network, :func:`fercore.null.ensure_null`) runs only in :func:`build_default` and
-#: :func:`build_run` with ``null=True``.
-STAGES = ("phantom", "train", "record", "analyze", "null")
-
-
-def _accepts(fn: Callable, name: str) -> bool:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
-def _call(fn: Callable, *args, progress: Progress | None = None, **kwargs):
-    """Call a stage function, handing it ``progress`` when it takes one."""
-    if progress is not None and _accepts(fn, "progress"):
-        kwargs["progress"] = progress
-    return fn(*args, **kwargs)
+#: Stage names reported through ``progress(done, total, stage)``, in order.
+STAGES = ("phantom", "train", "record", "null", "analyze")
 
 
 def _options_dict(options) -> dict:
@@ -57,14 +40,14 @@ def phantom_path(options=None) -> Path:
     Parameters
     ----------
     options : mapping or dataclass, optional
-        Options of :func:`fercore.phantom.generate_faceset`; default
-        :data:`fercore.presets.DEFAULT_PHANTOM`.
+        Options of :func:`fercore.data.phantom.generate_faceset`; default
+        :data:`fercore.training.presets.DEFAULT_PHANTOM`.
 
     Returns
     -------
     Path
         ``datasets_dir() / "phantom-<hash8>.h5"``, the hash taken over the options and
-        :data:`fercore.phantom.GENERATOR_VERSION`.
+        :data:`fercore.data.phantom.GENERATOR_VERSION`.
     """
     if options is None:
         from fercore.training.presets import DEFAULT_PHANTOM
@@ -100,26 +83,28 @@ def _ensure_phantom(options, progress: Progress) -> Path:
             return path
         except (FaceSetFileError, OSError):
             pass  # a damaged cache file is regenerated below
-    opts = _options_dict(options)
-    fs = _call(generate_faceset, progress=progress, **opts)
+    fs = generate_faceset(progress=progress, **_options_dict(options))
     save_faceset(fs, path)
     return path
 
 
-def _has_analysis(run_dir: Path) -> tuple[bool, bool]:
-    """(records present and readable, analysis present) for a run directory."""
-    try:
-        from fercore.store.reader import open_run
+def _recorded(run_dir: Path) -> bool:
+    """Whether the run has a readable records file of the current schema."""
+    from fercore.store.reader import open_run
 
-        reader = open_run(run_dir)
-    except Exception:  # an unreadable run is simply rebuilt
-        return False, False
-    if not reader.has_records:
-        return False, False
-    return True, bool(reader.has_stats)
+    return open_run(run_dir).has_records
 
 
-def refresh_records(run_dir: str | Path, *, k: int | None = None, progress: Progress | None = None) -> Path:
+def _analysed(run_dir: Path, null: str | None) -> bool:
+    """Whether the run's records hold a current analysis compared with ``null``."""
+    from fercore.store.reader import open_run
+
+    reader = open_run(run_dir)  # an unreadable records file opens with has_records False
+    return reader.has_stats and (reader.analysis_info().get("null") or None) == null
+
+
+def refresh_records(run_dir: str | Path, *, k: int | None = None, null: str | None = "untrained",
+                    progress: Progress | None = None) -> Path:
     """Record a trained run's filters and analyse them again (the dashboard's "rebuild" button).
 
     Parameters
@@ -127,23 +112,38 @@ def refresh_records(run_dir: str | Path, *, k: int | None = None, progress: Prog
     run_dir : path
         A run directory holding ``config.json`` and weights.
     k : int, optional
-        Top-K per filter; the recorder's default when None.
+        Top-K per filter; by default the k and layers of the run's existing records (so a user's
+        ``record --k 32`` is kept), else the recorder's default.
+    null : str or None
+        The null network the analysis compares with (recorded again on the run's data).
     progress : callable, optional
-        ``progress(done, total, stage)`` over the two stages.
+        ``progress(done, total, stage)`` over the stages.
 
     Returns
     -------
     Path
         ``run_dir``.
     """
-    from fercore.analysis.estimators import analyze
+    from fercore.analysis.analyze import analyze
+    from fercore.analysis.nulls import ensure_null
     from fercore.recording.record import record
+    from fercore.store.records_h5 import RecordsFileError, read_records_header
 
     run_dir = Path(run_dir)
     progress = progress or no_progress
-    kw = {} if k is None else {"k": k}
-    _call(record, run_dir, progress=_stage_progress(progress, 2, "record"), **kw)
-    _call(analyze, run_dir, progress=_stage_progress(progress, 3, "analyze"))
+    kw = {}
+    if records_path(run_dir).exists():
+        try:
+            head = read_records_header(records_path(run_dir))
+            kw = {"k": int(head["k"]), "layers": list(head["layers"])}
+        except RecordsFileError:
+            kw = {}  # unreadable: the recorder's defaults
+    if k is not None:
+        kw["k"] = int(k)
+    record(run_dir, progress=_stage_progress(progress, 2, "record"), **kw)
+    if null is not None:
+        ensure_null(run_dir, kind=null, progress=_stage_progress(progress, 3, "null"))
+    analyze(run_dir, null=null, progress=_stage_progress(progress, 4, "analyze"))
     progress(len(STAGES) * 1000, len(STAGES) * 1000, "done")
     return run_dir
 
@@ -154,25 +154,25 @@ def build_run(
     preset: str = DEFAULT_PRESET,
     train_options: Mapping | None = None,
     k: int | None = None,
-    null: bool = False,
+    null: str | None = "untrained",
     progress: Progress | None = None,
 ) -> Path:
-    """Generate (or reuse) a phantom data set, train a preset on it, record and analyse it, and
-    (``null=True``) build its untrained null network.
+    """Generate (or reuse) a phantom data set, train a preset on it, record it, build its null
+    network and analyse the run against it.
 
     Parameters
     ----------
     phantom : mapping or dataclass, optional
-        Phantom options; default :data:`fercore.presets.DEFAULT_PHANTOM`.
+        Phantom options; default :data:`fercore.training.presets.DEFAULT_PHANTOM`.
     preset : str
-        Training preset name for :func:`fercore.presets.train_preset`.
+        Training preset name for :func:`fercore.training.presets.train_preset`.
     train_options : mapping, optional
         Keyword overrides passed to ``train_preset`` (model width, epochs, folds...).
     k : int, optional
         Top-K per filter for recording.
-    null : bool
-        Also build the untrained null network (``<run_dir>/null/untrained``, recorded and analysed
-        on the same data; cached like the other stages).
+    null : {"untrained", "shuffled"} or None
+        The null network (``<run_dir>/null/<kind>``, recorded on the same data; cached like the
+        other stages) the analysis compares with; None analyses without one.
     progress : callable, optional
         ``progress(done, total, stage)``; ``total`` is fixed across the stages (:data:`STAGES`).
 
@@ -181,37 +181,31 @@ def build_run(
     Path
         The run directory.
     """
+    from fercore.analysis.analyze import analyze
+    from fercore.analysis.nulls import ensure_null
+    from fercore.recording.record import record
     from fercore.training.presets import DEFAULT_PHANTOM, train_preset
 
     progress = progress or no_progress
     phantom = DEFAULT_PHANTOM if phantom is None else phantom
     path = _ensure_phantom(phantom, _stage_progress(progress, 0, "phantom"))
-    run_dir = Path(
-        _call(train_preset, path, preset, progress=_stage_progress(progress, 1, "train"), **dict(train_options or {}))
-    )
-    recorded, analysed = _has_analysis(run_dir)
-    if not recorded:
-        from fercore.recording.record import record
-
-        kw = {} if k is None else {"k": k}
-        _call(record, run_dir, progress=_stage_progress(progress, 2, "record"), **kw)
-    if not analysed:
-        from fercore.analysis.estimators import analyze
-
-        _call(analyze, run_dir, progress=_stage_progress(progress, 3, "analyze"))
-    if null:
-        from fercore.analysis.nulls import ensure_null
-
-        stage = _stage_progress(progress, 4, "null")
+    run_dir = Path(train_preset(path, preset, progress=_stage_progress(progress, 1, "train"),
+                                **dict(train_options or {})))
+    if k is not None or not _recorded(run_dir):  # existing records keep the k they were made with
+        record(run_dir, progress=_stage_progress(progress, 2, "record"), **({} if k is None else {"k": k}))
+    if null is not None:
+        stage = _stage_progress(progress, 3, "null")
         stage(0, 1)  # named even when every part of it is cached
-        ensure_null(run_dir, kind="untrained", progress=stage)
+        ensure_null(run_dir, kind=null, progress=stage)
+    if not _analysed(run_dir, null):
+        analyze(run_dir, null=null, progress=_stage_progress(progress, 4, "analyze"))
     progress(len(STAGES) * 1000, len(STAGES) * 1000, "done")
     return run_dir
 
 
 def build_default(*, progress: Progress | None = None) -> Path:
-    """Build the embedded default run (phantom data, train, record, analyse, untrained null
-    network), each stage cached, so the dashboard shows the controls at once.
+    """Build the embedded default run (phantom data, train, record, untrained null network,
+    analysis), each stage cached, so the dashboard shows the controls at once.
 
     Parameters
     ----------
@@ -221,6 +215,6 @@ def build_default(*, progress: Progress | None = None) -> Path:
     Returns
     -------
     Path
-        The run directory under :func:`fercore.util.runs_dir`.
+        The run directory under :func:`fercore.store.layout.runs_dir`.
     """
-    return build_run(null=True, progress=progress)
+    return build_run(null="untrained", progress=progress)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -33,6 +34,28 @@ def _jsonable(obj):
     if hasattr(obj, "__dataclass_fields__"):
         return _jsonable({k: getattr(obj, k) for k in obj.__dataclass_fields__})
     return obj
+
+
+#: Field metadata of a config dataclass field added after the first release: :func:`config_dict`
+#: leaves it out while it holds its default, so configs made before it keep their hash.
+ADDED_LATER = {"omit_default": True}
+
+
+def config_dict(obj) -> dict:
+    """A config dataclass as a JSON-able dict for hashing and ``config.json``: every field, except
+    the fields marked :data:`ADDED_LATER` that hold their default; tuples become lists and nested
+    dataclasses with a ``to_dict`` give theirs."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if f.metadata.get("omit_default") and v == f.default:
+            continue
+        if hasattr(v, "to_dict"):
+            v = v.to_dict()
+        elif isinstance(v, tuple):
+            v = list(v)
+        out[f.name] = v
+    return out
 
 
 def stable_hash(obj, *arrays: np.ndarray) -> str:

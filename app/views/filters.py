@@ -1,12 +1,11 @@
-"""Filters: every filter of a layer by its top patch, marked by whether it survives the controls;
-one filter's verdict under the controls, its figures beside the null network's, top-K (raw or
-distinct), sources, deconv, AU profile."""
+"""Filters: every filter of a layer by its top patch, marked by the deepest stage of the funnel it
+reaches; one filter's verdict stage by stage, its figures beside the null network's, its top-K
+(raw or distinct), sources, deconvnet projections and AU profile."""
 
 import pandas as pd
 import streamlit as st
 
-from app import figures, loaders, ui
-from app.views import honest
+from app import components, figures, loaders, ui
 
 st.title("Filters")
 ctx = ui.require_run()
@@ -21,73 +20,66 @@ layer = layer if layer in layers else layers[-1]
 c1, c2, c3, c4 = st.columns([2, 2, 2, 1])
 layer = c1.selectbox("Layer", layers, index=layers.index(layer), key="filters_layer")
 st.session_state["sel_layer"] = layer
-order_by = c2.radio("Sort filters by", ["selectivity", "AU", "index"], horizontal=True, key="filters_sort",
-                    help="selectivity: KL divergence of the filter's top-K AU profile from the data's base rates; "
-                         "AU: grouped by best-matching AU")
+order_by = c2.radio("Sort filters by", ["evidence", "cluster", "index"], horizontal=True, key="filters_sort",
+                    help="evidence: the deepest stage of the funnel first; cluster: filters that prefer the same AUs together")
 kind = c3.radio("Show each filter by", ["patch", "deconv"], horizontal=True, key="filters_kind",
                 help="its top image patch, or the deconvnet projection of its top activation")
 distinct = c4.toggle("Distinct", key="filters_distinct",
                      help="one image per sequence (or subject) in the top-K, instead of the raw top-K")
 
-try:
-    summary = loaders.get_summary(run_dir, stamp)
-except (ValueError, OSError, KeyError) as e:
-    st.error(f"The controls of this run cannot be computed: {e} (the Overview offers to record the "
-             "null network again)")
-    st.stop()
-nstamp = loaders.null_stamp(run_dir) if summary.null else 0.0
-sel = summary.selectivity[layer]
-ok = loaders.survives(sel)
-
-stats = loaders.au_stats(run_dir, stamp, layer)
+ev = loaders.evidence(run_dir, stamp, layer)
+judged = ev["judged"]
+depth = ev["stage"].max(axis=1)
 order = loaders.filter_order(run_dir, stamp, layer, order_by)
-best_au = loaders.best_aus(run_dir, stamp, layer)
 grid = loaders.filter_grid(run_dir, stamp, layer, kind)
 n = len(order)
 st.subheader(f"All {n} filters of {layer}")
 st.image([grid[f] for f in order], width=72,
-         caption=[f"#{f} AU{int(reader.au_ids[best_au[f]])} KL {stats['kl'][f]:.2f} {'✓' if ok[f] else '✗'}"
-                  for f in order])
-st.caption(f"✓: AU-selective for at least one AU under every control ({int(ok.sum())} of {n} filters); "
-           "✗: fails at least one" + ("" if summary.null else " (the null network is not built: see the Overview)") + ".")
+         caption=[f"#{f} AU{int(ev['au_ids'][judged[f]])} {figures.STAGE_MARKS[int(depth[f])]}" for f in order])
+st.caption(f"Under each filter: the AU it is judged by and the deepest stage of the funnel it reaches "
+           f"({int((depth >= 3).sum())} of {n} filters pass beyond emotion).")
 ui.png_button("Filter grid (PNG)", loaders.filter_grid_png(run_dir, stamp, layer, kind, tuple(int(i) for i in order)),
               f"{layer}_filters.png", "dl_grid")
 with st.expander("Filters and controls (table)"):
-    best_d = loaders.judged_aus(sel, best_au)
     grid_table = pd.DataFrame({
         "filter": [int(f) for f in order],
-        "AU judged": [f"AU{int(sel.au_ids[best_d[f]])}" for f in order],
-        "distinct share": [float(sel.share_distinct[f, best_d[f]]) for f in order],
-        "survives controls": ["✓" if ok[f] else "✗" for f in order],
-        "fails": [loaders.first_failed(sel, int(f), int(best_d[f])) or "-" for f in order],
+        "AU judged": [f"AU{int(ev['au_ids'][judged[f]])}" for f in order],
+        "stage reached": [figures.STAGE_NAMES[int(depth[f])] for f in order],
+        "distinct share": [float(ev["share_distinct"][f, judged[f]]) for f in order],
+        "excess share": [float(ev["excess"][f, judged[f]]) for f in order],
+        "q": [float(ev["q_emotion"][f, judged[f]]) for f in order],
     })
-    st.dataframe(grid_table, hide_index=True, width="stretch", key="filters_controls")
-    ui.csv_button("Filters and controls (CSV)", grid_table.to_csv(index=False), f"{layer}_controls.csv", "dl_controls")
+    st.dataframe(grid_table, hide_index=True, width="stretch", key="filters_controls",
+                 column_config={c: st.column_config.NumberColumn(format="%.3g")
+                                for c in ("distinct share", "excess share", "q")})
+    ui.csv_button("Filters and controls (CSV)", grid_table.to_csv(index=False, float_format="%.3g"),
+                  f"{layer}_controls.csv", "dl_controls")
 
 f_sel = st.session_state.get("sel_filter")
 f_sel = int(f_sel) if f_sel is not None and 0 <= int(f_sel) < n else int(order[0])
 f = st.selectbox("Filter", [int(i) for i in order], index=[int(i) for i in order].index(f_sel), key="filters_filter",
-                 format_func=lambda i: f"#{i} · best AU {au_labels[best_au[i]]} · KL {stats['kl'][i]:.2f}")
+                 format_func=lambda i: f"#{i} · judged by {au_labels[judged[i]]} · {figures.STAGE_NAMES[int(depth[i])]}")
 st.session_state["sel_filter"] = f
 
 st.subheader(f"{layer} filter #{f} under the controls")
-j0 = int(loaders.judged_aus(sel, best_au)[f])
+a_sel = st.session_state.pop("sel_au", None)
+j0 = int(a_sel) if a_sel is not None else int(judged[f])
 j = st.selectbox("AU to judge", list(range(len(au_labels))), index=j0, format_func=lambda i: au_labels[i],
                  key=f"filters_verdict_au_{layer}_{f}",
-                 help="default: an AU passing every control, else the filter's best AU by lift over the base rate")
-honest.filter_verdict(sel, f, au_index=j)
-figs = [("top-K AU share", sel.share_raw[f, j], "share_raw"), ("distinct top-K AU share", sel.share_distinct[f, j], "share_distinct"),
-        ("correlation with AU", sel.confound.r_au[f, j], "r_au"),
-        ("partial corr. given emotion", sel.confound.r_partial[f, j], "r_partial")]
+                 help="default: the AU the analysis judges this filter by (the deepest stage it reaches)")
+components.verdict_lines(loaders.verdict(run_dir, stamp, layer, f, j), au_labels[j])
+null = ev.get("null") or {}
+figs = [("top-K AU share", "share_raw"), ("distinct top-K AU share", "share_distinct"),
+        ("excess over the emotions", "excess"), ("correlation with AU", "r_au"),
+        ("partial corr. given emotion", "r_partial")]
 cols = st.columns(len(figs) + 1)
-for col, (label, value, name) in zip(cols, figs, strict=False):
+for col, (label, name) in zip(cols, figs, strict=False):
     with col:
-        honest.null_badge(float(value), float(sel.null_p95[name][j]) if sel.has_null else None, label=label)
-kl_p95 = loaders.null_p95(run_dir, stamp, nstamp, layer, "kl")
+        components.null_badge(float(ev[name][f, j]), float(null[name][j]) if name in null else None, label=label)
 with cols[-1]:
-    honest.null_badge(float(stats["kl"][f]), None if kl_p95 is None else float(kl_p95[0]), label="KL selectivity")
-st.caption(f"Figures at AU{int(sel.au_ids[j])}, each beside the "
-           "null network's 95th percentile over its filters (same layer, same AU): green when above it.")
+    components.null_badge(float(ev["kl"][f]), float(null["kl"]) if "kl" in null else None, label="KL selectivity")
+st.caption(f"Figures at AU{int(ev['au_ids'][j])}, each beside the null network's 95th percentile over its "
+           "filters (same layer, same AU): green when above it.")
 
 p = loaders.filter_panels(run_dir, stamp, layer, f, distinct)
 st.subheader(f"{layer} filter #{f}: top {p['n']} images" + (" (distinct)" if distinct else ""))
@@ -99,11 +91,12 @@ st.markdown("**Deconvnet projections**")
 st.image(p["deconv"], caption=p["captions"], width=96)
 ui.png_button("Top-K sources (PNG)", p["sources_png"], f"{layer}_{f}_topk.png", "dl_topk")
 st.subheader("AU profile against the base rates")
-share = sel.share_distinct[f] if distinct else stats["topk_share"][f]
+share = ev["share_distinct"][f] if distinct else ev["share_raw"][f]
 which = "distinct top-K" if distinct else "top-K"
-fig = figures.bars(share, au_labels, base=stats["base_rate"], value_name=f"share of {which}",
+fig = figures.bars(share, au_labels, base=ev["base_rate"], value_name=f"share of {which}",
                    title=f"Filter #{f}: how often each AU is present in its {which} images")
 st.plotly_chart(fig, key="au_profile")
-rows = f"au,label,{'distinct_' if distinct else ''}topk_share,base_rate\n" + "\n".join(
-    f"{int(a)},{lab},{s:.4f},{b:.4f}" for a, lab, s, b in zip(reader.au_ids, au_labels, share, stats["base_rate"], strict=True))
-ui.csv_button("AU profile (CSV)", rows, f"{layer}_{f}_au_profile.csv", "dl_profile")
+profile = pd.DataFrame({"AU": [int(a) for a in reader.au_ids], "label": au_labels, f"{which} share": share,
+                        "base rate": ev["base_rate"]})
+ui.csv_button("AU profile (CSV)", profile.to_csv(index=False, float_format="%.3g"), f"{layer}_{f}_au_profile.csv",
+              "dl_profile")

@@ -1,5 +1,6 @@
-"""Overview: the run's data set, model layers, accuracy per fold, the honest AU-selectivity summary
-(raw / distinct top-K / beyond emotion / beyond the null), confusion matrix, learning curves."""
+"""Overview: the run's data set, model layers, accuracy per fold, the funnel of controls (raw /
+distinct top-K / beyond emotion / in the AU's region, beside the null network), confusion matrix,
+learning curves."""
 
 import numpy as np
 import streamlit as st
@@ -35,7 +36,7 @@ with col_layers:
     st.dataframe(layers, hide_index=True, width="stretch")
     ui.csv_button("Layers (CSV)", layers.to_csv(index=False), "layers.csv", "dl_layers")
 
-st.subheader("AU-selective filters under the controls")
+st.subheader("AU-selective filters: the funnel of controls")
 ui.honest_summary(run_dir, stamp, key="overview")
 
 col_conf, col_curves = st.columns([1, 1])

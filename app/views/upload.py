@@ -1,7 +1,6 @@
 """Upload: a face photo through the run's model — face box, aligned crop, prediction, activation
 maps, the most active filters with their top-K patches and AU profiles, Grad-CAM per class."""
 
-import numpy as np
 import streamlit as st
 
 from app import figures, loaders, ui
@@ -67,7 +66,8 @@ with c2:
 a = loaders.analyze_face(run_dir, stamp, loaders.array_key(face), face)
 with c3:
     pred = a["class_names"][a["pred"]]
-    st.metric("Predicted expression", pred, f"p = {a['probs'][a['pred']]:.2f}", delta_color="off")
+    st.metric("Predicted expression", pred)
+    st.caption(f"probability {a['probs'][a['pred']]:.2f}")
     st.plotly_chart(figures.bars(a["probs"], a["class_names"], title="Class probabilities",
                                  value_name="probability"), key="probs")
     ui.csv_button("Probabilities (CSV)", "class,probability\n" + "\n".join(
@@ -89,16 +89,18 @@ for layer, pngs in a["maps_png"].items():
 
 st.subheader("Most active filters: what they respond to in the data set")
 layer = st.selectbox("Layer", list(a["top_filters"]), index=len(a["top_filters"]) - 1, key="upload_layer")
-stats = loaders.au_stats(run_dir, stamp, layer)
+ev = loaders.evidence(run_dir, stamp, layer)
+rows = {r["filter"]: r for r in a["filter_aus"].get(layer, [])}
 for f, v in a["top_filters"][layer][:4]:
     t = loaders.topk(run_dir, stamp, layer, f, False)
-    share = stats["topk_share"][f]
-    lift = share - stats["base_rate"]
-    best = np.argsort(-np.nan_to_num(lift, nan=-9))[:3]
     cols = st.columns([3, 2])
     with cols[0]:
-        st.markdown(f"**#{f}** activation {v:.2f} on this face; its top-K patches in the data set:")
-        st.image([figures.resize(p, 72) for p in t["patch"]], caption=[f"{x:.2f}" for x in t["activation"]], width=72)
+        st.markdown(f"**#{f}** activation {v:.3g} on this face; its top-K patches in the data set:")
+        st.image([figures.resize(p, 72) for p in t["patch"]], caption=[f"{x:.3g}" for x in t["activation"]], width=72)
     with cols[1]:
-        st.markdown("Its AUs most above the base rate (share of its top-K images with the AU, vs base rate):")
-        st.markdown("\n".join(f"- {au_labels[j]}: **{share[j]:.2f}** vs {stats['base_rate'][j]:.2f}" for j in best))
+        r = rows.get(f)
+        if r is not None:
+            st.markdown(f"Judged by **{r['au_name']}**: reaches *{figures.STAGE_NAMES[r['stage']]}*; distinct "
+                        f"top-K share {r['share_distinct']:.2f} (base rate "
+                        f"{float(ev['base_rate'][list(ev['au_ids']).index(r['au'])]):.2f}), excess over the "
+                        f"emotions {r['excess']:.2f}.")

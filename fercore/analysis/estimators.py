@@ -1,127 +1,285 @@
-"""Relate recorded filters to FACS action units; the formulas are in ``docs/records.md``.
+"""Every statistic of the filter-AU analysis, defined once.
 
-Per layer and filter ``f`` and AU ``a``:
+Pure functions of arrays (no files, no models); :func:`fercore.analysis.analyze.analyze` calls
+them once per layer and stores what they return in ``records.h5``, and every reader (summary,
+CLI, CSV, dashboard) reads the stored values. The formulas and the data rule are in
+``docs/records.md``.
 
-- ``topk_share[f, a]``: share of the filter's top-K images (those with ``a`` coded) carrying ``a``;
-- ``kl[f]``: Khorrami et al.'s KL divergence of the top-K AU histogram from the data's AU
-  distribution;
-- ``corr[f, a]``: point-biserial correlation of the per-image max activation with AU presence,
-  ``pval`` its exact two-sided t-test p-value, ``qval`` Benjamini-Hochberg adjusted over the
-  layer's F x A tests;
-- ``corr_within[f, a]``: the correlation after centring both variables within each emotion
-  class (pooled within-class correlation), which separates an AU detector from an emotion
-  detector;
-- ``spatial[f, a]``: share of the top-K argmax positions (receptive-field centres) inside the
-  AU's face region (:func:`fercore.facs.in_region`), NaN without landmarks.
+**The data rule** (one for every statistic): an image counts for AU ``a`` when ``a`` is coded on
+it (intensity not NaN); presence is intensity > 0 (:func:`fercore.data.facs.presence`). A
+statistic that conditions on the emotion (per class, within class, expected share, the
+within-emotion test) also needs the image to be labelled (label >= 0); the others keep unlabelled
+images. Top-K statistics count the entries of a list whose AU is coded.
 
-Missing AU codes (NaN) are left out per AU. :func:`analyze` writes the results into the run's
-``records.h5``.
+Shapes: N images, F filters, A AUs, C classes, K list length.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import warnings
 
 import numpy as np
 from scipy import stats as sps
+from scipy.stats import hypergeom
 
 from fercore.data.facs import AUS, in_region
-from fercore.store.records_h5 import (
-    read_layer_array,
-    read_layer_group,
-    read_records_header,
-    write_stats,
-)
-from fercore.util import Progress, no_progress
+from fercore.training.evaluate import roc_auc
 
 __all__ = [
-    "analyze",
+    "UnitTable",
     "au_cooccurrence",
-    "au_filter_stats",
+    "au_correlation",
+    "au_given_emotion",
     "base_rates",
-    "bh_adjust",
-    "kl_divergence",
-    "point_biserial",
+    "benjamini_hochberg",
+    "correlation",
+    "correlation_p",
+    "emotion_correlation",
+    "expected_share",
+    "kl_selectivity",
+    "null_quantile",
+    "per_class_correlation",
+    "roc_auc",
     "spatial_share",
     "topk_au_share",
-    "within_class_corr",
+    "unit_table",
+    "within_class_correlation",
+    "within_emotion_test",
 ]
 
 
-def _present(aus: np.ndarray) -> np.ndarray:
-    """(N, A) float64: 1 present (intensity > 0), 0 absent, NaN not coded."""
-    aus = np.asarray(aus, dtype=np.float64)
-    out = (aus > 0).astype(np.float64)
-    out[np.isnan(aus)] = np.nan
-    return out
+def _check_index(name: str, idx, n: int) -> np.ndarray:
+    idx = np.asarray(idx)
+    if idx.ndim != 2 or not np.issubdtype(idx.dtype, np.integer):
+        raise ValueError(f"{name}: expected an (F, K) integer array of image indices, got {idx.shape} {idx.dtype}")
+    if idx.size and idx.max() >= n:
+        raise ValueError(f"{name}: image index {idx.max()} is out of range for {n} images; "
+                         "were the records made on other data?")
+    return idx.astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# Rates and shares
 
 
 def base_rates(present: np.ndarray) -> np.ndarray:
-    """(A,) share of coded images carrying each AU; NaN for an AU coded nowhere."""
-    coded = (~np.isnan(present)).sum(0)
+    """(A,) float64: share of the images with the AU coded that carry it; NaN where none is coded.
+
+    Parameters
+    ----------
+    present : (N, A) float
+        1 present, 0 absent, NaN not coded.
+    """
+    p = np.asarray(present, dtype=np.float64)
+    coded = (~np.isnan(p)).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(coded > 0, np.nansum(present, 0) / np.maximum(coded, 1), np.nan)
+        return np.where(coded > 0, np.nansum(p, axis=0) / np.maximum(coded, 1), np.nan)
 
 
-def point_biserial(x: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Correlation of each column of ``x`` with each AU's presence, and its p-value.
+def au_given_emotion(present: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """(C, A) float64: P(AU present | emotion) over the coded images of each class (NaN if none)."""
+    p = np.asarray(present, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if len(labels) != len(p):
+        raise ValueError(f"labels: expected {len(p)} entries (one per image), got {len(labels)}")
+    out = np.full((n_classes, p.shape[1]), np.nan)
+    for c in range(n_classes):
+        rows = p[labels == c]
+        if len(rows):
+            out[c] = base_rates(rows)
+    return out
+
+
+def topk_au_share(topk_index: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per filter, the share of its top-K images that carry each AU.
+
+    Parameters
+    ----------
+    topk_index : (F, K) int
+        Image indices of each filter's list; -1 marks an empty slot.
+    present : (N, A) float
+        1 / 0 / NaN (an entry whose AU is not coded is left out of that AU's share).
+
+    Returns
+    -------
+    share : (F, A) float64
+        Present / coded among the list's images; NaN where none is coded.
+    counts : (F, A) float64
+        Listed images carrying the AU (the filter's AU histogram).
+    coded : (F, A) int64
+        Listed images with the AU coded.
+    """
+    p = np.asarray(present, dtype=np.float64)
+    idx = _check_index("topk_index", topk_index, len(p))
+    valid = idx >= 0
+    rows = p[np.where(valid, idx, 0)]  # (F, K, A)
+    rows[~valid] = np.nan
+    counts = np.nansum(rows, axis=1)
+    coded = (~np.isnan(rows)).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(coded > 0, counts / np.maximum(coded, 1), np.nan)
+    return share, counts, coded.astype(np.int64)
+
+
+def expected_share(topk_index: np.ndarray, labels: np.ndarray, rates: np.ndarray) -> np.ndarray:
+    """The AU share of each list that the emotions of its images alone predict.
+
+    Parameters
+    ----------
+    topk_index : (F, K) int
+        -1 marks an empty slot.
+    labels : (N,) int
+        Emotion per image, -1 unlabelled (left out).
+    rates : (C, A) float
+        P(AU | emotion), e.g. :func:`au_given_emotion` or :attr:`UnitTable.rates`.
+
+    Returns
+    -------
+    (F, A) float64
+        Mean over the labelled listed images of ``rates[label]``; NaN where none is labelled.
+    """
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    idx = _check_index("topk_index", topk_index, len(labels))
+    table = np.concatenate([np.asarray(rates, dtype=np.float64), np.full((1, np.shape(rates)[1]), np.nan)])
+    lab = np.where(idx >= 0, labels[np.where(idx >= 0, idx, 0)], -1)  # (F, K); -1 picks the NaN row
+    rows = table[lab]  # (F, K, A)
+    known = (~np.isnan(rows)).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(known > 0, np.nansum(rows, axis=1) / np.maximum(known, 1), np.nan)
+
+
+def kl_selectivity(counts: np.ndarray, base_rate: np.ndarray) -> np.ndarray:
+    """Khorrami et al.'s selectivity: KL(top-K AU histogram || data AU distribution), per filter.
+
+    Parameters
+    ----------
+    counts : (F, A) float
+        AU histogram of each filter's top-K images (:func:`topk_au_share`).
+    base_rate : (A,) float
+        Share of coded images carrying each AU (:func:`base_rates`; NaN treated as 0).
+
+    Returns
+    -------
+    (F,) float64
+        ``sum_a p_a ln(p_a / q_a)`` with ``p`` the normalised histogram and ``q`` the normalised
+        base rates (``scipy.stats.entropy``); NaN for an empty histogram; inf where the filter's
+        images carry an AU the data set never shows.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    q = np.nan_to_num(np.asarray(base_rate, dtype=np.float64))
+    out = np.full(len(counts), np.nan)
+    ok = counts.sum(axis=1) > 0
+    if ok.any() and q.sum() > 0:
+        out[ok] = sps.entropy(counts[ok], q[None, :], axis=1)
+    return out
+
+
+def au_cooccurrence(present: np.ndarray) -> np.ndarray:
+    """(A, A) P(AU j present | AU i present) over the images with both coded; NaN if AU i never
+    occurs."""
+    present = np.asarray(present, dtype=np.float64)
+    coded = ~np.isnan(present)
+    pr = np.nan_to_num(present)
+    joint = pr.T @ pr  # images with i and j present
+    cond = pr.T @ coded.astype(np.float64)  # images with i present and j coded
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(cond > 0, joint / cond, np.nan)
+
+
+# --------------------------------------------------------------------------------------------
+# Correlations
+
+
+def correlation(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson correlation of every column of ``x`` (n, F) with ``y`` (n,): (F,) float64.
+
+    NaN where ``y`` or a column of ``x`` is constant, or n < 3. With 0/1 ``y`` this is the
+    point-biserial correlation.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if len(y) < 3:
+        return np.full(x.shape[1], np.nan)
+    return _corr_centred(x - x.mean(axis=0), y - y.mean())
+
+
+def _corr_centred(xc: np.ndarray, yc: np.ndarray) -> np.ndarray:
+    num = yc @ xc
+    den = np.sqrt((xc * xc).sum(axis=0) * (yc @ yc))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = num / den
+    tiny = den <= 1e-12 * max(1.0, float(np.abs(xc).max(initial=0.0)))
+    return np.clip(np.where(tiny, np.nan, r), -1.0, 1.0)
+
+
+def correlation_p(r: np.ndarray, n, *, n_params: int = 2) -> np.ndarray:
+    """Two-sided p-value of Pearson correlations: ``t = r sqrt(df / (1 - r^2))`` with
+    ``df = n - n_params`` degrees of freedom (``scipy.stats.t``; 2 for a plain correlation,
+    ``C + 1`` for a within-class correlation over C classes). NaN where r is NaN or df < 1."""
+    r = np.asarray(r, dtype=np.float64)
+    df = np.broadcast_to(np.asarray(n, dtype=np.float64) - n_params, r.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = r * np.sqrt(df / np.maximum(1.0 - r * r, 1e-300))
+        p = 2.0 * sps.t.sf(np.abs(t), df)
+    return np.where(np.isnan(r) | (df < 1), np.nan, p)
+
+
+def au_correlation(x: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Correlation of each filter's per-image maximum with each AU's presence.
 
     Parameters
     ----------
     x : (N, F) float
-        Per-image scores (max activations).
-    present : (N, A) float
-        1 / 0 presence, NaN where the AU is not coded (those images are left out for that AU).
+    present : (N, A) float, NaN = not coded (left out for that AU)
 
     Returns
     -------
     r : (F, A) float64
-        Pearson correlation = point-biserial r; NaN where a variable is constant.
     p : (F, A) float64
-        Two-sided p-value of t = r sqrt((n - 2) / (1 - r^2)) with n - 2 degrees of freedom.
+        :func:`correlation_p` (images counted as independent: frames of one clip are not).
     n : (A,) int64
         Images used per AU.
     """
     x = np.asarray(x, dtype=np.float64)
     present = np.asarray(present, dtype=np.float64)
-    nf, na = x.shape[1], present.shape[1]
-    r = np.full((nf, na), np.nan)
-    n_used = np.zeros(na, np.int64)
-    for a in range(na):
+    r = np.full((x.shape[1], present.shape[1]), np.nan)
+    n = np.zeros(present.shape[1], np.int64)
+    for a in range(present.shape[1]):
         m = ~np.isnan(present[:, a])
-        n_used[a] = m.sum()
-        r[:, a] = _pearson(x[m], present[m, a])
-    return r, _r_pvalue(r, n_used), n_used
+        n[a] = int(m.sum())
+        r[:, a] = correlation(x[m], present[m, a])
+    return r, correlation_p(r, n), n
 
 
-def _pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(F,) correlation of each column of x (n, F) with y (n,)."""
-    if len(y) < 3:
-        return np.full(x.shape[1], np.nan)
-    xc = x - x.mean(0)
-    yc = y - y.mean()
-    den = np.sqrt((xc**2).sum(0) * (yc**2).sum())
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (xc * yc[:, None]).sum(0) / den
-    r[den <= 1e-12 * max(1.0, float(np.abs(xc).max(initial=0)))] = np.nan
-    return np.clip(r, -1.0, 1.0)
+def emotion_correlation(x: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """(F, C) float64: correlation of each filter with each emotion, one class against the rest
+    (labelled images only)."""
+    x = np.asarray(x, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    keep = labels >= 0
+    return np.stack([correlation(x[keep], (labels[keep] == c).astype(np.float64)) for c in range(n_classes)], axis=1) \
+        if n_classes else np.zeros((x.shape[1], 0))
 
 
-def _r_pvalue(r: np.ndarray, n: np.ndarray, *, dof_loss=2) -> np.ndarray:
-    df = np.broadcast_to(np.asarray(n, dtype=np.float64) - dof_loss, r.shape)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t = r * np.sqrt(df / np.maximum(1.0 - r**2, 1e-300))
-        p = 2.0 * sps.t.sf(np.abs(t), df)
-    p[np.isnan(r) | (df < 1)] = np.nan
-    return p
+def _class_centred(v: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``v`` with each class's mean removed (the residuals of a regression on the class one-hot)."""
+    _, inv = np.unique(labels, return_inverse=True)
+    counts = np.bincount(inv).astype(np.float64)
+    if v.ndim == 1:
+        return v - (np.bincount(inv, weights=v) / counts)[inv]
+    sums = np.zeros((len(counts), v.shape[1]))
+    np.add.at(sums, inv, v)
+    return v - (sums / counts[:, None])[inv]
 
 
-def within_class_corr(x: np.ndarray, present: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled within-class correlation (controls for the emotion label).
+def within_class_correlation(x: np.ndarray, present: np.ndarray, labels: np.ndarray
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pooled within-class correlation = partial correlation with the AU given the emotion.
 
-    Within each class (labels >= 0), activation and AU presence are centred on their class means
-    (over the images with the AU coded); the centred values of all classes are then correlated.
-    An AU detector keeps its correlation; a filter that only tells the emotions apart loses it.
+    Per AU, over the labelled images with the AU coded: activation and presence each have their
+    class means removed, and the residuals are correlated. A detector of an emotion loses its
+    correlation with the emotion's AUs; a detector of the AU keeps it where the AU varies within
+    classes.
 
     Parameters
     ----------
@@ -132,246 +290,286 @@ def within_class_corr(x: np.ndarray, present: np.ndarray, labels: np.ndarray) ->
     Returns
     -------
     r : (F, A) float64
+        NaN where the AU varies within no class.
     p : (F, A) float64
-        t-test p-value with n - C - 1 degrees of freedom (C classes used).
+        :func:`correlation_p` with ``n - (C + 1)`` degrees of freedom (C classes present).
+    n : (A,) int64
+        Images used per AU.
     """
     x = np.asarray(x, dtype=np.float64)
     present = np.asarray(present, dtype=np.float64)
-    labels = np.asarray(labels)
-    nf, na = x.shape[1], present.shape[1]
-    r = np.full((nf, na), np.nan)
-    p = np.full((nf, na), np.nan)
-    for a in range(na):
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    r = np.full((x.shape[1], present.shape[1]), np.nan)
+    p = np.full_like(r, np.nan)
+    n = np.zeros(present.shape[1], np.int64)
+    for a in range(present.shape[1]):
         m = ~np.isnan(present[:, a]) & (labels >= 0)
-        xs, ys, ls = x[m], present[m, a], labels[m]
-        xc, yc = np.empty_like(xs), np.empty_like(ys)
-        classes = np.unique(ls)
-        for c in classes:
-            sel = ls == c
-            xc[sel] = xs[sel] - xs[sel].mean(0)
-            yc[sel] = ys[sel] - ys[sel].mean()
-        if len(ys) < len(classes) + 2:
+        n[a] = int(m.sum())
+        if n[a] < 3:
             continue
-        den = np.sqrt((xc**2).sum(0) * (yc**2).sum())
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ra = (xc * yc[:, None]).sum(0) / den
-        ra[~(den > 1e-12)] = np.nan
-        r[:, a] = np.clip(ra, -1, 1)
-        p[:, a] = _r_pvalue(r[:, a:a + 1], np.array([len(ys)]), dof_loss=len(classes) + 1)[:, 0]
-    return r, p
+        k = len(np.unique(labels[m]))
+        r[:, a] = _corr_centred(_class_centred(x[m], labels[m]), _class_centred(present[m, a], labels[m]))
+        p[:, a] = correlation_p(r[:, a], n[a], n_params=k + 1)
+    return r, p, n
 
 
-def bh_adjust(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (q-values) over all finite entries of ``p``.
+def per_class_correlation(x: np.ndarray, present: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """(F, A, C) float64: the correlation with the AU inside each class (coded, labelled images);
+    NaN where the AU does not vary in that class."""
+    x = np.asarray(x, dtype=np.float64)
+    present = np.asarray(present, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    out = np.full((x.shape[1], present.shape[1], n_classes), np.nan)
+    for c in range(n_classes):
+        in_c = labels == c
+        for a in range(present.shape[1]):
+            m = in_c & ~np.isnan(present[:, a])
+            if m.sum() >= 3:
+                out[:, a, c] = correlation(x[m], present[m, a])
+    return out
 
-    ``q_(i) = min_{j >= i} p_(j) m / j`` for the ascending p-values ``p_(1..m)``, capped at 1;
-    NaN entries stay NaN and do not count in ``m``.
+
+# --------------------------------------------------------------------------------------------
+# Multiple testing, null quantiles
+
+
+def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (q-values) over the finite entries of ``p``, any shape.
+
+    ``scipy.stats.false_discovery_control`` on the finite entries; NaN entries stay NaN and do not
+    count in the number of tests.
     """
     p = np.asarray(p, dtype=np.float64)
     q = np.full(p.shape, np.nan)
-    flat = p.ravel()
-    ok = np.isfinite(flat)
-    m = int(ok.sum())
-    if m == 0:
-        return q
-    vals = flat[ok]
-    order = np.argsort(vals, kind="stable")
-    ranked = vals[order] * m / np.arange(1, m + 1)
-    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
-    out = np.empty(m)
-    out[order] = np.minimum(ranked, 1.0)
-    qf = q.ravel()
-    qf[ok] = out
-    return qf.reshape(p.shape)
+    ok = np.isfinite(p)
+    if ok.any():
+        q[ok] = sps.false_discovery_control(p[ok], method="bh")
+    return q
 
 
-def topk_au_share(topk_index: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per filter, the share of its top-K images carrying each AU, and the AU counts.
+def null_quantile(values: np.ndarray, q: float = 0.95) -> np.ndarray:
+    """The ``q`` quantile of a figure over a null network's filters, per column (AU).
 
     Parameters
     ----------
-    topk_index : (F, K) int, -1 = padding
-    present : (N, A) float, NaN = not coded
+    values : (F_null, A) or (F_null,) float
+        The figure for every filter of the null's same layer (NaN left out).
 
     Returns
     -------
-    share : (F, A) float64
-        Present / coded among the top-K images; NaN where none is coded.
-    counts : (F, A) float64
-        Number of top-K images carrying the AU (the AU histogram).
+    (A,) or () float64
+        NaN for a column without finite values.
     """
-    idx = np.asarray(topk_index)
-    valid = idx >= 0
-    rows = present[np.where(valid, idx, 0)]  # (F, K, A)
-    rows[~valid] = np.nan
-    counts = np.nansum(rows, axis=1)
-    coded = (~np.isnan(rows)).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(coded > 0, counts / np.maximum(coded, 1), np.nan)
-    return share, counts
+    v = np.asarray(values, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column gives NaN
+        return np.nanquantile(np.where(np.isfinite(v), v, np.nan), q, axis=0)
 
 
-def kl_divergence(counts: np.ndarray, base_rate: np.ndarray) -> np.ndarray:
-    """Khorrami et al.'s selectivity: KL(top-K AU histogram || data AU distribution).
-
-    Parameters
-    ----------
-    counts : (F, A) float
-        AU histogram of each filter's top-K images.
-    base_rate : (A,) float
-        Share of coded images carrying each AU.
-
-    Returns
-    -------
-    (F,) float64
-        ``sum_a p_a log(p_a / q_a)`` with ``p = counts / sum(counts)`` and ``q = base_rate /
-        sum(base_rate)`` (natural log; terms with ``p_a = 0`` are 0); NaN for an empty histogram.
-    """
-    counts = np.asarray(counts, dtype=np.float64)
-    q = np.nan_to_num(np.asarray(base_rate, dtype=np.float64))
-    q = q / q.sum() if q.sum() > 0 else q
-    tot = counts.sum(1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pr = counts / tot
-        terms = np.where(pr > 0, pr * np.log(pr / np.where(q > 0, q, np.nan)), 0.0)
-    kl = terms.sum(1)
-    kl[tot[:, 0] <= 0] = np.nan
-    return kl
+# --------------------------------------------------------------------------------------------
+# Where the filter looks
 
 
-def spatial_share(topk_index: np.ndarray, centres: np.ndarray, landmarks: np.ndarray | None,
+def spatial_share(topk_index: np.ndarray, box: np.ndarray, landmarks: np.ndarray | None,
                   au_ids: np.ndarray) -> np.ndarray:
-    """Share of each filter's top-K argmax positions inside each AU's face region.
+    """Share of each filter's listed maxima that fall inside each AU's face region.
 
     Parameters
     ----------
-    topk_index : (F, K) int, -1 = padding
-    centres : (F, K, 2) float
-        Receptive-field box centres, x then y in input pixels.
+    topk_index : (F, K) int, -1 = empty slot
+    box : (F, K, 4) int
+        Receptive-field boxes x0, y0, x1, y1 (inclusive, input pixels); the entry's point is the
+        box centre.
     landmarks : (N, 68, 2) float or None
-        In the same pixel frame; NaN rows are left out.
+        In the same pixels; images with NaN landmarks are left out.
     au_ids : (A,) int
 
     Returns
     -------
     (F, A) float64
-        NaN without landmarks, and for AUs without a region in :data:`fercore.facs.AUS`.
+        NaN without landmarks, and for AUs without a region in :data:`fercore.data.facs.AUS`.
     """
     idx = np.asarray(topk_index)
-    nf, k = idx.shape
-    out = np.full((nf, len(au_ids)), np.nan)
+    out = np.full((idx.shape[0], len(au_ids)), np.nan)
     if landmarks is None:
         return out
-    hit = np.zeros((nf, k, len(au_ids)), bool)
+    box = np.asarray(box, dtype=np.float64)
+    centres = np.stack([(box[..., 0] + box[..., 2]) / 2, (box[..., 1] + box[..., 3]) / 2], -1)
     ok = idx >= 0
     ok &= np.isfinite(landmarks[np.where(ok, idx, 0)]).all(axis=(2, 3))
-    flat_idx = idx[ok]
-    pts = centres[ok]
     fi, ki = np.nonzero(ok)
-    for img in np.unique(flat_idx):
-        sel = flat_idx == img
-        for a, au_id in enumerate(au_ids):
-            if int(au_id) in AUS:
-                hit[fi[sel], ki[sel], a] = in_region(landmarks[img], int(au_id), pts[sel])
-    n_ok = ok.sum(1)
+    imgs = idx[fi, ki]
+    pts = centres[fi, ki]
+    n_ok = ok.sum(axis=1)
     for a, au_id in enumerate(au_ids):
-        if int(au_id) in AUS:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out[:, a] = np.where(n_ok > 0, hit[:, :, a].sum(1) / np.maximum(n_ok, 1), np.nan)
+        if int(au_id) not in AUS:
+            continue
+        hit = np.zeros(idx.shape, bool)
+        for img in np.unique(imgs):
+            sel = imgs == img
+            hit[fi[sel], ki[sel]] = in_region(landmarks[img], int(au_id), pts[sel])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[:, a] = np.where(n_ok > 0, hit.sum(axis=1) / np.maximum(n_ok, 1), np.nan)
     return out
 
 
-def au_cooccurrence(present: np.ndarray) -> np.ndarray:
-    """(A, A) P(AU j present | AU i present), over images where both are coded; NaN if AU i never
-    occurs."""
-    present = np.asarray(present, dtype=np.float64)
-    coded = ~np.isnan(present)
-    pr = np.nan_to_num(present)
-    joint = pr.T @ pr  # (A, A): images with i and j present
-    cond = pr.T @ coded.astype(np.float64)  # (A, A): images with i present and j coded
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(cond > 0, joint / cond, np.nan)
+# --------------------------------------------------------------------------------------------
+# The within-emotion test of a top-K list
 
 
-def au_filter_stats(max_act: np.ndarray, aus: np.ndarray, labels: np.ndarray, topk_index: np.ndarray,
-                    topk_box: np.ndarray, landmarks: np.ndarray | None, au_ids: np.ndarray) -> dict[str, np.ndarray]:
-    """Every filter x AU statistic of one layer.
+class UnitTable:
+    """The units that carry AU codes, per emotion class: the populations of the within-emotion test.
+
+    A **unit** is the set of images of one group (sequence where the FaceSet has sequences, else
+    subject) with one emotion label and the same AU codes: the three apex frames of a CK+
+    sequence are one unit (one FACS code), its first frame another (neutral); a phantom face,
+    whose AUs are drawn per image, is a unit of its own. Units are what is exchangeable under
+    the null, so near-copies of one coded observation count once.
+
+    Attributes
+    ----------
+    unit : (N,) int64
+        Unit of each image; -1 for unlabelled images.
+    label : (U,) int64
+        Class of each unit.
+    present : (U, A) float64
+        The unit's AU presence (1 / 0; NaN where not coded).
+    n : (C, A) int64
+        Units of each class with the AU coded.
+    m : (C, A) int64
+        Of those, units carrying the AU.
+    rates : (C, A) float64
+        ``m / n``: P(AU | emotion) over units (NaN where n = 0).
+    minority : (A,) int64
+        Sum over classes of ``min(m, n - m)``: how many units within classes tell the AU's
+        presence from its absence.
+    """
+
+    def __init__(self, unit, label, present, n, m):
+        self.unit, self.label, self.present, self.n, self.m = unit, label, present, n, m
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.rates = np.where(n > 0, m / np.maximum(n, 1), np.nan)
+        self.minority = np.minimum(m, n - m).sum(axis=0).astype(np.int64)
+
+    @property
+    def n_units(self) -> int:
+        return int(len(self.label))
+
+
+def unit_table(groups: np.ndarray, labels: np.ndarray, present: np.ndarray, n_classes: int) -> UnitTable:
+    """Group the images into the units of :class:`UnitTable`.
 
     Parameters
     ----------
-    max_act : (N, F) float
-    aus : (N, A) float, NaN = not coded
+    groups : (N,) str
+        ``FaceSet.groups`` (sequence ids, else subject ids).
     labels : (N,) int
+        -1 unlabelled (no unit).
+    present : (N, A) float, 1 / 0 / NaN
+    n_classes : int
+    """
+    groups = np.asarray(groups).astype(str).reshape(-1)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    present = np.asarray(present, dtype=np.float64)
+    n_img, n_au = present.shape
+    if not (len(groups) == len(labels) == n_img):
+        raise ValueError(f"unit_table: groups, labels and present need one row per image, "
+                         f"got {len(groups)}, {len(labels)}, {n_img}")
+    code = np.where(np.isnan(present), 2, present).astype(np.int8)  # 0 / 1 / 2 = not coded
+    _, g = np.unique(groups, return_inverse=True)
+    key = np.concatenate([g[:, None], labels[:, None], code], axis=1)
+    keep = labels >= 0
+    unit = np.full(n_img, -1, np.int64)
+    first = np.zeros(0, np.int64)
+    if keep.any():
+        uniq, first_pos, inv = np.unique(key[keep], axis=0, return_index=True, return_inverse=True)
+        unit[keep] = inv.reshape(-1)
+        first = np.flatnonzero(keep)[first_pos]
+    u_label = labels[first]
+    u_present = present[first]
+    n = np.zeros((n_classes, n_au), np.int64)
+    m = np.zeros((n_classes, n_au), np.int64)
+    coded = ~np.isnan(u_present)
+    for c in range(n_classes):
+        in_c = u_label == c
+        n[c] = coded[in_c].sum(axis=0)
+        m[c] = np.nansum(u_present[in_c], axis=0).astype(np.int64)
+    return UnitTable(unit, u_label, u_present, n, m)
+
+
+def within_emotion_test(topk_index: np.ndarray, labels: np.ndarray, present: np.ndarray,
+                        units: UnitTable, *, min_minority: int = 5) -> dict[str, np.ndarray]:
+    """Does a filter's (distinct) top-K list carry each AU more often than its emotions predict?
+
+    A conditional permutation test: under the null the AU codes are exchanged among the units
+    of each emotion class (:class:`UnitTable`), so the filter keeps all of its dependence on the
+    emotion and loses only what is specific to the AU. Given the listed units, the number of them
+    that carry the AU is then a sum over classes of independent hypergeometric counts (``k_c``
+    units drawn from the ``n_c`` units of class c, ``m_c`` of which carry the AU), and its exact
+    distribution is their convolution. The p-value is exact: ``P(S >= observed)``.
+
+    Parameters
+    ----------
     topk_index : (F, K) int
-    topk_box : (F, K, 4) int
-        x0, y0, x1, y1 inclusive.
-    landmarks : (N, 68, 2) float or None
-    au_ids : (A,) int
+        A list with at most one image per group (the distinct top-K), -1 = empty slot.
+    labels : (N,) int
+    present : (N, A) float, 1 / 0 / NaN
+    units : UnitTable
+        Of the same images.
+    min_minority : int
+        AUs with fewer units within classes that tell presence from absence
+        (:attr:`UnitTable.minority`) are untestable: their p-values are NaN.
 
     Returns
     -------
     dict
-        ``topk_share``, ``corr``, ``corr_within``, ``pval``, ``pval_within``, ``qval``,
-        ``spatial`` (F, A) float32; ``kl`` (F,) float32; ``n_coded`` (A,) int64.
+        ``observed`` (F, A) int64 listed units carrying the AU; ``n_listed`` (F, A) int64 listed
+        units (labelled, AU coded) the test rests on; ``expected`` (F, A) float64 the count the
+        emotions predict (``sum_c k_c m_c / n_c``); ``share`` and ``expected_share`` (F, A)
+        float64 (divided by ``n_listed``); ``p`` (F, A) float64 one-sided exact p-value, NaN for
+        untestable AUs or empty lists; ``testable`` (A,) bool.
     """
-    present = _present(aus)
-    base = base_rates(present)
-    share, counts = topk_au_share(topk_index, present)
-    r, p, n_used = point_biserial(max_act, present)
-    rw, pw = within_class_corr(max_act, present, labels)
-    box = np.asarray(topk_box, dtype=np.float64)
-    centres = np.stack([(box[..., 0] + box[..., 2]) / 2, (box[..., 1] + box[..., 3]) / 2], -1)
-    f32 = np.float32
-    return {
-        "topk_share": share.astype(f32), "corr": r.astype(f32), "corr_within": rw.astype(f32),
-        "pval": p.astype(f32), "pval_within": pw.astype(f32), "qval": bh_adjust(p).astype(f32),
-        "spatial": spatial_share(topk_index, centres, landmarks, au_ids).astype(f32),
-        "kl": kl_divergence(counts, np.nan_to_num(base)).astype(f32), "n_coded": n_used,
-    }
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    present = np.asarray(present, dtype=np.float64)
+    idx = _check_index("topk_index", topk_index, len(labels))
+    n_f, k = idx.shape
+    n_c, n_a = units.n.shape
+    valid = idx >= 0
+    lab = np.where(valid, labels[np.where(valid, idx, 0)], -1)  # (F, K)
+    pres = present[np.where(valid, idx, 0)]  # (F, K, A)
+    use = (lab >= 0)[:, :, None] & ~np.isnan(pres) & valid[:, :, None]  # (F, K, A)
+    testable = units.minority >= int(min_minority)
+    observed = np.where(use, np.nan_to_num(pres), 0).sum(axis=1).astype(np.int64)
+    n_listed = use.sum(axis=1).astype(np.int64)
+    # k[f, c, a]: listed units of class c with the AU coded
+    kc = np.zeros((n_f, n_c, n_a), np.int64)
+    for c in range(n_c):
+        kc[:, c, :] = ((lab == c)[:, :, None] & use).sum(axis=1)
+    rates = np.nan_to_num(units.rates)
+    expected = (kc * rates[None]).sum(axis=1)
+    p = np.full((n_f, n_a), np.nan)
+    # pmf tables: for class c, AU a and a draw of j units, the hypergeometric pmf over 0..j
+    cache: dict[tuple[int, int, int], np.ndarray] = {}
 
+    def pmf(c: int, a: int, j: int) -> np.ndarray:
+        key = (c, a, j)
+        if key not in cache:
+            n, m = int(units.n[c, a]), int(units.m[c, a])
+            j_eff = min(j, n)
+            cache[key] = hypergeom.pmf(np.arange(j_eff + 1), n, m, j_eff)
+        return cache[key]
 
-def analyze(run_dir, *, progress: Progress | None = None) -> Path:
-    """Compute the filter x AU statistics of a run's records and store them in ``records.h5``.
-
-    Parameters
-    ----------
-    run_dir : path or str
-        A run directory (or run name / unique prefix) with ``records.h5`` (``python -m fercore
-        record``).
-    progress : callable, optional
-        ``progress(done, total, "analyze")`` per layer.
-
-    Returns
-    -------
-    Path
-        The records file (rewritten atomically with ``/layers/<layer>/stats`` and ``/analysis``).
-    """
-    from fercore.store.layout import records_path, resolve_run
-
-    run_dir = resolve_run(run_dir)
-    path = records_path(run_dir)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no records yet; run `python -m fercore record --run {run_dir.name}` first")
-    progress = progress or no_progress
-    head = read_records_header(path)
-    data = read_layer_group(path, None, "data")
-    aus, labels, au_ids = data["aus"], data["labels"], np.asarray(head["au_ids"], dtype=np.int64)
-    landmarks = data.get("landmarks")
-    present = _present(aus)
-    layers = {}
-    total = len(head["layers"])
-    progress(0, total, "analyze")
-    for t, layer in enumerate(head["layers"]):
-        max_act = read_layer_array(path, layer, "max_act").astype(np.float32)
-        st = au_filter_stats(max_act, aus, labels, read_layer_array(path, layer, "topk/index"),
-                             read_layer_array(path, layer, "topk/box"), landmarks, au_ids)
-        d_idx = read_layer_array(path, layer, "topk_distinct/index")
-        d_share, _ = topk_au_share(d_idx, present)
-        st["topk_share_distinct"] = d_share.astype(np.float32)
-        layers[layer] = st
-        progress(t + 1, total, "analyze")
-    base = base_rates(present)
-    analysis = {"au_ids": au_ids, "base_rate": base.astype(np.float32),
-                "au_cooc": au_cooccurrence(present).astype(np.float32)}
-    write_stats(path, layers=layers, analysis=analysis, attrs={"stats_version": 1})
-    return path
+    for a in np.flatnonzero(testable):
+        for f in range(n_f):
+            if n_listed[f, a] == 0:
+                continue
+            dist = np.ones(1)
+            for c in np.flatnonzero(kc[f, :, a]):
+                dist = np.convolve(dist, pmf(int(c), int(a), int(kc[f, c, a])))
+            s = int(observed[f, a])
+            p[f, a] = float(min(1.0, dist[s:].sum())) if s < len(dist) else 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(n_listed > 0, observed / np.maximum(n_listed, 1), np.nan)
+        exp_share = np.where(n_listed > 0, expected / np.maximum(n_listed, 1), np.nan)
+    return {"observed": observed, "n_listed": n_listed, "expected": expected, "share": share,
+            "expected_share": exp_share, "p": p, "testable": testable}

@@ -16,8 +16,9 @@ it, recorded and analysed on the same data as the run's own records:
     information. Costs one training round.
 
 Each holds ``config.json`` (the run's, with ``"null": kind`` and its own ``run_hash``),
-``weights/fold{t}.pt`` and, after :func:`ensure_null`, ``records.h5`` with its analysis, so every
-reader (:func:`fercore.reader.open_run`) opens it like a run.
+``weights/fold{t}.pt`` and, after :func:`ensure_null`, ``records.h5``, so every reader
+(:func:`fercore.store.reader.open_run`) opens it like a run; :func:`fercore.analysis.analyze.analyze`
+of the run analyses it with the same code as the run and stores the comparison.
 """
 
 from __future__ import annotations
@@ -31,28 +32,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fercore.store.layout import NULL_KINDS, null_dir, resolve_run
 from fercore.training.models import ModelSpec, build_model
 from fercore.util import Progress, atomic_path, no_progress, stable_hash, write_json
 
-__all__ = ["NULL_KINDS", "NULL_SEED_OFFSET", "SHUFFLE_SEED", "ensure_null", "null_dir", "null_status"]
-
-#: The kinds of null network.
-NULL_KINDS = ("untrained", "shuffled")
+__all__ = ["NULL_KINDS", "NULL_SEED_OFFSET", "SHUFFLE_SEED", "ensure_null", "null_status"]
 #: Added to the run's ``ModelSpec.init_seed`` for the null's initialisation.
 NULL_SEED_OFFSET = 1_000_003
 #: Seed of the label permutation of the ``shuffled`` null.
 SHUFFLE_SEED = 20_15
-
-
-def _check_kind(kind: str) -> str:
-    if kind not in NULL_KINDS:
-        raise ValueError(f"kind: expected one of {', '.join(NULL_KINDS)}, got {kind!r}")
-    return kind
-
-
-def null_dir(run_dir: str | Path, kind: str = "untrained") -> Path:
-    """``<run_dir>/null/<kind>``: where the null network of a run lives (it may not exist yet)."""
-    return Path(run_dir) / "null" / _check_kind(kind)
 
 
 def _run_records(run_dir: Path) -> tuple[Path, int, int, list[str]]:
@@ -98,7 +86,7 @@ def _make_untrained(run_dir: Path, out: Path, *, fold: int, data: Path) -> None:
     weights = out / "weights" / f"fold{fold}.pt"
     old = out / "config.json"
     if weights.exists() and old.exists():
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError):  # unreadable: made again below
             if json.loads(old.read_text()).get("run_hash") == cfg["run_hash"]:
                 return
     spec = ModelSpec(**cfg["model"])
@@ -144,20 +132,19 @@ def _make_shuffled(run_dir: Path, out: Path, *, fold: int, data: Path, progress:
 
 def null_status(run_dir: str | Path, kind: str = "untrained") -> dict:
     """What exists of a run's null: keys ``dir``, ``exists``, ``recorded``, ``analysed``."""
+    from fercore.store.reader import open_run
+
     d = null_dir(run_dir, kind)
     out = {"dir": d, "exists": (d / "config.json").exists(), "recorded": False, "analysed": False}
     if out["exists"]:
-        with contextlib.suppress(Exception):
-            from fercore.store.reader import open_run
-
-            r = open_run(d)
-            out["recorded"] = r.has_records
-            out["analysed"] = r.has_stats
+        r = open_run(d)  # a damaged records file opens with has_records False
+        out["recorded"] = r.has_records
+        out["analysed"] = r.has_stats
     return out
 
 
 def ensure_null(run_dir: str | Path, *, kind: str = "untrained", progress: Progress | None = None) -> Path:
-    """Build (or find cached) the null network of a run, recorded and analysed on the run's data.
+    """Build (or find cached) the null network of a run, recorded on the run's data.
 
     Parameters
     ----------
@@ -167,8 +154,7 @@ def ensure_null(run_dir: str | Path, *, kind: str = "untrained", progress: Progr
         ``untrained``: same architecture, random init with seed ``init_seed + NULL_SEED_OFFSET``;
         ``shuffled``: trained one round on permuted labels.
     progress : callable, optional
-        ``progress(done, total, stage)`` with stages ``train`` (shuffled only), ``record`` and
-        ``analyze``.
+        ``progress(done, total, stage)`` with stages ``train`` (shuffled only) and ``record``.
 
     Returns
     -------
@@ -177,24 +163,14 @@ def ensure_null(run_dir: str | Path, *, kind: str = "untrained", progress: Progr
         layers and data as the run's records.
     """
     from fercore.recording.record import record
-    from fercore.store.layout import resolve_run
 
-    kind = _check_kind(kind)
     progress = progress or no_progress
     run_dir = resolve_run(run_dir)
-    data, fold, k, layers = _run_records(run_dir)
     out = null_dir(run_dir, kind)
+    data, fold, k, layers = _run_records(run_dir)
     if kind == "untrained":
         _make_untrained(run_dir, out, fold=fold, data=data)
     else:
         _make_shuffled(run_dir, out, fold=fold, data=data, progress=progress)
     record(out, data=data, k=k, layers=layers, progress=progress)
-    try:
-        from fercore.analysis.estimators import analyze
-    except ImportError:
-        return out  # no analysis stage installed: the null's records still serve the criteria
-    from fercore.store.reader import open_run
-
-    if not open_run(out).has_stats:
-        analyze(out, progress=progress)
     return out

@@ -1,27 +1,22 @@
 """``python -m fercore COMMAND``: one module per command in this package.
 
-Each command module defines ``NAME`` (the command word), ``HELP`` (one line),
-``add_arguments(parser)`` and ``run(args) -> int``. Modules are found by listing this package,
-so adding a command never touches this file.
+Each command module defines ``NAME`` (the command word), ``HELP`` (one line), optionally
+``DESCRIPTION``, ``add_arguments(parser)`` and ``run(args) -> int``; :data:`COMMANDS` lists them in
+the order of the data path, and ``--help`` shows them in that order.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import pkgutil
 import sys
+
+#: The command modules, in the order of the data path.
+COMMANDS = ("phantom", "import_", "train", "evaluate", "record", "analyze", "null", "summary", "runs", "default")
 
 
 def _commands():
-    mods = []
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-        if info.name.startswith("_"):
-            continue
-        mod = importlib.import_module(f"{__name__}.{info.name}")
-        if hasattr(mod, "NAME") and hasattr(mod, "run"):
-            mods.append(mod)
-    return mods
+    return [importlib.import_module(f"{__name__}.{name}") for name in COMMANDS]
 
 
 def build_parser() -> argparse.ArgumentParser:

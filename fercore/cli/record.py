@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from fercore.recording.record import DEFAULT_K, MAX_K
+
 NAME = "record"
 HELP = "record each filter's top-K images, deconvnet projections and per-image maxima into records.h5"
 DESCRIPTION = (
@@ -17,7 +19,7 @@ DESCRIPTION = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="run directory, run name under cache/runs, or a unique prefix")
     parser.add_argument("--data", default=None, metavar="FILE", help="FaceSet .h5 to record on (default: the run's)")
-    parser.add_argument("--k", type=int, default=16, help="top images kept per filter (default 16)")
+    parser.add_argument("--k", type=int, default=DEFAULT_K, help=f"top images kept per filter (default {DEFAULT_K}, at most {MAX_K})")
     parser.add_argument("--layers", nargs="+", default=None, metavar="LAYER",
                         help="conv layers (dotted names such as features.conv3); default all")
     parser.add_argument("--batch-size", type=int, default=128)

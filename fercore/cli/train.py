@@ -10,8 +10,8 @@ DESCRIPTION = (
     "Train a facial-expression CNN on a FaceSet file. Round t tests fold t, validates on fold (t+1) mod k "
     "and trains on the rest (or uses the file's predefined splits); the best-validation epoch is scored on "
     "test. The run is cached under cache/runs/<name>-<hash8>/: the same data and settings return at once, "
-    "an interrupted run resumes. Without --preset, Khorrami et al.'s defaults apply (SGD lr 0.01, momentum "
-    "0.9, weight decay 1e-5, batch 64, the paper's initialisation, 10 epochs)."
+    "an interrupted run resumes. Without --preset, the zero-bias-sgd preset applies (Khorrami et al.'s network "
+    "and SGD settings at the data's image size, 10 epochs)."
 )
 
 
@@ -33,10 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from fercore.training.loop import INITS, SCHEDULES
     from fercore.training.losses import SCHEMES
     from fercore.training.models import ARCHS
-    from fercore.training.presets import PRESETS
+    from fercore.training.presets import DEFAULT_TRAIN_PRESET, PRESETS
 
     parser.add_argument("--data", required=True, metavar="FILE", help="FaceSet .h5 file (python -m fercore phantom / import)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="start from a named setup; other options override it")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_TRAIN_PRESET,
+                        help=f"start from a named setup; other options override it (default {DEFAULT_TRAIN_PRESET})")
     parser.add_argument("--model", choices=sorted(ARCHS), help="architecture (default zero_bias)")
     parser.add_argument("--folds", type=_folds, metavar="K|LIST",
                         help="rounds to run: a count K (rounds 0..K-1) or a comma list (e.g. 0,3); default all")
@@ -77,12 +78,7 @@ def run(args: argparse.Namespace) -> int:
         "scheme": args.scheme, "seed": args.seed, "init_seed": args.init_seed, "augment": args.augment,
         "dropout": args.dropout, "init": args.init, "au_weight": args.au_weight, "au_input": args.au_input,
     }
-    if args.preset is None:
-        # Khorrami et al.'s defaults: the full-width zero-bias CNN at the data's image size.
-        base = {"arch": "zero_bias", "width": 1.0, "dropout": False, "augment": False, "epochs": 10,
-                "lr": 0.01, "schedule": "constant", "batch_size": 64, "init": "paper", "au_weight": 0.0}
-        overrides = {k: (v if v is not None else base.get(k)) for k, v in overrides.items()}
-    name = args.preset or "phantom-default"
+    name = args.preset
     spec, config = resolve(name, args.data, **overrides)
     print(f"model {spec.arch} width {spec.width} input {spec.in_size}px, {spec.n_classes} classes; "
           f"{config.epochs} epochs, batch {config.batch_size}, lr {config.lr} ({config.schedule}), "

@@ -10,13 +10,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fercore.data.facs import presence
 from fercore.util import stable_hash
 
-__all__ = ["FaceSet", "SPLIT_CODES"]
+__all__ = ["FaceSet", "PHASE_CODES", "SPLIT_CODES"]
 
 #: Codes of the ``splits`` table: per image and predefined round (TFD's 5 folds, FER2013's one
 #: Training/PublicTest/PrivateTest split), what the image is used for.
 SPLIT_CODES = {"unused": 0, "train": 1, "valid": 2, "test": 3}
+
+#: Codes of the ``phases`` field: where a frame lies in the time course of its sequence's
+#: expression. ``neutral``: no AU yet (before the onset); ``onset``: AUs rising, not all at their
+#: apex; ``apex``: every AU at its apex (CK+: the last frames, the peak); ``offset``: after the
+#: apex, AUs falling back towards neutral; ``micro``: a frame of a brief, low-intensity
+#: micro-expression embedded in an otherwise neutral sequence; ``unknown``: not known.
+PHASE_CODES = {"unknown": -1, "neutral": 0, "onset": 1, "apex": 2, "offset": 3, "micro": 4}
 
 
 @dataclass(eq=False)
@@ -46,6 +54,10 @@ class FaceSet:
     frames : (N,) int64 or None
         Index of each image's frame within its sequence (0 = first), for data sets that keep
         the frames of a clip in order; -1 where unknown. Only meaningful with ``sequences``.
+    phases : (N,) int8 or None
+        Phase of each frame in its sequence's expression (:data:`PHASE_CODES`: -1 unknown,
+        0 neutral, 1 onset, 2 apex, 3 offset, 4 micro-expression). Only meaningful with
+        ``sequences``.
     landmarks : (N, 68, 2) float32 or None
         iBUG-68 landmarks, x then y in pixels of ``images``; NaN where unknown.
     label_dist : (N, C) float32 or None
@@ -72,6 +84,7 @@ class FaceSet:
     label_set: str = "custom"
     sequences: np.ndarray | None = None
     frames: np.ndarray | None = None
+    phases: np.ndarray | None = None
     landmarks: np.ndarray | None = None
     label_dist: np.ndarray | None = None
     splits: np.ndarray | None = None
@@ -96,6 +109,13 @@ class FaceSet:
             self.sequences = np.asarray(self.sequences).astype(str).reshape(-1)
         if self.frames is not None:
             self.frames = np.asarray(self.frames, dtype=np.int64).reshape(-1)
+        if self.phases is not None:
+            phases = np.asarray(self.phases).reshape(-1)
+            known = np.array(sorted(PHASE_CODES.values()))
+            if phases.size and not np.isin(phases, known).all():
+                bad = sorted(set(np.unique(phases).tolist()) - set(known.tolist()))[:5]
+                raise ValueError(f"FaceSet.phases: expected codes {known.tolist()} (PHASE_CODES), got {bad}")
+            self.phases = phases.astype(np.int8)
         if self.landmarks is not None:
             self.landmarks = np.asarray(self.landmarks, dtype=np.float32).reshape(n, 68, 2)
         if self.label_dist is not None:
@@ -112,6 +132,7 @@ class FaceSet:
             ("folds", self.folds),
             ("sequences", self.sequences),
             ("frames", self.frames),
+            ("phases", self.phases),
             ("label_dist", self.label_dist),
             ("splits", self.splits),
             *[(f"targets/{k}", v) for k, v in self.targets.items()],
@@ -139,10 +160,9 @@ class FaceSet:
 
     @property
     def au_present(self) -> np.ndarray:
-        """(N, A) float32: 1 where the AU is present (intensity > 0), 0 absent, NaN unknown."""
-        out = (self.aus > 0).astype(np.float32)
-        out[np.isnan(self.aus)] = np.nan
-        return out
+        """(N, A) float32: 1 where the AU is present (intensity > 0), 0 absent, NaN unknown
+        (:func:`fercore.data.facs.presence`)."""
+        return presence(self.aus)
 
     @property
     def groups(self) -> np.ndarray:
@@ -158,6 +178,8 @@ class FaceSet:
             arrays.append(self.targets[k])
         if self.frames is not None:  # appended only when present, so older FaceSets keep their hash
             arrays.append(self.frames)
+        if self.phases is not None:  # likewise; tagged so it cannot be mistaken for another field
+            arrays.extend([np.frombuffer(b"phases", np.uint8), self.phases])
         head = {"classes": self.class_names, "label_set": self.label_set, "targets": sorted(self.targets),
                 "preprocess": self.meta.get("preprocess")}
         return stable_hash(head, *arrays)

@@ -33,6 +33,7 @@ __all__ = [
     "region_mask",
     "region_polygons",
     "in_region",
+    "presence",
 ]
 
 
@@ -154,8 +155,13 @@ _CATALOGUE = (
 AUS: dict[int, AU] = {a.number: a for a in _CATALOGUE}
 AU_IDS: tuple[int, ...] = tuple(AUS)
 
-#: Intensity letters of FACS, A (trace) to E (maximum), as the integers 1-5 that CK+ writes.
-INTENSITY_LETTERS = {1: "A", 2: "B", 3: "C", 4: "D", 5: "E"}
+def presence(aus: np.ndarray) -> np.ndarray:
+    """AU presence from intensities: 1 where the intensity is > 0, 0 where it is 0, NaN where the
+    AU is not coded (NaN intensity). Same shape, float32."""
+    aus = np.asarray(aus, dtype=np.float32)
+    out = (aus > 0).astype(np.float32)
+    out[np.isnan(aus)] = np.nan
+    return out
 
 
 def au(number: int) -> AU:

@@ -39,6 +39,7 @@ __all__ = [
     "detect_eyes",
     "options_from_meta",
     "preprocess_face",
+    "upload_options",
 ]
 
 #: Images with more pixels than this are refused by :func:`decode_image` (40 megapixels).
@@ -124,6 +125,28 @@ def options_from_meta(meta: dict) -> PreprocessOptions:
             f"meta['preprocess'] has unknown option(s) {unknown}; this fercore knows {sorted(names)}"
         )
     return PreprocessOptions(**rec)
+
+
+def upload_options(recorded: dict | None, *, size: int, centre_crop: bool = False) -> PreprocessOptions:
+    """How a photo uploaded to a run is preprocessed: as the run's training faces were.
+
+    Parameters
+    ----------
+    recorded : dict or None
+        The run's ``config.json`` ``preprocess`` entry (the FaceSet's ``meta["preprocess"]``);
+        None uses the defaults.
+    size : int
+        The model's input side (the crop is made at this size).
+    centre_crop : bool
+        When no face is found, use the largest centred square instead of refusing the photo.
+
+    Returns
+    -------
+    PreprocessOptions
+        The recorded options with detection switched on (a photo is not a pre-cropped face).
+    """
+    options = options_from_meta({"preprocess": recorded}) if isinstance(recorded, dict) else PreprocessOptions()
+    return dataclasses.replace(options, size=int(size), detect=True, on_no_face="center" if centre_crop else "skip")
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,15 +1,14 @@
 """Analyse one face with a run's network: prediction, activation maps, top filters, Grad-CAM.
 
 The dashboard's upload page calls :func:`analyze_face` with an already preprocessed face
-(:func:`fercore.preprocess.preprocess_face`). The model is loaded once per run directory and
+(:func:`fercore.data.preprocess.preprocess_face`). The model is loaded once per run directory and
 weights file (a small LRU); the forward pass walks ``model.features`` itself instead of using
 hooks, so concurrent calls on the shared model do not interfere.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,35 +20,28 @@ from fercore.training.models import FERNet, conv_layers, feature_modules, forwar
 
 __all__ = ["FaceAnalysis", "analyze_face", "cached_model"]
 
-_MODELS: OrderedDict[tuple, FERNet] = OrderedDict()
-_MODELS_LOCK = threading.Lock()
-_MODELS_MAX = 4
+@functools.lru_cache(maxsize=4)
+def _load_model(run_dir: str, fold: int, mtime_ns: int) -> FERNet:
+    from fercore.training.models import load_model
+
+    model = load_model(run_dir, fold=fold)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
 
 
 def cached_model(run_dir: str | Path, fold: int | None = None) -> FERNet:
-    """``fercore.load_model(run_dir, fold)``, kept in a small LRU keyed by run directory,
-    fold and the weights file's modification time."""
+    """``fercore.training.models.load_model(run_dir, fold)`` in eval mode without gradients, kept
+    in a small LRU (``functools.lru_cache``) keyed by run directory, fold and the weights file's
+    modification time, so new weights are picked up."""
     from fercore.store.layout import trained_folds
-    from fercore.training.models import load_model
 
     run_dir = Path(run_dir).resolve()
     folds = trained_folds(run_dir)
     f = fold if fold is not None else (folds[0] if folds else 0)
     wpath = run_dir / "weights" / f"fold{f}.pt"
-    key = (str(run_dir), f, wpath.stat().st_mtime_ns if wpath.exists() else 0)
-    with _MODELS_LOCK:
-        if key in _MODELS:
-            _MODELS.move_to_end(key)
-            return _MODELS[key]
-    model = load_model(run_dir, fold=f)
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    with _MODELS_LOCK:
-        _MODELS[key] = model
-        while len(_MODELS) > _MODELS_MAX:
-            _MODELS.popitem(last=False)
-    return model
+    return _load_model(str(run_dir), int(f), wpath.stat().st_mtime_ns if wpath.exists() else 0)
 
 
 @dataclass
@@ -70,8 +62,9 @@ class FaceAnalysis:
     gradcam : dict of class name to (S, S) float32 in [0, 1]
         Grad-CAM of each class on the last conv layer, resized to the face.
     filter_aus : dict of layer to list of dict
-        For each top filter, its best-matching AU from the records' statistics (keys filter,
-        value, au, au_name, corr, topk_share, spatial); empty when the run is not analysed.
+        For each top filter, the AU the analysis judges it by (``judged`` in the records: the AU
+        of the deepest stage of the funnel it reaches) with keys filter, value, au, au_name,
+        stage (0-4), share_distinct, excess, q; empty when the run is not analysed.
     layer_gradcam : str
         The layer Grad-CAM used.
     """
@@ -171,21 +164,18 @@ def analyze_face(reader, face: np.ndarray, *, top: int = 8) -> FaceAnalysis:
         order = np.argsort(-mx, kind="stable")[: int(top)]
         top_filters[name] = [(int(f), float(mx[f])) for f in order]
     filter_aus = {}
-    if reader.has_records and reader.has_stats:
+    if reader.has_stats:
         from fercore.data.facs import au_name
 
         for name in layers:
-            st = reader.au_stats(name)
+            ev = reader.evidence(name)
             rows = []
             for f, v in top_filters[name]:
-                score = np.nan_to_num(st.corr[f], nan=-np.inf)
-                a = int(np.argmax(score)) if len(score) else -1
-                if a < 0:
-                    continue
-                au = int(st.au_ids[a])
+                a = int(ev["judged"][f])
+                au = int(ev["au_ids"][a])
                 rows.append({"filter": f, "value": v, "au": au, "au_name": au_name(au),
-                             "corr": float(st.corr[f, a]), "topk_share": float(st.topk_share[f, a]),
-                             "spatial": float(st.spatial[f, a])})
+                             "stage": int(ev["stage"][f, a]), "share_distinct": float(ev["share_distinct"][f, a]),
+                             "excess": float(ev["excess"][f, a]), "q": float(ev["q_emotion"][f, a])})
             filter_aus[name] = rows
     return FaceAnalysis(probs=probs, class_names=names, pred=int(np.argmax(probs)), activations=activations,
                         top_filters=top_filters, gradcam=cams, filter_aus=filter_aus, layer_gradcam=last)

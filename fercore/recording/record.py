@@ -203,10 +203,7 @@ def _topk_arrays(stat: RunningTopK, map_w: int, geo) -> dict[str, np.ndarray]:
     ok = idx >= 0
     row, col = np.divmod(pay, map_w)
     pos = np.stack([row, col], -1).astype(np.int32)
-    half = (geo.rf - 1) / 2
-    x0 = np.round(geo.start + col * geo.jump - half).astype(np.int32)
-    y0 = np.round(geo.start + row * geo.jump - half).astype(np.int32)
-    box = np.stack([x0, y0, x0 + geo.rf - 1, y0 + geo.rf - 1], -1).astype(np.int32)
+    box = geo.boxes(row, col)
     pos[~ok] = -1
     box[~ok] = -1
     nf, kk = idx.shape

@@ -43,6 +43,8 @@ def save_faceset(fs: FaceSet, path: str | os.PathLike) -> str:
             f.create_dataset("sequences", data=fs.sequences.astype(object), dtype=_STR)
         if fs.frames is not None:
             f.create_dataset("frames", data=fs.frames)
+        if fs.phases is not None:
+            f.create_dataset("phases", data=fs.phases)
         if fs.landmarks is not None:
             f.create_dataset("landmarks", data=fs.landmarks)
         if fs.label_dist is not None:
@@ -97,6 +99,7 @@ def load_faceset(path: str | os.PathLike) -> FaceSet:
                 folds=f["folds"][()],
                 sequences=strs("sequences"),
                 frames=opt("frames"),
+                phases=opt("phases"),
                 landmarks=opt("landmarks"),
                 label_dist=opt("label_dist"),
                 splits=opt("splits"),

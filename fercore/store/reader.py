@@ -14,21 +14,21 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 
-from fercore.data.facs import au_name
-from fercore.store.layout import records_path, resolve_run
+from fercore.store.geometry import LayerGeometry
+from fercore.store.layout import is_null_dir, null_dir, records_path, resolve_run
 from fercore.store.records_h5 import (
+    STATS_VERSION,
     RecordsFileError,
+    read_analysis_attrs,
     read_layer_array,
     read_layer_group,
     read_records_header,
 )
-from fercore.training.models import LayerGeometry
 
-__all__ = ["AUStats", "RunReader", "TopK", "open_run"]
+__all__ = ["LayerEvidence", "RunReader", "TopK", "open_run"]
 
 @dataclass(frozen=True)
 class TopK:
@@ -63,50 +63,15 @@ class TopK:
         return int((self.index >= 0).sum())
 
 
-@dataclass(frozen=True)
-class AUStats:
-    """Filter x AU statistics of one layer (see ``docs/records.md`` for the formulas).
+class LayerEvidence(dict):
+    """Everything ``analyze`` stored for one layer: a dict of arrays (see ``docs/records.md``),
+    plus the data-set-wide ``au_ids``, ``base_rate``, ``testable``, ``minority`` (A,) and
+    ``rates`` (C, A), and the null network's 95th percentiles under ``null`` (a dict of figure
+    name to (A,) array; empty without a null)."""
 
-    Attributes
-    ----------
-    au_ids : (A,) int64
-    topk_share : (F, A) float32
-        Share of the filter's top-K images (with that AU coded) that carry the AU.
-    corr : (F, A) float32
-        Point-biserial correlation of the per-image max activation with AU presence.
-    corr_within : (F, A) float32
-        The same after centring activation and AU presence within each emotion class (pooled
-        within-class correlation): an AU detector keeps it, a detector of the emotion loses it.
-    pval : (F, A) float32
-        Two-sided exact t-test p-value of ``corr``.
-    qval : (F, A) float32
-        Benjamini-Hochberg adjusted ``pval`` over all F x A tests of the layer.
-    spatial : (F, A) float32
-        Share of the top-K argmax positions (receptive-field centres) inside the AU's face
-        region; NaN without landmarks.
-    kl : (F,) float32
-        KL divergence of the top-K AU histogram from the data's AU base rates (Khorrami).
-    base_rate : (A,) float32
-        Share of coded images that carry each AU.
-    au_cooc : (A, A) float32
-        P(AU j present | AU i present) over images where both are coded.
-    """
-
-    STATS: ClassVar[tuple[str, ...]] = ("topk_share", "corr", "corr_within", "pval", "qval", "spatial")
-
-    au_ids: np.ndarray
-    topk_share: np.ndarray
-    corr: np.ndarray
-    corr_within: np.ndarray
-    pval: np.ndarray
-    qval: np.ndarray
-    spatial: np.ndarray
-    kl: np.ndarray
-    base_rate: np.ndarray
-    au_cooc: np.ndarray
-
-
-_MATCH_COLUMNS = ("layer", "filter", "au", "au_name", "topk_share", "kl", "corr", "corr_within", "qval", "spatial")
+    @property
+    def n_filters(self) -> int:
+        return int(len(self["judged"]))
 
 
 class RunReader:
@@ -180,8 +145,10 @@ class RunReader:
 
     @property
     def has_stats(self) -> bool:
-        """Whether ``analyze`` has written the filter x AU statistics."""
-        return self.has_records and bool(self.header.get("analyzed"))
+        """Whether ``analyze`` has written the analysis this fercore reads."""
+        if not (self.has_records and self.header.get("analyzed")):
+            return False
+        return self.analysis_info().get("stats_version") == STATS_VERSION
 
     def _need_records(self) -> None:
         if not self.has_records:
@@ -236,7 +203,7 @@ class RunReader:
 
     def _rebuild_hint(self) -> str:
         """The command that rebuilds these records: a null network is rebuilt through its run."""
-        if self.run_dir.parent.name == "null":
+        if is_null_dir(self.run_dir):
             run = self.run_dir.parent.parent.name
             return f"rebuild with `python -m fercore null --run {run} --kind {self.run_dir.name}`"
         return (f"rebuild with `python -m fercore record --run {self.name}` "
@@ -259,76 +226,95 @@ class RunReader:
             deconv=self._array(layer, f"{g}/deconv")[f].astype(np.float32),
         )
 
+    def topk_arrays(self, layer: str, *, distinct: bool = False) -> dict[str, np.ndarray]:
+        """Every filter's list at once: ``index`` (F, K) int64, ``activation`` (F, K) float32,
+        ``pos`` (F, K, 2), ``box`` (F, K, 4) int64 (patches and projections: :meth:`topk`)."""
+        self._layer(layer)
+        g = "topk_distinct" if distinct else "topk"
+        return {"index": self._array(layer, f"{g}/index").astype(np.int64),
+                "activation": self._array(layer, f"{g}/activation").astype(np.float32),
+                "pos": self._array(layer, f"{g}/pos").astype(np.int64),
+                "box": self._array(layer, f"{g}/box").astype(np.int64)}
+
     def max_activations(self, layer: str) -> np.ndarray:
         """(N, F) float16: each image's spatial maximum of each filter."""
         self._layer(layer)
         return self._array(layer, "max_act")
 
-    def au_stats(self, layer: str) -> AUStats:
-        """Filter x AU statistics of ``layer``; FileNotFoundError if ``analyze`` has not run."""
-        self._layer(layer)
-        key = (layer, "__stats__")
+    def data_landmarks(self) -> np.ndarray | None:
+        """(N, 68, 2) float32 landmarks in model-input pixels (the boxes' frame), or None."""
+        self._need_records()
         with self._lock:
+            key = (None, "data/landmarks")
             if key not in self._cache:
-                if not self.has_stats:
-                    raise FileNotFoundError(
-                        f"{self.records_path}: no filter-AU statistics yet; run `python -m fercore analyze --run {self.name}`")
-                arrays = read_layer_group(self.records_path, layer, "stats")
-                top = read_layer_group(self.records_path, None, "analysis")
-                self._cache[key] = AUStats(
-                    au_ids=self.au_ids,
-                    **{s: arrays[s].astype(np.float32) for s in AUStats.STATS},
-                    kl=arrays["kl"].astype(np.float32),
-                    base_rate=top["base_rate"].astype(np.float32),
-                    au_cooc=top["au_cooc"].astype(np.float32),
-                )
+                try:
+                    self._cache[key] = read_layer_array(self.records_path, None, "data/landmarks")
+                except RecordsFileError:
+                    self._cache[key] = None
             return self._cache[key]
 
-    def match_table(self, layer: str) -> list[dict]:
-        """Ranked filter <-> AU rows of one layer, best match first.
+    # ------------------------------------------------------------------------ the analysis
+    def _need_stats(self) -> None:
+        self._need_records()
+        if not self.has_stats:
+            raise FileNotFoundError(
+                f"{self.records_path}: no filter-AU analysis of this fercore yet; "
+                f"run `python -m fercore analyze --run {self.name}`")
 
-        One row per (filter, AU) pair whose correlation is positive, ranked by
-        ``min(topk_share, spatial)`` (``topk_share`` alone without landmarks), then ``corr``.
-        Keys: layer, filter, au, au_name, topk_share, kl, corr, corr_within, qval, spatial.
-        """
-        s = self.au_stats(layer)
-        return match_rows(layer, s)
+    def analysis_info(self) -> dict:
+        """What ``analyze`` stored about itself: ``stats_version``, ``criteria`` (dict),
+        ``summary`` (dict: the funnel per layer for the run and its null, warnings), ``null``
+        (kind or ""), ``null_dir``; {} before ``analyze`` ran."""
+        self._need_records()
+        with self._lock:
+            if "__analysis_info__" not in self._cache:
+                raw = read_analysis_attrs(self.records_path)
+                info = dict(raw)
+                for key in ("criteria", "summary"):
+                    if isinstance(info.get(key), str):
+                        info[key] = json.loads(info[key])
+                self._cache["__analysis_info__"] = info
+            return self._cache["__analysis_info__"]
 
-    def match_csv(self, layer: str) -> str:
-        """:meth:`match_table` as CSV text with a header line."""
-        return rows_to_csv(self.match_table(layer))
+    def analysis_arrays(self) -> dict[str, np.ndarray]:
+        """The data-set-wide arrays of ``/analysis``: ``au_ids``, ``base_rate``, ``au_cooc``,
+        ``rates`` (C, A) P(AU | emotion) over units, ``unit_n``, ``unit_m`` (C, A),
+        ``minority``, ``testable`` (A,)."""
+        self._need_stats()
+        with self._lock:
+            if "__analysis__" not in self._cache:
+                self._cache["__analysis__"] = read_layer_group(self.records_path, None, "analysis")
+            return self._cache["__analysis__"]
 
+    def evidence(self, layer: str) -> LayerEvidence:
+        """Everything ``analyze`` stored for ``layer`` (:class:`LayerEvidence`)."""
+        self._layer(layer)
+        self._need_stats()
+        key = (layer, "__evidence__")
+        with self._lock:
+            if key not in self._cache:
+                ev = LayerEvidence(read_layer_group(self.records_path, layer, "stats"))
+                top = self.analysis_arrays()
+                for k in ("au_ids", "base_rate", "testable", "minority", "rates"):
+                    ev[k] = top[k]
+                try:
+                    ev["null"] = read_layer_group(self.records_path, layer, "null")
+                except RecordsFileError:
+                    ev["null"] = {}
+                self._cache[key] = ev
+            return self._cache[key]
 
-def match_rows(layer: str, s: AUStats) -> list[dict]:
-    """Ranked filter <-> AU rows from one layer's statistics (see :meth:`RunReader.match_table`)."""
-    share = np.nan_to_num(s.topk_share, nan=0.0)
-    spatial = s.spatial
-    score = np.where(np.isnan(spatial), share, np.minimum(share, np.nan_to_num(spatial, nan=0.0)))
-    corr = np.nan_to_num(s.corr, nan=-1.0)
-    fs, ai = np.nonzero(corr > 0)
-    order = np.lexsort((-corr[fs, ai], -score[fs, ai]))
-    rows = []
-    for k in order:
-        f, a = int(fs[k]), int(ai[k])
-        rows.append({
-            "layer": layer, "filter": f, "au": int(s.au_ids[a]), "au_name": au_name(int(s.au_ids[a])),
-            "topk_share": float(s.topk_share[f, a]), "kl": float(s.kl[f]), "corr": float(s.corr[f, a]),
-            "corr_within": float(s.corr_within[f, a]), "qval": float(s.qval[f, a]),
-            "spatial": float(s.spatial[f, a]),
-        })
-    return rows
+    def summary(self) -> dict:
+        """The stored summary (see :meth:`analysis_info`)."""
+        self._need_stats()
+        return self.analysis_info()["summary"]
 
-
-def rows_to_csv(rows: list[dict]) -> str:
-    import csv
-    import io
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(_MATCH_COLUMNS), lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    return buf.getvalue()
+    def null_reader(self, kind: str | None = None) -> RunReader | None:
+        """The reader of the null network the analysis compared with (or of ``kind``), None
+        when it is not recorded."""
+        kind = kind or (self.analysis_info().get("null") if self.has_stats else "") or "untrained"
+        d = null_dir(self.run_dir, kind)
+        return RunReader(d) if (d / "config.json").exists() and records_path(d).exists() else None
 
 
 def _read_json(path: Path) -> dict | None:

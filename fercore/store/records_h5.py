@@ -20,7 +20,9 @@ from fercore.util import atomic_path
 
 __all__ = [
     "RECORDS_SCHEMA",
+    "STATS_VERSION",
     "RecordsFileError",
+    "read_analysis_attrs",
     "read_layer_array",
     "read_layer_group",
     "read_records_header",
@@ -29,7 +31,10 @@ __all__ = [
 ]
 
 #: Version of the records.h5 layout; bump when a reader of the old layout would misread the new.
-RECORDS_SCHEMA = 1
+RECORDS_SCHEMA = 2
+#: Version of the analysis ``analyze`` stores in a records file (``/analysis`` attribute
+#: ``stats_version``); a reader of another version asks for ``analyze`` again.
+STATS_VERSION = 2
 
 #: Header attributes stored as JSON text.
 _JSON_ATTRS = ("layers", "class_names", "au_ids", "meta")
@@ -87,33 +92,52 @@ def write_records(path: str | os.PathLike, *, attrs: dict, data: dict[str, np.nd
                     sg.create_dataset(key, data=value)
 
 
-def write_stats(path: str | os.PathLike, *, layers: dict[str, dict[str, np.ndarray]],
+def write_stats(path: str | os.PathLike, *, layers: dict[str, dict[str, dict[str, np.ndarray]]],
                 analysis: dict[str, np.ndarray], attrs: dict | None = None) -> None:
-    """Add (or replace) the filter x AU statistics of a records file, atomically.
+    """Add (or replace) the analysis of a records file, atomically.
 
-    The file is copied under a temporary name, the ``/layers/<layer>/stats`` groups and the
-    ``/analysis`` group are written into the copy, and the copy is renamed into place.
+    The file is copied under a temporary name, the groups ``/layers/<layer>/<group>`` (``stats``,
+    and ``null`` when the run was compared with a null network) and ``/analysis`` are written into
+    the copy, and the copy is renamed into place.
+
+    Parameters
+    ----------
+    layers : dict of layer name to {group name: {dataset name: array}}
+    analysis : dict of dataset name to array
+        Data-set-wide arrays, under ``/analysis``.
+    attrs : dict, optional
+        Attributes of ``/analysis`` (strings, numbers).
     """
     path = Path(path)
     _open(path).close()
     with atomic_path(path) as tmp:
         shutil.copyfile(path, tmp)
         with h5py.File(tmp, "a") as f:
-            for name, arrays in layers.items():
+            for name, groups in layers.items():
                 g = f["layers"][name]
-                if "stats" in g:
-                    del g["stats"]
-                sg = g.create_group("stats")
-                for key, value in arrays.items():
-                    sg.create_dataset(key, data=value)
+                for old in ("stats", "null"):
+                    if old in g:
+                        del g[old]
+                for group, arrays in groups.items():
+                    sg = g.create_group(group)
+                    for key, value in arrays.items():
+                        sg.create_dataset(key, data=np.asarray(value))
             if "analysis" in f:
                 del f["analysis"]
             ag = f.create_group("analysis")
             for key, value in analysis.items():
-                ag.create_dataset(key, data=value)
+                ag.create_dataset(key, data=np.asarray(value))
             for key, value in (attrs or {}).items():
                 ag.attrs[key] = value
             f.attrs["analyzed"] = True
+
+
+def read_analysis_attrs(path: str | os.PathLike) -> dict:
+    """The attributes of ``/analysis`` ({} before ``analyze`` ran)."""
+    with _open(path) as f:
+        if "analysis" not in f:
+            return {}
+        return {k: _attr(v) for k, v in f["analysis"].attrs.items()}
 
 
 def _open(path) -> h5py.File:

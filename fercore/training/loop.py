@@ -27,7 +27,7 @@ import math
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ from fercore.training.augment import AugmentParams, augment_batch
 from fercore.training.inputs import normalize, normalize_method, to_input
 from fercore.training.losses import check_scheme, draw_labels, scheme_loss
 from fercore.training.models import ModelSpec, build_model, forward_features
-from fercore.util import Progress, atomic_path, stable_hash, write_json
+from fercore.util import ADDED_LATER, Progress, atomic_path, config_dict, stable_hash, write_json
 
 __all__ = [
     "INITS",
@@ -126,7 +126,7 @@ class TrainConfig:
     eval_batch_size: int = 512
     init: str = "paper"
     augment_params: AugmentParams = field(default_factory=AugmentParams)
-    au_weight: float = 0.0
+    au_weight: float = field(default=0.0, metadata=ADDED_LATER)
 
     def __post_init__(self):
         if self.folds is not None:
@@ -146,12 +146,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.au_weight: expected a weight >= 0 (0 = emotion only), got {self.au_weight!r}")
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["folds"] = None if self.folds is None else list(self.folds)
-        d["augment_params"] = self.augment_params.to_dict()
-        if not d["au_weight"]:  # emotion-only configs keep the dict (and run hashes) they always had
-            del d["au_weight"]
-        return d
+        """The fields as a JSON-able dict (:func:`fercore.util.config_dict`)."""
+        return config_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:

@@ -11,13 +11,15 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from fercore.store.geometry import LayerGeometry
 from fercore.store.layout import RunError, load_config, trained_folds
+from fercore.util import ADDED_LATER, config_dict
 
 __all__ = [
     "ARCHS",
@@ -70,9 +72,9 @@ class ModelSpec:
     width: float = 1.0
     dropout: bool = False
     init_seed: int = 0
-    n_aus: int = 0
-    channels: tuple[int, ...] | None = None
-    au_input: str = "hidden"
+    n_aus: int = field(default=0, metadata=ADDED_LATER)
+    channels: tuple[int, ...] | None = field(default=None, metadata=ADDED_LATER)
+    au_input: str = field(default="hidden", metadata=ADDED_LATER)
 
     def __post_init__(self):
         if self.au_input not in ("hidden", "features"):
@@ -84,17 +86,9 @@ class ModelSpec:
             object.__setattr__(self, "channels", ch)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        # the papers' emotion-only specs keep the dict (and run hashes) they always had
-        if not d["n_aus"]:
-            del d["n_aus"]
-        if d["au_input"] == "hidden":
-            del d["au_input"]
-        if d["channels"] is None:
-            del d["channels"]
-        else:
-            d["channels"] = list(d["channels"])
-        return d
+        """The fields as a JSON-able dict; fields added after the first release are left out at
+        their default (:func:`fercore.util.config_dict`), so older runs keep their hashes."""
+        return config_dict(self)
 
 
 def _ch(n: int, width: float) -> int:
@@ -197,6 +191,15 @@ def vgg13_ferplus(spec: ModelSpec) -> FERNet:
     s = spec.in_size
     if s % 16:
         raise ValueError(f"vgg13: in_size must be a multiple of 16, got {s}")
+    # PyTorch's default initialisation draws from the global generator: draw from a forked copy
+    # seeded with init_seed, so the weights follow the spec and the caller's RNG is left as it was
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.init_seed)
+        return _vgg13(spec)
+
+
+def _vgg13(spec: ModelSpec) -> FERNet:
+    s = spec.in_size
     blocks = [[64, 64], [128, 128], [256, 256, 256], [256, 256, 256]]
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     c_in = 1
@@ -216,7 +219,6 @@ def vgg13_ferplus(spec: ModelSpec) -> FERNet:
         ("fc2", nn.Linear(fc, fc)), ("relu_fc2", nn.ReLU()), ("drop_fc2", nn.Dropout(p)),
         ("fc3", nn.Linear(fc, spec.n_classes)),
     ]))
-    torch.manual_seed(spec.init_seed)
     return FERNet(spec, nn.Sequential(layers), classifier)
 
 
@@ -291,33 +293,6 @@ def forward_features(model: FERNet, x: torch.Tensor, *, until: str | None = None
             break
         x = step(name, m, x)
     return x
-
-
-@dataclass(frozen=True)
-class LayerGeometry:
-    """Where the units of one layer look in the input.
-
-    Unit ``(i, j)`` of the layer's output map sees input pixels ``[top, bottom] x [left, right]``
-    (inclusive) with ``left = start + j * jump - (rf - 1) / 2`` and ``right = left + rf - 1``
-    (likewise rows); pixel centres are integers. Parts of the box may lie in the padding.
-    """
-
-    rf: int  # receptive field side in input pixels
-    jump: int  # input pixels between neighbouring units
-    start: float  # input coordinate of the centre of unit 0
-    out_size: int  # side of the layer's output map for the model's input size
-
-    def box(self, i: int, j: int, image_size: int | None = None) -> tuple[int, int, int, int]:
-        """(x0, y0, x1, y1) inclusive pixel box of unit (row i, column j), clipped to the image
-        when ``image_size`` is given."""
-        half = (self.rf - 1) / 2
-        x0 = int(round(self.start + j * self.jump - half))
-        y0 = int(round(self.start + i * self.jump - half))
-        x1, y1 = x0 + self.rf - 1, y0 + self.rf - 1
-        if image_size is not None:
-            x0, y0 = max(x0, 0), max(y0, 0)
-            x1, y1 = min(x1, image_size - 1), min(y1, image_size - 1)
-        return x0, y0, x1, y1
 
 
 def layer_geometry(model: FERNet, name: str) -> LayerGeometry:

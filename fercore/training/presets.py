@@ -16,9 +16,11 @@ from fercore.training.loop import TrainConfig, train
 from fercore.training.models import ModelSpec
 from fercore.util import Progress
 
-__all__ = ["DEFAULT_PHANTOM", "PRESETS", "Preset", "preset", "train_preset"]
+__all__ = ["DEFAULT_PHANTOM", "DEFAULT_TRAIN_PRESET", "PRESETS", "Preset", "preset", "resolve", "train_preset"]
 
-#: Options of :func:`fercore.phantom.generate_faceset` for the dashboard's default pipeline.
+#: The preset ``python -m fercore train`` uses without ``--preset``.
+DEFAULT_TRAIN_PRESET = "zero-bias-sgd"
+#: Options of :func:`fercore.data.phantom.generate_faceset` for the dashboard's default pipeline.
 DEFAULT_PHANTOM = dict(n=2400, size=48, seed=0)
 
 
@@ -88,6 +90,16 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         dataclasses.replace(_PHANTOM_TRAIN, au_weight=2.0, epochs=14),
         data="phantom (fercore.phantom.generate_faceset; docs/honest_fau.md: extra_max=5, p_extra=0.5)",
         expect="96-97% round-0 test accuracy on that phantom (init seeds 0-4: 0.963-0.967)",
+    ),
+    Preset(
+        "zero-bias-sgd",
+        "Khorrami et al.'s zero-bias CNN (full width, no dropout) at the data's own image size with their "
+        "SGD settings (lr 0.01 constant, momentum 0.9, weight decay 1e-5, batch 64, the paper's "
+        "initialisation), 10 epochs, no augmentation: a plain starting point for any FaceSet, and what "
+        "`python -m fercore train` uses without --preset.",
+        dict(arch="zero_bias", in_size=None, width=1.0, dropout=False, init_seed=0),
+        TrainConfig(epochs=10, batch_size=64, lr=0.01, schedule="constant", augment=False, init="paper"),
+        data="any FaceSet",
     ),
     Preset(
         "khorrami-ckplus",

@@ -58,7 +58,7 @@ def broken_cache(tmp_path, monkeypatch):
     run.mkdir(parents=True)
     (run / "metrics.json").write_text(json.dumps({"mean_test_acc": 0.5, "folds": []}))
     (run / "config.json").write_text(json.dumps({"name": run.name, "class_names": ["a", "b"],
-                                                 "faceset": {"name": "phantom-1234"},
+                                                 "faceset": {"name": "phantom-1234"}, "train": {},
                                                  "model": {"arch": "zero_bias", "width": 0.25, "in_size": 48}}))
     monkeypatch.setenv("FERCORE_CACHE", str(tmp_path))
     return tmp_path, run
@@ -120,7 +120,7 @@ def test_filters_view_switches_filter_layer_and_distinct(tiny_cache):
     layer = at.selectbox(key="filters_layer")
     layer.set_value(layer.options[0]).run()
     assert_clean(at)
-    at.radio(key="filters_sort").set_value("AU").run()
+    at.radio(key="filters_sort").set_value("cluster").run()
     at.radio(key="filters_kind").set_value("deconv").run()
     assert_clean(at)
 
@@ -133,11 +133,11 @@ def test_fau_map_every_statistic_and_order(tiny_cache):
     for stat in at.selectbox(key="fau_stat").options:
         at.selectbox(key="fau_stat").set_value(stat).run()
         assert_clean(at)
-    for order in ("AU", "index", "cluster"):
+    for order in ("evidence", "index", "cluster"):
         at.radio(key="fau_order").set_value(order).run()
         assert_clean(at)
     labels = {b.label for b in at.get("download_button")}
-    assert {"Match table (CSV)", "Heat map data (CSV)", "AU co-occurrence (CSV)"} <= labels
+    assert {"Evidence table (CSV)", "Heat map data (CSV)", "AU co-occurrence (CSV)"} <= labels
     assert len(at.dataframe[0].value) > 0
 
 

@@ -128,7 +128,7 @@ def test_every_view_and_an_upload(server, page, shots_dir, face_png):
     settle(page, "Overview")
     no_exceptions(page)
     assert page.get_by_text("Mean test accuracy").count() > 0
-    assert page.get_by_text("AU-selective filters —").count() > 0  # the honest-evidence summary
+    assert page.get_by_text("exact within-emotion permutation test", exact=False).count() > 0  # the funnel
     assert page.get_by_text("No null network yet").count() == 0
     page.locator("[data-testid=stPlotlyChart]").nth(1).wait_for()  # confusion matrix, learning curves
     page.locator("[data-testid=stImage] img").first.wait_for()  # the montage

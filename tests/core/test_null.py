@@ -58,10 +58,9 @@ def recorded(tmp_path_factory):
     """A run recorded with k=6, and its untrained null (built once for the module)."""
     run = _make_run(tmp_path_factory.mktemp("null"))
     record(run, k=6)
-    from fercore.analysis.estimators import analyze
+    from fercore.analysis.analyze import analyze
 
-    analyze(run)
-    ensure_null(run)
+    analyze(run)  # builds, records and analyses the untrained null
     return run
 
 
@@ -106,32 +105,34 @@ def test_distinct_topk_in_records_never_holds_two_frames_of_one_sequence(recorde
                 assert len(set(seq[idx])) == len(idx)
 
 
-def test_summary_counts_every_layer_next_to_the_null(recorded):
-    from fercore.analysis.criteria import CRITERIA_NAMES
-    from fercore.analysis.summary import format_summary, summarize
+def test_summary_gives_the_funnel_of_every_layer_beside_the_null(recorded, capsys):
+    from fercore.analysis.criteria import STAGES
+    from fercore.analysis.summary import format_summary, summary_dict
     from fercore.cli import main
     from fercore.store.reader import open_run
 
     run_dir = recorded
-    s = summarize(run_dir)
+    s = summary_dict(run_dir)
     reader = open_run(run_dir)
-    assert [r.layer for r in s.rows] == reader.layers
-    assert s.null == "untrained" and s.n_images == 72 and s.n_groups == 24
-    for row in s.rows:
-        assert set(row.counts) == set(CRITERIA_NAMES)
-        assert set(row.null_counts) == {"raw", "distinct", "beyond_emotion"}
-        assert row.counts["all"] <= min(row.counts[c] for c in CRITERIA_NAMES)
-        assert 1 <= row.groups_in_topk <= row.k
-        sel = s.selectivity[row.layer]
-        assert sel.raw.shape == (reader.n_filters(row.layer), 2)
+    assert [r["layer"] for r in s["layers"]] == reader.layers
+    assert s["null"] == "untrained" and s["n_images"] == 72 and s["n_groups"] == 24
+    assert s["n_units"] == 24  # the three frames of a sequence carry one code: one unit
+    for row in s["layers"]:
+        counts = [row["stages"][st]["filters"] for st in STAGES]
+        assert counts == sorted(counts, reverse=True)  # a funnel
+        assert set(row["null_stages"]) == set(STAGES)
+        assert 1 <= row["groups_in_topk"] <= s["k"]
+        assert row["stages"]["raw"]["expected_false"] == row["null_stages"]["raw"]["filters"]
+    ev = reader.evidence(reader.layers[0])
+    assert ev["raw"].shape == (reader.n_filters(reader.layers[0]), 2)
+    assert set(ev["null"]) >= {"share_distinct", "excess"}
     text = format_summary(s)
     for layer in reader.layers:
         assert layer in text
-    assert "beyond emotion" in text and "null" in text
-    assert all(int(a) in s.selectivity[reader.layers[0]].au_ids for a in s.weak_aus)
-    assert "KL selectivity" in text  # the records' analysis figures sit beside the null's too
-    assert len(s.table()) == len(reader.layers)
-    assert main(["summary", "--run", str(run_dir), "--quiet"]) == 0
+    assert "beyond emotion" in text and "null network: untrained" in text
+    capsys.readouterr()
+    assert main(["summary", "--run", str(run_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(s))
 
 
 def test_unknown_null_kind_is_refused(run_dir):
@@ -160,11 +161,13 @@ def test_shuffled_null_trains_on_permuted_labels_and_records_on_the_run_data(rec
     assert os.stat(out / "records.h5").st_mtime_ns == stamp
 
 
-def test_summary_without_building_a_missing_null(run_dir):
-    from fercore.analysis.summary import format_summary, summarize
+def test_analysis_without_a_null_builds_none(run_dir):
+    from fercore.analysis.analyze import analyze
+    from fercore.analysis.summary import format_summary, summary_dict
 
     record(run_dir, k=4, layers=["features.conv1"])
-    s = summarize(run_dir, build_null=False)
-    assert s.null == "" and not (run_dir / "null").exists()
-    assert s.rows[0].null_counts == {} and s.rows[0].counts["beyond_null"] == 0
+    analyze(run_dir, null=None)
+    s = summary_dict(run_dir)
+    assert s["null"] == "" and not (run_dir / "null").exists()
+    assert "null_stages" not in s["layers"][0] and s["layers"][0]["stages"]["raw"]["expected_false"] is None
     assert "null network: none" in format_summary(s)

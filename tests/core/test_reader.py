@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from test_record import make_faceset, make_run
 
-from fercore.analysis.estimators import analyze
+from fercore.analysis.analyze import analyze
 from fercore.cli import main
 from fercore.recording.record import record
-from fercore.store.reader import AUStats, TopK, open_run
+from fercore.store.reader import TopK, open_run
 from fercore.training.models import layer_geometry, load_model
 
 
@@ -15,7 +15,7 @@ from fercore.training.models import layer_geometry, load_model
 def run(tmp_path_factory):
     run = make_run(tmp_path_factory.mktemp("reader"), make_faceset(n=45))
     record(run, k=6, batch_size=16)
-    analyze(run)
+    analyze(run, null=None)
     return run
 
 
@@ -41,18 +41,18 @@ def test_reader_surface(run):
         d = r.topk(layer, 0, distinct=True)
         groups = r.faceset().groups[d.index[d.index >= 0]]
         assert len(set(groups)) == len(groups)
-        s = r.au_stats(layer)
-        assert isinstance(s, AUStats)
-        for name in AUStats.STATS:
-            assert getattr(s, name).shape == (nf, 3)
-        assert s.kl.shape == (nf,) and s.base_rate.shape == (3,) and s.au_cooc.shape == (3, 3)
+        ev = r.evidence(layer)
+        for name in ("share_raw", "share_distinct", "expected", "excess", "p_emotion", "q_emotion", "r_au",
+                     "r_partial", "spatial_distinct", "raw", "distinct", "beyond_emotion", "spatial", "stage"):
+            assert ev[name].shape == (nf, 3), name
+        assert ev["kl"].shape == (nf,) and ev["base_rate"].shape == (3,) and ev["judged"].shape == (nf,)
+        assert sorted(ev["order_evidence"].tolist()) == list(range(nf)) == sorted(ev["order_cluster"].tolist())
+        arrays = r.topk_arrays(layer, distinct=True)
+        np.testing.assert_array_equal(arrays["index"][0], d.index)
     fs = r.faceset()
     assert len(fs) == 45
-    rows = r.match_table("features.conv3")
-    assert rows and set(rows[0]) == {"layer", "filter", "au", "au_name", "topk_share", "kl", "corr",
-                                     "corr_within", "qval", "spatial"}
-    csv = r.match_csv("features.conv3")
-    assert csv.splitlines()[0].startswith("layer,filter,au,au_name") and len(csv.splitlines()) == len(rows) + 1
+    assert r.analysis_arrays()["au_cooc"].shape == (3, 3)
+    assert r.summary()["layers"][0]["layer"] == "features.conv1"
 
 
 def test_reader_errors_name_the_problem(run, tmp_path):
@@ -76,14 +76,23 @@ def test_reader_errors_name_the_problem(run, tmp_path):
 
 
 def test_reader_is_thread_safe(run):
+    """Six threads read every array of every layer through one reader at once; each gets exactly
+    what a fresh reader reads alone."""
     r = open_run(run)
-    errors = []
+    want = {}
+    fresh = open_run(run)
+    for layer in fresh.layers:
+        want[layer] = (fresh.topk(layer, 1).patch.copy(), fresh.evidence(layer)["share_distinct"].copy(),
+                       fresh.max_activations(layer).copy())
+    errors, got = [], {}
+    barrier = threading.Barrier(6)
 
     def work(i):
         try:
-            for layer in r.layers:
-                r.topk(layer, i % 4)
-                r.au_stats(layer)
+            barrier.wait()
+            for layer in r.layers[::(1 if i % 2 else -1)]:
+                got[(i, layer)] = (r.topk(layer, 1).patch, r.evidence(layer)["share_distinct"],
+                                   r.max_activations(layer))
         except Exception as e:  # collected and asserted below
             errors.append(e)
 
@@ -93,6 +102,10 @@ def test_reader_is_thread_safe(run):
     for t in threads:
         t.join()
     assert not errors
+    assert len(got) == 6 * len(r.layers)
+    for (_, layer), arrays in got.items():
+        for a, b in zip(arrays, want[layer], strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_cli_record_and_analyze_write_csv(run, tmp_path, capsys):
@@ -100,10 +113,10 @@ def test_cli_record_and_analyze_write_csv(run, tmp_path, capsys):
     assert main(["record", "--run", str(run), "--k", "6", "--quiet"]) == 0
     assert main(["analyze", "--run", str(run), "--csv", str(out), "--quiet"]) == 0
     text = out.read_text()
-    assert text.startswith("layer,filter,au,au_name,topk_share")
+    assert text.startswith("layer,filter,AU,AU name,stage reached,verdict,raw top-K share")
     printed = capsys.readouterr().out
     assert "AU-selective filters" in printed and "null network: untrained" in printed
-    assert (run / "null" / "untrained" / "records.h5").exists()  # the summary built the null
+    assert (run / "null" / "untrained" / "records.h5").exists()  # analyze built the null
     assert main(["record", "--run", str(tmp_path / "nope"), "--quiet"]) == 2
     assert "not a directory" in capsys.readouterr().err
     assert main(["record", "--run", str(run), "--k", "0", "--quiet"]) == 2

@@ -1,0 +1,88 @@
+"""Components that put every filter-AU figure next to its controls: the funnel summary, the
+verdict of one filter, a figure beside the null network's value.
+
+Layout only: the data comes in through the arguments (the stored summary, the verdict rows of
+:func:`fercore.analysis.criteria.verdict`); nothing here reads files or computes a statistic.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from fercore.analysis.criteria import STAGE_LABELS, STAGES
+
+__all__ = ["funnel_caption", "funnel_frame", "null_badge", "null_badge_text", "summary_table", "verdict_lines"]
+
+
+def funnel_caption(criteria: dict, k: int) -> str:
+    """What each stage of the funnel means, with the run's thresholds."""
+    c = criteria
+    return (
+        f"Each stage is a subset of the one before. **raw**: at least {c['min_share']:.0%} of the filter's "
+        f"top-{k} images carry an AU whose base rate is below {c['max_base_rate']:.0%}. **distinct top-K**: the "
+        "same when each sequence (else subject) counts once. **beyond emotion**: the distinct list carries the "
+        "AU more often than its images' emotions predict — an exact within-emotion permutation test over the "
+        f"units that carry the AU codes, Benjamini–Hochberg q < {c['alpha']:g}, and an excess share of at least "
+        f"{c['min_excess']:.2f}. **in the AU's region**: at least {c['min_spatial']:.0%} of the distinct list's "
+        "maxima lie in the AU's face region (where the data has landmarks). In brackets: the same count for "
+        "the null network (same architecture, untrained, same images)."
+    )
+
+
+def funnel_frame(summary: dict) -> pd.DataFrame:
+    """One row per layer: the count of each stage, the null's beside it, the AUs beyond emotion."""
+    rows = []
+    for r in summary["layers"]:
+        d = {"layer": r["layer"], "filters": r["n_filters"]}
+        for s in STAGES:
+            d[STAGE_LABELS[s]] = r["stages"][s]["filters"]
+            if "null_stages" in r:
+                d[f"{STAGE_LABELS[s]} (null)"] = r["null_stages"][s]["filters"]
+        e = r["stages"]["beyond_emotion"]["expected_false"]
+        d["expected false (beyond emotion)"] = None if e is None else round(e, 2)
+        d["AUs beyond emotion"] = ", ".join(f"AU{a}" for a in r["stages"]["beyond_emotion"]["aus"]) or "–"
+        rows.append(d)
+    return pd.DataFrame(rows)
+
+
+def summary_table(summary: dict, *, key: str | None = None) -> None:
+    """Draw the funnel of every layer (or the warnings that replace it) with its caption."""
+    for w in summary.get("warnings", []):
+        st.warning(w)
+    if summary.get("warnings"):
+        st.caption("The counts are withheld: with the warning above they would not be evidence.")
+        return
+    st.dataframe(funnel_frame(summary), hide_index=True, width="stretch", key=key,
+                 column_config={"AUs beyond emotion": st.column_config.TextColumn(width="large")})
+    st.caption(funnel_caption(summary["criteria"], summary["k"]))
+    if summary.get("untestable_aus"):
+        st.caption("Untestable (too few units within the emotions show the AU and its absence): "
+                   + " ".join(f"AU{a}" for a in summary["untestable_aus"]))
+
+
+def verdict_lines(rows: list[dict], au: str) -> None:
+    """The funnel of one filter × AU, stage by stage, naming what fails and by how much."""
+    marks = {True: "✓", False: "✗", None: "–"}
+    st.markdown(f"**{au}** — " + " · ".join(f"{r['label']} {marks[r['passed']]}" for r in rows))
+    for r in rows:
+        st.caption(f"{marks[r['passed']]} {r['label']}: {r['detail']}")
+
+
+def null_badge_text(value: float, null_p95: float | None, *, digits: int = 2) -> str:
+    """``"0.81 · null 0.62"``: a figure and the null network's 95th percentile for the same AU."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if null_p95 is None or (isinstance(null_p95, float) and math.isnan(null_p95)):
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} · null {null_p95:.{digits}f}"
+
+
+def null_badge(value: float, null_p95: float | None, *, label: str = "", digits: int = 2) -> None:
+    """A figure beside the null's 95th percentile: green when above it, grey otherwise."""
+    text = null_badge_text(value, null_p95, digits=digits)
+    beats = (value is not None and null_p95 is not None and not math.isnan(float(value))
+             and not math.isnan(float(null_p95)) and value > null_p95)
+    st.markdown(f"{label + ': ' if label else ''}:{'green' if beats else 'gray'}-badge[{text}]")
