@@ -249,7 +249,8 @@ def _fill_patches_and_deconv(model, fs: FaceSet, lists: dict, geos: dict, *, in_
                     f_, k_ = fi[todo], ki[todo]
                     proj = deconv_project(model, x, name, torch.from_numpy(local[todo]), torch.from_numpy(f_),
                                           torch.from_numpy(arr["pos"][f_, k_].astype(np.int64)),
-                                          torch.from_numpy(arr["activation"][f_, k_]), switches=switches)
+                                          # Zeiler-Fergus project the rectified map: a negative maximum projects to 0
+                                          torch.from_numpy(np.maximum(arr["activation"][f_, k_], 0)), switches=switches)
                     arr["deconv"][f_, k_] = proj.to(torch.float16).numpy()
             progress(min(s + batch_size, total), total, "deconv")
 

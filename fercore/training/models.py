@@ -308,7 +308,12 @@ def layer_geometry(model: FERNet, name: str) -> LayerGeometry:
             start += ((k_eff - 1) / 2 - p) * jump
             rf += (k_eff - 1) * jump
             jump *= s
-            size = (size + 2 * p - k_eff) // s + 1
+            span = size + 2 * p - k_eff
+            if getattr(m, "ceil_mode", False):  # a last, partial window counts if it starts inside
+                out = -(-span // s) + 1
+                size = out - 1 if (out - 1) * s >= size + p else out
+            else:
+                size = span // s + 1
         if f"features.{child_name}" == name:
             return LayerGeometry(rf=rf, jump=jump, start=start, out_size=size)
     raise ValueError(f"layer {name!r} is not in model.features; conv layers are {', '.join(conv_layers(model))}")

@@ -99,3 +99,19 @@ def test_au_head_can_read_the_pooled_conv_features():
     assert ModelSpec(**spec.to_dict()) == spec
     with pytest.raises(ValueError, match="au_input"):
         ModelSpec(au_input="conv3")
+
+
+def test_layer_geometry_counts_the_partial_window_of_a_ceil_mode_pool():
+    from collections import OrderedDict
+
+    from torch import nn
+
+    from fercore.training.models import FERNet, ModelSpec, layer_geometry
+
+    spec = ModelSpec(arch="zero_bias", in_size=31, n_classes=2)
+    feats = nn.Sequential(OrderedDict([("conv1", nn.Conv2d(1, 2, 3, padding=0, bias=False)),
+                                       ("pool1", nn.MaxPool2d(2, 2, ceil_mode=True)),
+                                       ("conv2", nn.Conv2d(2, 2, 3, padding=1, bias=False))]))
+    model = FERNet(spec, feats, nn.Sequential(nn.Flatten(), nn.Linear(2, 2)))
+    out = feats(torch.zeros(1, 1, 31, 31))
+    assert layer_geometry(model, "features.conv2").out_size == out.shape[-1] == 15  # floor mode gives 14
