@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fercore.data.datasets import import_dataset
 from fercore.data.preprocess import PreprocessOptions, preprocess_face
+from fercore.pipeline import import_dataset
 
 
 def _big_photo_timing() -> None:

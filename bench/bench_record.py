@@ -53,7 +53,7 @@ def _faceset(n: int, size: int = 48, seed: int = 0):
             sub.subjects = np.array([f"{s}~{r}" for s, r in zip(sub.subjects, rep, strict=True)])
             if sub.sequences is not None:
                 sub.sequences = np.array([f"{s}~{r}" for s, r in zip(sub.sequences, rep, strict=True)])
-        sub.meta = {"content_hash": f"bench-phantom-{n}", "source": "phantom"}
+        sub.meta = {"source": "phantom"}
         return sub
 
     rng = np.random.default_rng(seed)
@@ -61,7 +61,6 @@ def _faceset(n: int, size: int = 48, seed: int = 0):
                  class_names=tuple(f"c{i}" for i in range(8)), aus=np.zeros((n, 0), np.float32),
                  au_ids=np.zeros(0), subjects=np.array([f"s{i // 16}" for i in range(n)]),
                  folds=np.arange(n) % 10)
-    fs.meta["content_hash"] = f"bench-{n}-{seed}"
     return fs
 
 
@@ -88,14 +87,16 @@ def throughput(n: int, batch_size: int, repeats: int, run: str | None = None) ->
     from fercore.recording.record import record_model
     from fercore.training.inputs import to_input
 
-    fs, model = _faceset(n), _model(run)
+    model = _model(run)
+    size = model.spec.in_size  # the run's input side: faces are made at it
+    fs = _faceset(n, size=size)
     tmp = Path(tempfile.mkdtemp())
 
     def bare() -> float:
         t0 = time.perf_counter()
         with torch.no_grad():
             for s in range(0, n, batch_size):
-                model(to_input(fs.images[s:s + batch_size], in_size=48, method="standardize"))
+                model(to_input(fs.images[s:s + batch_size], in_size=size, method="standardize"))
         return time.perf_counter() - t0
 
     def rec() -> tuple[float, float]:
@@ -124,7 +125,7 @@ def throughput(n: int, batch_size: int, repeats: int, run: str | None = None) ->
         st.append(s_)
         w.append(w_)
     b, st, w = np.array(b), np.array(st), np.array(w)
-    print(f"throughput, {n} {fs.meta.get('source', 'noise')} images 48x48, batch {batch_size}, torch threads {torch.get_num_threads()}, "
+    print(f"throughput, {n} {fs.meta.get('source', 'noise')} images {size}x{size}, batch {batch_size}, torch threads {torch.get_num_threads()}, "
           f"{repeats} adjacent pairs, {'weights of ' + run if run else 'freshly initialised network'}:")
     print(f"  bare forward        median {np.median(b):7.3f} s  {n / np.median(b):8.0f} images/s")
     print(f"  record, streaming   median {np.median(st):7.3f} s  {n / np.median(st):8.0f} images/s  "
@@ -142,7 +143,8 @@ def _memory_child(n: int, batch_size: int, run: str | None = None) -> None:
     from fercore.recording.record import record_model
     from fercore.training.models import conv_layers, resolve_layer
 
-    fs, model = _faceset(n), _model(run)
+    model = _model(run)
+    fs = _faceset(n, size=model.spec.in_size)
     f_total = sum(resolve_layer(model, name).out_channels for name in conv_layers(model))
     tmp = Path(tempfile.mkdtemp())
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -1,5 +1,6 @@
-"""The embedded default, end to end: phantom faces -> trained run -> records -> untrained null
-network -> filter/AU analysis (compared with the null).
+"""The stages run end to end and cached: a data set -> FaceSet file (:func:`import_dataset`), and
+the embedded default: phantom faces -> trained run -> records -> untrained null network ->
+filter/AU analysis (compared with the null).
 
 :func:`build_default` is what ``python -m fercore default`` and the dashboard (when no run exists
 yet) call. Every stage is cached: the phantom FaceSet file is named by the hash of its options, the
@@ -11,19 +12,107 @@ files.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
+from fercore.data.datasets import data_set_kind
+from fercore.data.datasets._common import summary_text
+from fercore.data.preprocess import PreprocessOptions
+from fercore.store.faceset_h5 import FaceSetFileError, load_faceset, read_faceset_info, save_faceset
 from fercore.store.layout import datasets_dir, records_path
-from fercore.util import Progress, no_progress, stable_hash
+from fercore.util import Progress, file_hash, no_progress, stable_hash
 
-__all__ = ["DEFAULT_PRESET", "STAGES", "build_default", "build_run", "phantom_path", "refresh_records"]
+__all__ = ["DEFAULT_PRESET", "IMPORT_VERSION", "STAGES", "Imported", "build_default", "build_run", "import_dataset",
+           "phantom_path", "refresh_records"]
+
+#: Bumped when a loader's output changes for the same input, so old cached files are not reused
+#: (2: 68-point landmarks and the canonical face geometry).
+IMPORT_VERSION = 2
 
 #: The training preset of the embedded default.
 DEFAULT_PRESET = "phantom-default"
 
 #: Stage names reported through ``progress(done, total, stage)``, in order.
 STAGES = ("phantom", "train", "record", "null", "analyze")
+
+
+def _fingerprint(path: Path) -> object:
+    """Content hash of a file; (relative path, size, mtime) of every file of a folder tree."""
+    if path.is_file():
+        return file_hash(path)
+    if path.is_dir():
+        return [(p.relative_to(path).as_posix(), st.st_size, st.st_mtime_ns)
+                for p in sorted(path.rglob("*")) if p.is_file() for st in [p.stat()]]
+    raise FileNotFoundError(f"{path}: no such file or folder")
+
+
+@dataclass
+class Imported:
+    """What :func:`import_dataset` produced: the file, whether it was cached, and its summary."""
+
+    path: Path
+    cached: bool
+    summary: str
+    content_hash: str
+
+
+def import_dataset(kind: str, source: str | os.PathLike, *, options: PreprocessOptions | None = None,
+                   out: str | os.PathLike | None = None, force: bool = False,
+                   progress: Progress = no_progress, **loader_options) -> Imported:
+    """Import a data set into a FaceSet file, reusing an identical earlier import.
+
+    Parameters
+    ----------
+    kind : {"ckplus", "fer2013", "tfd", "folder"}
+    source : path
+        The data set root folder (CK+, folder) or file (fer2013.csv, TFD .mat).
+    options : PreprocessOptions, keyword-only, optional
+        Default: the kind's (:data:`fercore.data.datasets.DATASETS`).
+    out : path, keyword-only, optional
+        The FaceSet file; default ``datasets_dir()/<kind>-<hash>.h5``.
+    force : bool, keyword-only
+        Re-import even when the cached file exists.
+    progress : callable, keyword-only
+    **loader_options
+        Passed to the loader (``classes=6`` for CK+, ``ferplus=...`` for FER2013, ...); paths
+        among them are part of the cache key by content.
+
+    Returns
+    -------
+    Imported
+    """
+    entry = data_set_kind(kind)
+    options = options or entry.options
+    source = Path(source)
+    key_parts = {"kind": kind, "version": IMPORT_VERSION, "source": _fingerprint(source),
+                 "options": options.to_dict(), "loader": {}}
+    for k, v in sorted(loader_options.items()):
+        if k in entry.file_options and v is not None:
+            key_parts["loader"][k] = _fingerprint(Path(v))
+        else:
+            key_parts["loader"][k] = list(v) if isinstance(v, tuple) else v
+    digest = stable_hash(key_parts)[:16]
+    path = Path(out) if out is not None else datasets_dir() / f"{kind}-{digest}.h5"
+    if not force and path.exists():
+        try:
+            info = read_faceset_info(path)
+            meta = info["meta"]
+            if meta.get("import_key") == digest:
+                text = meta.get("import_summary")
+                if text is None:
+                    text = summary_text(load_faceset(path), meta.get("import", {}))
+                return Imported(path, True, text, info["content_hash"])
+        except FaceSetFileError:
+            pass  # unreadable or foreign: rebuild it
+    res = entry.load(source, options=options, progress=progress, **loader_options)
+    if len(res.faceset) == 0:
+        raise ValueError(f"{source}: no images were imported\n{res.summary()}")
+    res.faceset.meta["import_key"] = digest
+    res.faceset.meta["import_summary"] = res.summary()
+    h = save_faceset(res.faceset, path)
+    return Imported(path, False, res.summary(), h)
 
 
 def _options_dict(options) -> dict:

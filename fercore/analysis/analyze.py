@@ -26,7 +26,7 @@ from fercore.util import Progress, no_progress
 __all__ = ["NULL_FIGURES", "STATS_VERSION", "analyze", "layer_evidence", "run_warnings"]
 
 #: Figures compared with the null network's filters (its 95th percentile per AU).
-NULL_FIGURES = ("share_raw", "share_distinct", "excess", "r_au", "r_partial", "spatial_distinct", "kl")
+NULL_FIGURES = ("share_raw", "share_distinct", "excess", "auc_emotion", "r_au", "r_partial", "spatial_distinct", "kl")
 #: Runs whose mean test accuracy is below chance plus this margin are flagged weak.
 WEAK_MARGIN = 0.10
 #: Fewer units than this (labelled, AU-coded observations) make a data set too small for the test.
@@ -60,8 +60,9 @@ def layer_evidence(max_act: np.ndarray, raw_index: np.ndarray, raw_box: np.ndarr
     -------
     dict of str to array
         Figures (F, A) float32 ``share_raw``, ``share_distinct``, ``expected``, ``excess``,
-        ``p_emotion``, ``q_emotion``, ``r_au``, ``p_au``, ``q_au``, ``r_partial``, ``p_partial``,
-        ``spatial_raw``, ``spatial_distinct``; ``n_listed`` (F, A) int; ``r_emotion`` (F, C);
+        ``auc_emotion``, ``z_emotion``, ``p_emotion``, ``q_emotion``, ``r_au``, ``p_au``, ``q_au``,
+        ``r_partial``, ``p_partial``, ``spatial_raw``, ``spatial_distinct``; ``n_listed`` (F, A)
+        int; ``n_units`` (A,) int (units the within-emotion test rests on); ``r_emotion`` (F, C);
         ``r_within`` (F, A, C); ``kl`` (F,); the funnel masks (F, A) bool ``raw``, ``distinct``,
         ``beyond_emotion``, ``spatial``; ``stage`` (F, A) int8; ``judged`` (F,) int64;
         ``order_evidence``, ``order_cluster`` (F,) int64.
@@ -70,14 +71,17 @@ def layer_evidence(max_act: np.ndarray, raw_index: np.ndarray, raw_box: np.ndarr
     base = est.base_rates(present)
     share_raw, counts, _ = est.topk_au_share(raw_index, present)
     share_distinct, _, _ = est.topk_au_share(distinct_index, present)
-    test = est.within_emotion_test(distinct_index, labels, present, units, min_minority=criteria.min_minority)
+    test = est.within_emotion_auc(est.unit_activations(x, units), units, margin=criteria.min_auc,
+                                  min_minority=criteria.min_minority)
     q_emotion = est.benjamini_hochberg(test["p"])
+    top = est.expected_topk(distinct_index, labels, present, units)
     r_au, p_au, _ = est.au_correlation(x, present)
     r_partial, p_partial, _ = est.within_class_correlation(x, present, labels)
     ev = {
         "share_raw": share_raw, "share_distinct": share_distinct,
-        "expected": test["expected_share"], "excess": test["share"] - test["expected_share"],
-        "n_listed": test["n_listed"], "p_emotion": test["p"], "q_emotion": q_emotion,
+        "expected": top["expected_share"], "excess": top["excess"], "n_listed": top["n_listed"],
+        "auc_emotion": test["auc"], "z_emotion": test["z"], "p_emotion": test["p"], "q_emotion": q_emotion,
+        "n_units": test["n_units"],
         "r_au": r_au, "p_au": p_au, "q_au": est.benjamini_hochberg(p_au),
         "r_partial": r_partial, "p_partial": p_partial,
         "r_emotion": est.emotion_correlation(x, labels, n_classes),
@@ -100,11 +104,11 @@ def layer_evidence(max_act: np.ndarray, raw_index: np.ndarray, raw_box: np.ndarr
 
 
 def _evidence_order(stage: np.ndarray, ev: dict, judged: np.ndarray) -> np.ndarray:
-    """Filters by the depth their judged AU reaches, then its q, then its excess, then KL."""
+    """Filters by the depth their judged AU reaches, then its q, then its within-emotion AUC, then KL."""
     f = np.arange(len(judged))
     depth = stage[f, judged].astype(np.float64)
     q = np.nan_to_num(ev["q_emotion"][f, judged], nan=2.0)
-    exc = np.nan_to_num(ev["excess"][f, judged], nan=-2.0)
+    exc = np.nan_to_num(ev["auc_emotion"][f, judged], nan=0.0)
     kl = np.nan_to_num(ev["kl"], nan=-1.0, posinf=1e9)
     return np.lexsort((-kl, -exc, q, -depth)).astype(np.int64)
 
@@ -121,15 +125,17 @@ def _cluster_order(profile: np.ndarray) -> np.ndarray:
 
 
 def _stage_summary(layer_ev: dict, au_ids: np.ndarray, alpha: float) -> dict:
-    """Per stage: filters with at least one AU, filter x AU pairs, the AUs involved, and the
-    false-discovery bound of the tested stages (BH: at most alpha x pairs in expectation)."""
+    """Per stage: filters with at least one AU, filter x AU pairs, the AUs involved, and for the
+    tested stages the bound on the expected number of false discoveries among their pairs:
+    Benjamini-Hochberg keeps it at most alpha x (the layer's BH rejections), of which the stage's
+    pairs are a subset."""
+    rejections = int((np.asarray(layer_ev["q_emotion"]) < alpha).sum())
     out = {}
     for s in STAGES:
         m = np.asarray(layer_ev[s], bool)
-        pairs = int(m.sum())
-        out[s] = {"filters": int(m.any(axis=1).sum()), "pairs": pairs,
+        out[s] = {"filters": int(m.any(axis=1).sum()), "pairs": int(m.sum()),
                   "aus": [int(a) for a in au_ids[m.any(axis=0)]],
-                  "expected_false": (alpha * pairs) if s in ("beyond_emotion", "spatial") else None}
+                  "expected_false": round(alpha * rejections, 3) if s in ("beyond_emotion", "spatial") else None}
     return out
 
 

@@ -6,13 +6,13 @@ For a filter ``f`` and an AU ``a`` of one layer (``docs/honest_fau.md`` gives th
    base rate in the data set is below ``max_base_rate`` (0.4): the easy figure to inflate.
 2. **distinct** — raw, and the same share holds on the *distinct* top-K list (at most one image
    per sequence, else subject), so near-copies of one clip count once.
-3. **beyond emotion** — distinct, and the distinct list carries the AU more often than its
-   images' emotions predict: the within-emotion test
-   (:func:`fercore.analysis.estimators.within_emotion_test`, an exact conditional permutation
-   test over the units that carry the AU codes) is significant after Benjamini-Hochberg over all
-   testable pairs of the layer (q < ``alpha``), and the excess share (observed − expected) is at
-   least ``min_excess`` (0.25), an effect-size floor on top of significance. AUs that vary in
-   fewer than ``min_minority`` units within the emotion classes are untestable and never pass.
+3. **beyond emotion** — distinct, and the filter tells the units that carry the AU from those
+   that do not *within the emotions*: the within-emotion AUC
+   (:func:`fercore.analysis.estimators.within_emotion_auc`, a conditional permutation test that
+   exchanges AU codes among the units of each emotion class) is significantly above ``min_auc``
+   (0.6: an effect-size floor built into the null hypothesis) after Benjamini-Hochberg over all
+   testable pairs of the layer (q < ``alpha``). AUs that vary in fewer than ``min_minority``
+   units within the emotion classes are untestable and never pass.
 4. **spatial** — beyond emotion, and at least ``min_spatial`` (0.5) of the distinct list's maxima
    lie inside the AU's face region (only where the data has landmarks).
 
@@ -48,8 +48,8 @@ class Criteria:
         by chance).
     alpha : float
         Benjamini-Hochberg level of the within-emotion test (false discovery rate).
-    min_excess : float
-        Effect-size floor: distinct share minus the share the emotions predict.
+    min_auc : float
+        The within-emotion AUC the test must show to be exceeded (its null: AUC <= min_auc).
     min_minority : int
         Units within classes that must tell the AU's presence from its absence for it to be
         testable.
@@ -60,7 +60,7 @@ class Criteria:
     min_share: float = 0.8
     max_base_rate: float = 0.4
     alpha: float = 0.05
-    min_excess: float = 0.25
+    min_auc: float = 0.6
     min_minority: int = 5
     min_spatial: float = 0.5
 
@@ -69,8 +69,8 @@ class Criteria:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"Criteria.{name}: expected a value in [0, 1], got {v}")
-        if not -1.0 <= self.min_excess <= 1.0:
-            raise ValueError(f"Criteria.min_excess: expected a value in [-1, 1], got {self.min_excess}")
+        if not 0.5 <= self.min_auc < 1.0:
+            raise ValueError(f"Criteria.min_auc: expected an AUC in [0.5, 1), got {self.min_auc}")
         if int(self.min_minority) != self.min_minority or self.min_minority < 1:
             raise ValueError(f"Criteria.min_minority: expected a positive integer, got {self.min_minority!r}")
 
@@ -85,16 +85,15 @@ def funnel(ev, criteria: Criteria) -> dict[str, np.ndarray]:
     Parameters
     ----------
     ev : mapping
-        The layer's figures: ``share_raw``, ``share_distinct``, ``excess``, ``q_emotion``,
-        ``spatial`` (F, A) and ``base_rate``, ``testable`` (A,).
+        The layer's figures: ``share_raw``, ``share_distinct``, ``q_emotion``, ``spatial`` (F, A)
+        and ``base_rate``, ``testable`` (A,).
     criteria : Criteria
     """
     c = criteria
     with np.errstate(invalid="ignore"):
         raw = (np.asarray(ev["share_raw"]) >= c.min_share) & (np.asarray(ev["base_rate"])[None, :] < c.max_base_rate)
         distinct = raw & (np.asarray(ev["share_distinct"]) >= c.min_share)
-        beyond = (distinct & np.asarray(ev["testable"], bool)[None, :] & (np.asarray(ev["q_emotion"]) < c.alpha)
-                  & (np.asarray(ev["excess"]) >= c.min_excess))
+        beyond = distinct & np.asarray(ev["testable"], bool)[None, :] & (np.asarray(ev["q_emotion"]) < c.alpha)
         spatial = beyond & (np.asarray(ev["spatial"]) >= c.min_spatial)
     return {"raw": raw, "distinct": distinct, "beyond_emotion": beyond, "spatial": spatial}
 
@@ -108,18 +107,18 @@ def judged_au(masks: dict[str, np.ndarray], ev) -> np.ndarray:
     """(F,) int64: the AU column every view judges a filter by.
 
     The AU of the deepest stage the filter reaches; among several there, the one with the largest
-    excess over the emotions' prediction, then the smallest q. A filter that reaches no stage is
-    judged by its AU with the largest lift of the distinct share over the base rate.
+    within-emotion AUC, then the smallest q. A filter that reaches no stage is judged by its AU
+    with the largest lift of the distinct share over the base rate.
     """
     depth = stage_reached(masks).astype(np.float64)  # (F, A)
-    excess = np.nan_to_num(np.asarray(ev["excess"], dtype=np.float64), nan=-2.0)
+    auc = np.nan_to_num(np.asarray(ev["auc_emotion"], dtype=np.float64), nan=0.0)
     q = np.nan_to_num(np.asarray(ev["q_emotion"], dtype=np.float64), nan=2.0)
     lift = np.nan_to_num(np.asarray(ev["share_distinct"], dtype=np.float64) - np.asarray(ev["base_rate"])[None, :],
                          nan=-2.0)
     if depth.shape[1] == 0:
         return np.zeros(depth.shape[0], np.int64)
-    # lexicographic: depth, then (for reached stages) excess, then -q; lift for depth 0
-    score = np.where(depth > 0, depth * 1e3 + excess * 10 - q * 1e-3, lift)
+    # lexicographic: depth, then (for reached stages) AUC, then -q; lift for depth 0
+    score = np.where(depth > 0, depth * 1e3 + auc * 10 - q * 1e-3, lift)
     return np.argmax(score, axis=1).astype(np.int64)
 
 
@@ -141,7 +140,7 @@ def verdict(ev, criteria: Criteria, f: int, a: int) -> list[dict]:
     c = criteria
     g = {k: np.asarray(v) for k, v in ev.items()}
     share, dshare = float(g["share_raw"][f, a]), float(g["share_distinct"][f, a])
-    base, exc, q = float(g["base_rate"][a]), float(g["excess"][f, a]), float(g["q_emotion"][f, a])
+    base, auc, q = float(g["base_rate"][a]), float(g["auc_emotion"][f, a]), float(g["q_emotion"][f, a])
     exp_share, spatial = float(g["expected"][f, a]), float(g["spatial"][f, a])
     out = []
     ok_raw = share >= c.min_share and base < c.max_base_rate
@@ -163,14 +162,11 @@ def verdict(ev, criteria: Criteria, f: int, a: int) -> list[dict]:
              f"(needs {c.min_minority})")
         ok_b = False
     else:
-        parts = []
-        parts.append(f"excess {_fmt(exc)} over the {_fmt(exp_share)} the emotions predict"
-                     + ("" if exc >= c.min_excess else f", {c.min_excess - exc:.2f} short of {c.min_excess:.2f}"
-                        if np.isfinite(exc) else ""))
-        parts.append(f"q = {q:.2g}" + ("" if q < c.alpha else f", not below {c.alpha:g}") if np.isfinite(q)
-                     else "no test (empty list)")
-        d = "; ".join(parts)
-        ok_b = bool(exc >= c.min_excess and q < c.alpha)
+        d = (f"within-emotion AUC {_fmt(auc)} over {int(g['n_units'][a])} units, tested against {c.min_auc:.2f}: "
+             + (f"q = {q:.2g}" + ("" if q < c.alpha else f", not below {c.alpha:g}") if np.isfinite(q) else "no test")
+             + (f"; its distinct list carries the AU {_fmt(dshare)} against the {_fmt(exp_share)} its emotions predict"
+                if np.isfinite(exp_share) else ""))
+        ok_b = bool(q < c.alpha)
     out.append({"stage": "beyond_emotion", "passed": ok_b, "detail": d})
     if not np.isfinite(spatial):
         out.append({"stage": "spatial", "passed": None, "detail": "no landmarks: not checked"})

@@ -38,8 +38,8 @@ def summary_dict(run) -> dict:
         ``n_filters``, ``groups_in_topk``, ``stages`` and (with a null) ``null_stages``: per stage
         of :data:`fercore.analysis.criteria.STAGES` the ``filters`` with at least one AU,
         ``pairs`` (filter x AU), ``aus`` involved and ``expected_false`` (the null network's
-        count for raw and distinct; the Benjamini-Hochberg bound alpha x pairs for the tested
-        stages; None where unknown).
+        count for raw and distinct; for the tested stages Benjamini-Hochberg's bound, alpha x the
+        layer's rejections; None where unknown).
     """
     reader = run if isinstance(run, RunReader) else open_run(run)
     return reader.summary()
@@ -68,10 +68,11 @@ def format_summary(summary: dict) -> str:
         "AU-selective filters (at least one AU), each stage a subset of the one before; run (null):",
         f"  raw             >= {c.min_share:.0%} of the top-{summary['k']} carry an AU whose base rate is < {c.max_base_rate:.0%}",
         "  distinct        and the same on the top-K list with at most one image per group",
-        "  beyond emotion  and the distinct list carries the AU more than its emotions predict: exact within-emotion",
-        f"                  permutation test over units, Benjamini-Hochberg q < {c.alpha:g}, excess share >= {c.min_excess:.2f}",
+        "  beyond emotion  and the filter tells units with the AU from units without it within the emotions:",
+        f"                  within-emotion AUC significantly above {c.min_auc:.2f} (permutation test over units,",
+        f"                  Benjamini-Hochberg q < {c.alpha:g})",
         f"  in AU region    and >= {c.min_spatial:.0%} of the distinct list's maxima lie in the AU's face region (landmarks)",
-        "  expected false: the null network's count (raw, distinct); the BH bound alpha x pairs (tested stages)",
+        "  expected false: the null network's count (raw, distinct); BH's bound alpha x rejections (tested stages)",
         "",
     ]
     if summary.get("warnings"):
@@ -89,7 +90,7 @@ def format_summary(summary: dict) -> str:
         cells.append(" ".join(f"AU{a}" for a in row["stages"]["beyond_emotion"]["aus"]) or "-")
         body.append(cells)
     out += _grid(header, body)
-    out += ["", "Expected false discoveries per stage (filters; pairs for the tested stages):"]
+    out += ["", "Expected false discoveries per stage (filters; filter x AU pairs for the tested stages):"]
     for row in summary["layers"]:
         parts = []
         for s in STAGES:
@@ -114,15 +115,15 @@ def _grid(header: list[str], body: list[list[str]]) -> list[str]:
 #: Columns of the ranked CSV (``analyze --csv``), headers in words.
 CSV_COLUMNS = (
     "layer", "filter", "AU", "AU name", "stage reached", "verdict", "raw top-K share", "distinct top-K share",
-    "expected share given the emotions", "excess share", "within-emotion test p", "q (Benjamini-Hochberg)",
-    "units the test rests on", "correlation with AU", "partial correlation given emotion", "KL selectivity",
-    "share in the AU region", "null p95 of the distinct share", "null p95 of the excess",
+    "expected share given the emotions", "excess share", "within-emotion AUC", "within-emotion test p",
+    "q (Benjamini-Hochberg)", "units the test rests on", "correlation with AU", "partial correlation given emotion",
+    "KL selectivity", "share in the AU region", "null p95 of the distinct share", "null p95 of the within-emotion AUC",
 )
 
 
 def evidence_rows(reader: RunReader, layers: list[str] | None = None) -> list[dict]:
     """One row per filter x AU pair of every layer with a distinct top-K share above the AU's base
-    rate, ranked by the controlled evidence: the stage reached, then q, then the excess share.
+    rate, ranked by the controlled evidence: the stage reached, then q, then the within-emotion AUC.
 
     Keys are :data:`CSV_COLUMNS`; numbers are floats (NaN where a figure does not apply).
     """
@@ -146,16 +147,17 @@ def evidence_rows(reader: RunReader, layers: list[str] | None = None) -> list[di
                 "distinct top-K share": float(ev["share_distinct"][f, a]),
                 "expected share given the emotions": float(ev["expected"][f, a]),
                 "excess share": float(ev["excess"][f, a]),
+                "within-emotion AUC": float(ev["auc_emotion"][f, a]),
                 "within-emotion test p": float(ev["p_emotion"][f, a]),
                 "q (Benjamini-Hochberg)": float(ev["q_emotion"][f, a]),
-                "units the test rests on": int(ev["n_listed"][f, a]),
+                "units the test rests on": int(ev["n_units"][a]),
                 "correlation with AU": float(ev["r_au"][f, a]),
                 "partial correlation given emotion": float(ev["r_partial"][f, a]),
                 "KL selectivity": float(ev["kl"][f]),
                 "share in the AU region": float(ev["spatial_distinct"][f, a]),
                 "null p95 of the distinct share": float(null["share_distinct"][a]) if "share_distinct" in null else np.nan,
-                "null p95 of the excess": float(null["excess"][a]) if "excess" in null else np.nan,
-                "_key": (-depth, _nan_last(ev["q_emotion"][f, a]), _nan_last(-ev["excess"][f, a])),
+                "null p95 of the within-emotion AUC": float(null["auc_emotion"][a]) if "auc_emotion" in null else np.nan,
+                "_key": (-depth, _nan_last(ev["q_emotion"][f, a]), _nan_last(-ev["auc_emotion"][f, a])),
             })
     rows.sort(key=lambda r: r.pop("_key"))
     return rows

@@ -11,7 +11,7 @@ _HELP = {
     "min_share": "share of the top-K that must carry the AU (raw, distinct)",
     "max_base_rate": "the AU's base rate must be below this (raw)",
     "alpha": "Benjamini-Hochberg false discovery rate of the within-emotion test",
-    "min_excess": "effect-size floor: distinct share minus the share the emotions predict",
+    "min_auc": "the within-emotion AUC the test must show to be exceeded (the null: AUC <= this)",
     "min_minority": "units within the emotions that must show the AU and its absence for it to be testable",
     "min_spatial": "share of the distinct list's maxima inside the AU's face region",
 }

@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     with tqdm_progress(disable=args.quiet) as progress:
         result = evaluate_run(run_dir, args.data, fold=args.fold, progress=progress)
     print(f"run {result['run']} on {result['data']['path']} ({result['images']}, {result['n_images']} images)")
+    for w in result["warnings"]:
+        print(f"WARNING: {w}")
     print("mapping (data class -> run class, canonical):")
     for m in result["mapping"]:
         print(f"  {m['data_class']} -> {m['run_class']} ({m['canonical']})")

@@ -1,13 +1,17 @@
 """Face preprocessing shared by every data-set loader and by the dashboard's upload.
 
 Steps, in order: decode any common image file to grey uint8 (:func:`decode_image`), find the face
-with OpenCV's Haar cascade (:func:`detect_faces`, scaleFactor 1.3, minNeighbors 5 then 3, as
-Khorrami et al. 2015 did), level the eyes (eye cascade inside the face box, or the data set's
-68 landmarks when it has them), then crop a square around the face and resize it
-(:func:`preprocess_face`). The options are a frozen :class:`PreprocessOptions` recorded in a
-FaceSet's ``meta["preprocess"]``, so :func:`options_from_meta` gives back exactly what an
-uploaded photo must go through to match the training data. The pixel normalisation named in
-the options is applied at train time by :func:`fercore.normalize.normalize`.
+(dlib's HOG detector, with OpenCV's Haar cascade as the fallback and for the papers' protocol:
+scaleFactor 1.3, minNeighbors 5 then 3, as Khorrami et al. 2015 did), fit the 68 iBUG points
+(:mod:`fercore.data.landmarks`), and crop: by default a similarity transform puts the eye centres
+and the mouth at the positions of one canonical face geometry (:data:`CANONICAL`), the same for
+every data set and for an upload; the papers' crop (the detector's box, rotated to level the eyes)
+stays available (``geometry="box"``). Pre-cropped faces (FER2013, TFD, CK+48-style folders) are
+kept as they are and get their points from a fit on the whole (upscaled) image. The options are a
+frozen :class:`PreprocessOptions` recorded in a FaceSet's ``meta["preprocess"]``, so
+:func:`options_from_meta` gives back exactly what an uploaded photo must go through to match the
+training data. The pixel normalisation named in the options is applied at train time
+(:func:`fercore.training.inputs.normalize`).
 """
 
 from __future__ import annotations
@@ -26,10 +30,17 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fercore.training.inputs import check_method
+from fercore.data import landmarks as lmk
+from fercore.data.landmarks import CANONICAL
 
 __all__ = [
+    "CANONICAL",
     "DEFAULT_MAX_PIXELS",
+    "DETECTORS",
+    "GEOMETRIES",
+    "NORMALIZE_METHODS",
+    "check_method",
+    "face_geometry",
     "FaceCrop",
     "ImageDecodeError",
     "NoFaceError",
@@ -47,6 +58,22 @@ DEFAULT_MAX_PIXELS = 40_000_000
 #: Face detection runs on a copy whose longer side is at most this many pixels.
 DETECT_MAX_SIDE = 1024
 ON_NO_FACE = ("skip", "center")
+#: Face detectors: dlib's HOG detector (falls back to the Haar cascade) or the Haar cascade alone.
+DETECTORS = ("dlib", "haar")
+#: Crops: ``canonical`` (similarity on the 68 points to a template geometry) or ``box`` (the face
+#: box, or the whole image of a pre-cropped face, rotated to level the eyes when ``align``).
+GEOMETRIES = ("canonical", "box")
+#: Pixel normalisations a FaceSet can ask for (applied at train time).
+NORMALIZE_METHODS = ("none", "standardize", "local_mean")
+#: What a FaceSet recorded before these options existed did (its ``meta["preprocess"]`` lacks them).
+LEGACY_OPTIONS = {"detector": "haar", "geometry": "box", "landmarks": False}
+
+
+def check_method(method: str) -> str:
+    """``method`` if it is one of :data:`NORMALIZE_METHODS`; ValueError naming them otherwise."""
+    if method not in NORMALIZE_METHODS:
+        raise ValueError(f"normalize: expected one of {', '.join(NORMALIZE_METHODS)}, got {method!r}")
+    return method
 
 
 class ImageDecodeError(ValueError):
@@ -66,14 +93,15 @@ class PreprocessOptions:
     size : int
         Side of the square output face in pixels (96 for Khorrami's CNN, 48 or 64 for FER+).
     detect : bool
-        Find the face with the Haar cascade; False for faces that are already cropped (FER2013,
-        TFD): the whole image is then the face box.
+        Find the face in the photo; False for faces that are already cropped (FER2013, TFD,
+        CK+48-style folders): the whole image is then the face.
     align : bool
-        Rotate so that the eyes are level: on the data set's landmarks when given, else on the
-        eyes found by the eye cascade inside the face box; not rotated when neither is found.
+        Align the face: to the canonical geometry (``geometry="canonical"``), or rotate the box so
+        that the eyes are level (``geometry="box"``; on the 68 points when there are, else on the
+        eyes the Haar eye cascade finds). False keeps the box (or the pre-cropped image) as it is.
     face_margin : float
-        Extra border around the face box on each side, as a fraction of the box side (0 = the
-        detector's box; 0.1 = 10 % more on every side).
+        ``geometry="box"``: extra border around the face box on each side, as a fraction of the
+        box side (0 = the detector's box). The canonical geometry fixes its own framing.
     on_no_face : {"skip", "center"}
         When no face is found: ``"skip"`` raises :class:`NoFaceError` (loaders count and skip the
         image), ``"center"`` uses the largest centred square of the image.
@@ -81,6 +109,18 @@ class PreprocessOptions:
         Pixel normalisation applied at train time (:data:`fercore.normalize.METHODS`).
     max_pixels : int
         Larger images are refused by :func:`decode_image`.
+    detector : {"dlib", "haar"}
+        ``dlib``: dlib's HOG frontal face detector, the Haar cascade when it finds none; ``haar``:
+        the Haar cascade only (Khorrami et al.'s protocol).
+    geometry : {"canonical", "box"}
+        ``canonical``: a similarity transform (rotation, scale, shift) puts the eye centres and the
+        mouth centre at :data:`CANONICAL` (or a data set's own template, see
+        :func:`face_geometry`): one face geometry for every source; a face without a plausible
+        68-point fit falls back to ``box``. ``box``: the detector's box (or the pre-cropped
+        image), rotated to level the eyes when ``align``: the papers' crop.
+    landmarks : bool
+        Fit the 68 iBUG points (dlib's shape predictor; on pre-cropped faces after upscaling) and
+        keep them, in crop pixels, with the face (NaN where the fit is not plausible).
     """
 
     size: int = 96
@@ -90,6 +130,9 @@ class PreprocessOptions:
     on_no_face: str = "skip"
     normalize: str = "local_mean"
     max_pixels: int = DEFAULT_MAX_PIXELS
+    detector: str = "dlib"
+    geometry: str = "canonical"
+    landmarks: bool = True
 
     def __post_init__(self):
         if not isinstance(self.size, int | np.integer) or not 8 <= int(self.size) <= 1024:
@@ -101,6 +144,10 @@ class PreprocessOptions:
                 f"PreprocessOptions.on_no_face: expected one of {', '.join(ON_NO_FACE)}, got {self.on_no_face!r}"
             )
         check_method(self.normalize)
+        if self.detector not in DETECTORS:
+            raise ValueError(f"PreprocessOptions.detector: expected one of {', '.join(DETECTORS)}, got {self.detector!r}")
+        if self.geometry not in GEOMETRIES:
+            raise ValueError(f"PreprocessOptions.geometry: expected one of {', '.join(GEOMETRIES)}, got {self.geometry!r}")
         if int(self.max_pixels) < 1:
             raise ValueError(f"PreprocessOptions.max_pixels: expected a positive integer, got {self.max_pixels!r}")
 
@@ -113,7 +160,9 @@ def options_from_meta(meta: dict) -> PreprocessOptions:
     """The :class:`PreprocessOptions` recorded in a FaceSet's ``meta`` (its ``"preprocess"`` key).
 
     Unknown keys are refused so that a photo is never processed differently from the training
-    data without notice; missing keys take the defaults.
+    data without notice; keys added after a FaceSet was made take what that FaceSet's import did
+    then (:data:`LEGACY_OPTIONS`: Haar detection, the box crop, no landmarks), other missing keys
+    the defaults.
     """
     rec = meta.get("preprocess") if isinstance(meta, dict) else None
     if not isinstance(rec, dict):
@@ -124,10 +173,30 @@ def options_from_meta(meta: dict) -> PreprocessOptions:
         raise ValueError(
             f"meta['preprocess'] has unknown option(s) {unknown}; this fercore knows {sorted(names)}"
         )
-    return PreprocessOptions(**rec)
+    return PreprocessOptions(**{**LEGACY_OPTIONS, **rec})
 
 
-def upload_options(recorded: dict | None, *, size: int, centre_crop: bool = False) -> PreprocessOptions:
+def face_geometry(meta: dict, landmarks: np.ndarray | None, size: int) -> np.ndarray | None:
+    """The face geometry of a FaceSet's crops: where its eye centres and mouth centre sit, as
+    fractions of the side ((3, 2) float64, the convention of :data:`CANONICAL`), or None.
+
+    The template recorded by the import (``meta["geometry"]["template"]``) when there is one; else
+    the mean geometry of the FaceSet's landmarks (:func:`fercore.data.landmarks.estimate_geometry`;
+    the phantom, older imports with landmarks); None without either.
+    """
+    rec = meta.get("geometry") if isinstance(meta, dict) else None
+    if isinstance(rec, dict) and rec.get("template") is not None:
+        return np.asarray(rec["template"], dtype=np.float64)
+    if landmarks is None:
+        return None
+    ok = np.isfinite(landmarks).all(axis=(1, 2))
+    if not ok.any():
+        return None
+    return lmk.estimate_geometry(landmarks, size=int(size), plausible=ok)["template"]
+
+
+def upload_options(recorded: dict | None, *, size: int, centre_crop: bool = False,
+                   template: np.ndarray | None = None) -> PreprocessOptions:
     """How a photo uploaded to a run is preprocessed: as the run's training faces were.
 
     Parameters
@@ -140,13 +209,20 @@ def upload_options(recorded: dict | None, *, size: int, centre_crop: bool = Fals
     centre_crop : bool
         When no face is found, use the largest centred square instead of refusing the photo.
 
+    template : (3, 2) float, optional
+        The training faces' geometry (:func:`face_geometry`). When given, the photo is cropped to
+        it (canonical geometry with that template), also for a data set imported pre-cropped:
+        the upload then lands where its faces sit.
+
     Returns
     -------
     PreprocessOptions
         The recorded options with detection switched on (a photo is not a pre-cropped face).
     """
     options = options_from_meta({"preprocess": recorded}) if isinstance(recorded, dict) else PreprocessOptions()
-    return dataclasses.replace(options, size=int(size), detect=True, on_no_face="center" if centre_crop else "skip")
+    extra = {"geometry": "canonical", "align": True, "landmarks": True, "detector": "dlib"} if template is not None else {}
+    return dataclasses.replace(options, size=int(size), detect=True, on_no_face="center" if centre_crop else "skip",
+                               **extra)
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,19 +414,27 @@ class FaceCrop:
     image : (S, S) uint8
         The aligned, cropped, resized grey face.
     box : (x, y, w, h) int tuple or None
-        The face box in the input image (None when the centre crop was used).
+        The face box in the input image (None when the centre crop was used, or for a
+        pre-cropped face).
     n_faces : int
         How many faces the detector found (0 when detection was off or found none).
     eyes_found : bool
-        The eye cascade found both eyes (alignment used them).
+        ``geometry="box"``: the eye cascade found both eyes (alignment used them).
     angle : float
-        Degrees the face was rotated to level the eyes (counter-clockwise as seen on screen).
+        Degrees the face was rotated (counter-clockwise as seen on screen).
     centre_crop : bool
         No face was found; the largest centred square was used.
     landmarks : (68, 2) float32 or None
-        The given landmarks in pixels of ``image``.
+        The 68 points in pixels of ``image`` (given, or fitted and plausible); None otherwise.
     messages : list of str
-        Human-readable notes (several faces, eyes not found, centre crop used, ...).
+        Human-readable notes (several faces, no plausible fit, centre crop used, ...).
+    geometry : str
+        The crop made: ``"canonical"`` or ``"box"``.
+    fit : str
+        Where the points came from: ``"given"``, ``"fitted"``, ``"implausible: <reason>"``,
+        ``"none"``.
+    matrix : (2, 3) float64
+        Input pixels -> crop pixels.
     """
 
     image: np.ndarray
@@ -361,26 +445,41 @@ class FaceCrop:
     centre_crop: bool
     landmarks: np.ndarray | None = None
     messages: list[str] = field(default_factory=list)
+    geometry: str = "box"
+    fit: str = "none"
+    matrix: np.ndarray | None = None
 
 
 def _eye_centres_from_landmarks(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lm[36:42].mean(axis=0).astype(np.float64), lm[42:48].mean(axis=0).astype(np.float64)
 
 
+def _find_faces(grey: np.ndarray, detector: str) -> list[tuple[int, int, int, int]]:
+    """Face boxes, largest first: dlib's HOG detector (the Haar cascade when it finds none), or
+    the Haar cascade."""
+    if detector == "dlib":
+        faces = lmk.detect_faces(grey)
+        if faces:
+            return faces
+    return detect_faces(grey)
+
+
 def preprocess_face(grey: np.ndarray, options: PreprocessOptions, *,
-                    landmarks: np.ndarray | None = None) -> FaceCrop:
-    """Detect, align, crop and resize one face.
+                    landmarks: np.ndarray | None = None, template: np.ndarray | None = None) -> FaceCrop:
+    """Detect, fit, align, crop and resize one face.
 
     Parameters
     ----------
     grey : (H, W) uint8
         The decoded image (:func:`decode_image`).
     options : PreprocessOptions
-        What to do (size, detection, alignment, margin, what to do without a face).
+        What to do (size, detection, geometry, landmarks, what to do without a face).
     landmarks : (68, 2) float, keyword-only, optional
         iBUG-68 landmarks of the face in pixels of ``grey`` (CK+ ``Landmarks/``). When given they
-        set the rotation (the eye centres), stand in for the face box when detection finds none,
-        and are returned transformed into the crop's pixels.
+        are used instead of a fit (and stand in for the face box when detection finds none).
+    template : (3, 2) float, keyword-only, optional
+        The geometry of ``geometry="canonical"`` crops (fractions of the side, as
+        :data:`CANONICAL`, the default).
 
     Returns
     -------
@@ -405,7 +504,7 @@ def preprocess_face(grey: np.ndarray, options: PreprocessOptions, *,
     n_faces = 0
     centre = False
     if options.detect:
-        faces = detect_faces(grey)
+        faces = _find_faces(grey, options.detector)
         n_faces = len(faces)
         if n_faces:
             box = faces[0]
@@ -419,10 +518,42 @@ def preprocess_face(grey: np.ndarray, options: PreprocessOptions, *,
             box = (int(round(cx - side / 2)), int(round(cy - side / 2)), int(round(side)), int(round(side)))
             messages.append("no face found by the detector; the landmarks' bounding box was used")
         elif options.on_no_face == "skip":
-            raise NoFaceError("no face found (Haar cascade, minNeighbors 5 and 3); skipped")
+            raise NoFaceError("no face found (dlib HOG and Haar cascades); skipped" if options.detector == "dlib"
+                              else "no face found (Haar cascade, minNeighbors 5 and 3); skipped")
         else:
             centre = True
             messages.append("no face found; the centre crop was used")
+
+    # the 68 points, in pixels of grey
+    fit = "given" if lm is not None else "none"
+    if lm is None and options.landmarks and not centre:
+        if options.detect:
+            pts = lmk.fit_landmarks(grey, box)
+            ok, why = lmk.plausibility(pts, box, grey=grey)
+        else:
+            pts, ok, why = lmk.fit_precropped(grey)
+        if ok:
+            lm, fit = pts.astype(np.float64), "fitted"
+        else:
+            fit = f"implausible: {why}"
+            messages.append(f"the 68-point fit is not plausible ({why}); no landmarks kept")
+
+    size = int(options.size)
+    if options.align and options.geometry == "canonical" and lm is not None:
+        crop, out_lm, m = lmk.align_face(grey, lm, size, template=template)
+        return FaceCrop(image=np.ascontiguousarray(crop, dtype=np.uint8),
+                        box=None if (centre or box is None) else tuple(int(v) for v in box), n_faces=n_faces,
+                        eyes_found=False, angle=float(-np.degrees(np.arctan2(m[1, 0], m[0, 0]))),
+                        centre_crop=centre, landmarks=out_lm, messages=messages, geometry="canonical", fit=fit,
+                        matrix=m)
+    if options.align and options.geometry == "canonical" and not centre:
+        messages.append("cropped by the face box (no plausible 68 points for the canonical geometry)")
+    return _box_crop(grey, options, box=box, centre=centre, lm=lm, n_faces=n_faces, messages=messages, fit=fit)
+
+
+def _box_crop(grey, options, *, box, centre, lm, n_faces, messages, fit) -> FaceCrop:
+    """The papers' crop: the face box (or the whole image), rotated to level the eyes."""
+    h, w = grey.shape
     if box is None:
         side = min(h, w)
         box = ((w - side) // 2, (h - side) // 2, side, side)
@@ -436,7 +567,7 @@ def preprocess_face(grey: np.ndarray, options: PreprocessOptions, *,
         eyes = None
         if lm is not None:
             eyes = _eye_centres_from_landmarks(lm)
-        elif not centre:
+        elif not centre and options.detect:
             eyes = detect_eyes(grey, box)
             eyes_found = eyes is not None
             if not eyes_found:
@@ -447,7 +578,7 @@ def preprocess_face(grey: np.ndarray, options: PreprocessOptions, *,
 
     size = int(options.size)
     src = grey
-    lm_src = lm
+    pre = np.eye(3)  # grey pixels -> src pixels
     if side > 4 * size:
         # A large face: area-shrink the region the crop can reach (a square of side*sqrt(2)
         # about the centre) to 4x the output first, so that the warp does not alias.
@@ -459,8 +590,7 @@ def preprocess_face(grey: np.ndarray, options: PreprocessOptions, *,
         src = cv2.resize(grey[y0:y1, x0:x1], (nw, nh), interpolation=cv2.INTER_AREA)
         fx, fy = nw / (x1 - x0), nh / (y1 - y0)
         cx, cy, side = (cx - x0) * fx, (cy - y0) * fy, side * fx
-        if lm is not None:
-            lm_src = (lm - [x0, y0]) * [fx, fy]
+        pre = np.array([[fx, 0, -x0 * fx], [0, fy, -y0 * fy], [0, 0, 1]])
     # Warp to an intermediate square (at most 4x the output), then area-resize.
     inter = int(min(max(size, round(side)), 4 * size))
     m = cv2.getRotationMatrix2D((cx, cy), angle, inter / side)
@@ -469,10 +599,10 @@ def preprocess_face(grey: np.ndarray, options: PreprocessOptions, *,
     crop = cv2.warpAffine(src, m, (inter, inter), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if inter != size:
         crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+    full = (np.diag([size / inter, size / inter, 1.0]) @ np.vstack([m, [0, 0, 1]]) @ pre)[:2]
     out_lm = None
     if lm is not None:
-        pts = lm_src @ m[:, :2].T + m[:, 2]
-        out_lm = (pts * (size / inter)).astype(np.float32)
+        out_lm = (lm @ full[:, :2].T + full[:, 2]).astype(np.float32)
     return FaceCrop(
         image=np.ascontiguousarray(crop, dtype=np.uint8),
         box=None if centre else (int(bx), int(by), int(bw), int(bh)),
@@ -482,4 +612,7 @@ def preprocess_face(grey: np.ndarray, options: PreprocessOptions, *,
         centre_crop=centre,
         landmarks=out_lm,
         messages=messages,
+        geometry="box",
+        fit=fit,
+        matrix=full,
     )

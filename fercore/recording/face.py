@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from fercore.training.models import FERNet, conv_layers, feature_modules, forward_features
 
-__all__ = ["FaceAnalysis", "analyze_face", "cached_model"]
+__all__ = ["FaceAnalysis", "Upload", "analyze_face", "cached_model", "prepare_upload"]
 
 @functools.lru_cache(maxsize=4)
 def _load_model(run_dir: str, fold: int, mtime_ns: int) -> FERNet:
@@ -42,6 +42,61 @@ def cached_model(run_dir: str | Path, fold: int | None = None) -> FERNet:
     f = fold if fold is not None else (folds[0] if folds else 0)
     wpath = run_dir / "weights" / f"fold{f}.pt"
     return _load_model(str(run_dir), int(f), wpath.stat().st_mtime_ns if wpath.exists() else 0)
+
+
+@dataclass
+class Upload:
+    """A photo made ready for a run's network.
+
+    Attributes
+    ----------
+    grey : (H, W) uint8
+        The decoded photo.
+    crop : fercore.data.preprocess.FaceCrop
+        The face, cropped as the run's training faces were (``crop.landmarks``: the 68 points in
+        crop pixels when a plausible fit exists).
+    landmarks : (68, 2) float32 or None
+        The points in pixels of ``grey`` (for drawing on the photo).
+    template : (3, 2) float or None
+        The face geometry the crop was made to (None: the papers' box crop).
+    """
+
+    grey: np.ndarray
+    crop: object
+    landmarks: np.ndarray | None
+    template: np.ndarray | None
+
+
+def prepare_upload(reader, data: bytes, *, centre_crop: bool = False) -> Upload:
+    """Decode a photo and crop its face exactly as the run's training faces were cropped.
+
+    The run's recorded preprocessing (``config.json`` ``preprocess``) with detection on; the crop
+    is made to the geometry of the run's FaceSet (:func:`fercore.data.preprocess.face_geometry`:
+    the canonical template, or the mean geometry of a data set imported pre-cropped such as
+    FER2013, or of the phantom's drawn faces), so an upload lands where the training faces sit.
+
+    Raises
+    ------
+    fercore.data.preprocess.ImageDecodeError
+        Not a readable image.
+    fercore.data.preprocess.NoFaceError
+        No face found and ``centre_crop`` is False.
+    """
+    from fercore.data.preprocess import decode_image, face_geometry, preprocess_face, upload_options
+
+    template = None
+    if reader.has_records:
+        fs = reader.faceset()
+        template = face_geometry(fs.meta, fs.landmarks, fs.size)
+    options = upload_options(reader.config.get("preprocess"), size=int(reader.config["model"]["in_size"]),
+                             centre_crop=centre_crop, template=template)
+    grey = decode_image(data, max_pixels=options.max_pixels)
+    crop = preprocess_face(grey, options, template=template)
+    lm = None
+    if crop.landmarks is not None and crop.matrix is not None:
+        inv = np.linalg.inv(np.vstack([crop.matrix, [0, 0, 1]]))[:2]
+        lm = (crop.landmarks @ inv[:, :2].T + inv[:, 2]).astype(np.float32)
+    return Upload(grey=grey, crop=crop, landmarks=lm, template=template if crop.geometry == "canonical" else None)
 
 
 @dataclass

@@ -17,7 +17,11 @@ from fercore.store.layout import RunError, load_config, trained_folds
 from fercore.training.models import ModelSpec, load_model
 from fercore.util import Progress, write_json
 
-__all__ = ["evaluate_run", "label_mapping", "roc_auc"]
+__all__ = ["evaluate_run", "image_overlap", "label_mapping", "roc_auc", "transfer_warnings"]
+
+#: Two data sets whose face geometries (eye and mouth centres, fractions of the side) differ by more
+#: than this were cropped differently.
+GEOMETRY_TOLERANCE = 0.03
 
 
 def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
@@ -39,6 +43,66 @@ def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
 
 # ------------------------------------------------------------------------------------------
 # Evaluation on another data set
+
+def _thumb_keys(images: np.ndarray) -> np.ndarray:
+    """A coarse key per image (16 x 16 area-averaged, 8 grey levels): the same face re-encoded,
+    resized or re-imported keeps its key."""
+    import cv2
+
+    keys = [cv2.resize(np.asarray(im), (16, 16), interpolation=cv2.INTER_AREA) // 32 for im in images]
+    return np.array([k.tobytes() for k in keys], dtype=object)
+
+
+def image_overlap(train_images: np.ndarray, images: np.ndarray) -> dict:
+    """How many of ``images`` are (near-)copies of ``train_images``.
+
+    Returns
+    -------
+    dict
+        ``exact`` (identical pixels, after resizing to a common side), ``near`` (the same coarse
+        16 x 16 thumbnail), ``n`` (images checked).
+    """
+    import cv2
+
+    side = min(train_images.shape[1], images.shape[1])
+
+    def at(imgs):
+        return imgs if imgs.shape[1] == side else np.stack(
+            [cv2.resize(im, (side, side), interpolation=cv2.INTER_AREA) for im in imgs])
+
+    a, b = at(train_images), at(images)
+    exact = len(set(x.tobytes() for x in b) & set(x.tobytes() for x in a))
+    seen = set(_thumb_keys(a).tolist())
+    near = int(sum(k in seen for k in _thumb_keys(b).tolist()))
+    return {"exact": int(exact), "near": near, "n": int(len(images))}
+
+
+def transfer_warnings(train_path: Path, fs) -> list[str]:
+    """What makes a score on another data set misleading: faces cropped to another geometry than
+    the run's training faces, and images that are (near-)copies of them."""
+    from fercore.data.preprocess import face_geometry
+    from fercore.store.faceset_h5 import FaceSetFileError, load_faceset
+
+    try:
+        train = load_faceset(train_path)
+    except (FaceSetFileError, FileNotFoundError):
+        return [f"{train_path}: the run's training FaceSet cannot be read; crops and overlap not checked"]
+    out = []
+    g_train = face_geometry(train.meta, train.landmarks, train.size)
+    g_data = face_geometry(fs.meta, fs.landmarks, fs.size)
+    if g_train is None or g_data is None:
+        out.append("face geometry not known for " + ("the training data" if g_train is None else "this data set")
+                   + " (no landmarks): the crops cannot be compared; import both with landmarks")
+    elif np.abs(g_train - g_data).max() > GEOMETRY_TOLERANCE:
+        fmt = lambda g: ", ".join(f"({x:.2f}, {y:.2f})" for x, y in g)  # noqa: E731
+        out.append(f"the faces were cropped differently: eyes and mouth at {fmt(g_data)} here, at {fmt(g_train)} in "
+                   "the training data (fractions of the side); import both with the canonical geometry "
+                   "(python -m fercore import ... --geometry canonical)")
+    ov = image_overlap(train.images, fs.images)
+    if ov["near"]:
+        out.append(f"{ov['near']} of {ov['n']} images ({100 * ov['near'] / ov['n']:.1f} %) are copies of the run's "
+                   f"training images ({ov['exact']} identical): they are scored as if new")
+    return out
 
 def _canon(name: str) -> str:
     return canonical_emotion(name) or name.strip().lower()
@@ -119,6 +183,7 @@ def evaluate_run(run_dir, faceset_path, *, fold: int | None = None, progress: Pr
     run_idx = torch.as_tensor(sorted(run_to_data))
     data_of = np.array([run_to_data[i] for i in sorted(run_to_data)])
     same = data_hash == cfg["faceset"].get("content_hash")
+    warnings = [] if same else transfer_warnings(Path(cfg["faceset"]["path"]), fs)
     usable = (fs.labels >= 0) & (to_run[np.maximum(fs.labels, 0)] >= 0)
     spec = ModelSpec(**cfg["model"])
     method = cfg.get("normalize", "standardize")
@@ -161,6 +226,7 @@ def evaluate_run(run_dir, faceset_path, *, fold: int | None = None, progress: Pr
         "excluded_data_classes": excluded,
         "run_classes_not_predicted": mapping["run_unmatched"],
         "normalize": method,
+        "warnings": warnings,
         "path": None,
     }
     if write:

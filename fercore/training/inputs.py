@@ -11,15 +11,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fercore.data.preprocess import NORMALIZE_METHODS, check_method
+
 __all__ = ["METHODS", "check_method", "normalize", "normalize_method", "to_input", "to_unit"]
 
-METHODS = ("none", "standardize", "local_mean")
-
-
-def check_method(method: str) -> str:
-    if method not in METHODS:
-        raise ValueError(f"normalize: expected one of {', '.join(METHODS)}, got {method!r}")
-    return method
+#: The normalisations (defined with the data, which records the one it asks for).
+METHODS = NORMALIZE_METHODS
 
 
 def to_unit(images: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,7 @@ from fercore.data.faceset import FaceSet
 from fercore.store.faceset_h5 import load_faceset, read_faceset_info
 from fercore.store.layout import runs_dir
 from fercore.training.augment import AugmentParams, augment_batch
-from fercore.training.inputs import normalize, normalize_method, to_input
+from fercore.training.inputs import check_method, normalize, normalize_method, to_input
 from fercore.training.losses import check_scheme, draw_labels, scheme_loss
 from fercore.training.models import ModelSpec, build_model, forward_features
 from fercore.util import ADDED_LATER, Progress, atomic_path, config_dict, stable_hash, write_json
@@ -111,6 +111,13 @@ class TrainConfig:
         (``ModelSpec.n_aus`` = the FaceSet's AU columns) and the loss adds ``au_weight`` times
         the binary cross-entropy of each AU's presence (intensity > 0; AUs not coded for an
         image are left out). 0 (default) trains on the emotion labels only, as the papers did.
+    normalize : str or None
+        Pixel normalisation of the network's input (:data:`fercore.data.preprocess.NORMALIZE_METHODS`);
+        None (default) takes the one the FaceSet asks for (``meta["preprocess"]["normalize"]``).
+    flip_test : bool
+        Score validation and test images by the mean of the logits of each face and its mirror
+        image (test-time augmentation with a horizontal flip). Only the rounds' accuracy uses it;
+        recording and uploads see the face as it is.
     """
 
     epochs: int = 10
@@ -127,6 +134,8 @@ class TrainConfig:
     init: str = "paper"
     augment_params: AugmentParams = field(default_factory=AugmentParams)
     au_weight: float = field(default=0.0, metadata=ADDED_LATER)
+    normalize: str | None = field(default=None, metadata=ADDED_LATER)
+    flip_test: bool = field(default=False, metadata=ADDED_LATER)
 
     def __post_init__(self):
         if self.folds is not None:
@@ -144,6 +153,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.init: expected one of {', '.join(INITS)}, got {self.init!r}")
         if not (isinstance(self.au_weight, int | float) and 0 <= self.au_weight < math.inf):
             raise ValueError(f"TrainConfig.au_weight: expected a weight >= 0 (0 = emotion only), got {self.au_weight!r}")
+        if self.normalize is not None:
+            check_method(self.normalize)
 
     def to_dict(self) -> dict:
         """The fields as a JSON-able dict (:func:`fercore.util.config_dict`)."""
@@ -322,11 +333,17 @@ def unit_variance_init(model: torch.nn.Module, x: torch.Tensor) -> None:
     model.train(was)
 
 @torch.inference_mode()
-def _predict(model, x: torch.Tensor, batch: int) -> torch.Tensor:
-    """(N, 1, S, S) -> (N,) int64 predicted class, in eval mode."""
+def _predict(model, x: torch.Tensor, batch: int, *, flip: bool = False) -> torch.Tensor:
+    """(N, 1, S, S) -> (N,) int64 predicted class, in eval mode; with ``flip`` the mean of the
+    logits of each image and its mirror image."""
     was = model.training
     model.eval()
-    out = torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)]) if len(x) else \
+
+    def logits(t: torch.Tensor) -> torch.Tensor:
+        out = model(t)
+        return (out + model(torch.flip(t, dims=[-1]))) / 2 if flip else out
+
+    out = torch.cat([logits(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)]) if len(x) else \
         torch.zeros(0, dtype=torch.int64, device=x.device)
     model.train(was)
     return out
@@ -472,7 +489,7 @@ def _train_round(fs, x_unit, x_norm, rnd: Round, spec, config, method, device, r
         if device.type == "cuda":
             torch.cuda.synchronize()
         state["epoch_s"].append(time.perf_counter() - t_epoch)
-        val_acc = int((_predict(model, xva, config.eval_batch_size) == yva).sum()) / len(yva)
+        val_acc = int((_predict(model, xva, config.eval_batch_size, flip=config.flip_test) == yva).sum()) / len(yva)
         state["train_loss"].append(float(loss_sum) / n)
         state["train_acc"].append(float(correct) / n)
         state["val_acc"].append(val_acc)
@@ -487,7 +504,7 @@ def _train_round(fs, x_unit, x_norm, rnd: Round, spec, config, method, device, r
 
     model.load_state_dict(state["best_state"])
     xte = x_norm[torch.as_tensor(rnd.test)].to(device)
-    pred = _predict(model, xte, config.eval_batch_size).cpu().numpy()
+    pred = _predict(model, xte, config.eval_batch_size, flip=config.flip_test).cpu().numpy()
     yte = fs.labels[rnd.test]
     c = len(fs.class_names)
     _save_torch(state["best_state"], run_dir / "weights" / f"fold{rnd.index}.pt")
@@ -637,7 +654,7 @@ def train(faceset_path, spec: ModelSpec, config: TrainConfig, *, progress: Progr
     threads = configure_threads()
     device = torch.device(device) if device is not None else default_device()
     fs = load_faceset(faceset_path)
-    method = normalize_method(fs.meta)
+    method = config.normalize or normalize_method(fs.meta)
     rounds = fold_rounds(fs, folds=config.folds)
     config_doc = {
         "run_hash": run_hash,

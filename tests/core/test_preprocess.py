@@ -146,8 +146,12 @@ def test_detects_astronaut_face(astronaut_grey):
     assert 60 <= w <= 160
 
 
+#: The papers' crop: Haar detection, the box rotated to level the eyes (eye cascade), no landmarks.
+BOX = dict(geometry="box", detector="haar", landmarks=False)
+
+
 def test_alignment_levels_eyes(astronaut_grey):
-    crop = preprocess_face(astronaut_grey, PreprocessOptions(size=96))
+    crop = preprocess_face(astronaut_grey, PreprocessOptions(size=96, **BOX))
     assert isinstance(crop, FaceCrop)
     assert crop.image.shape == (96, 96) and crop.image.dtype == np.uint8
     assert crop.eyes_found and crop.n_faces == 1 and not crop.centre_crop
@@ -156,8 +160,8 @@ def test_alignment_levels_eyes(astronaut_grey):
 
 @pytest.mark.parametrize("deg", [10.0, -10.0])
 def test_alignment_undoes_rotation(astronaut_grey, deg):
-    base = preprocess_face(astronaut_grey, PreprocessOptions(size=96))
-    rotated = preprocess_face(_rotate(astronaut_grey, deg), PreprocessOptions(size=96))
+    base = preprocess_face(astronaut_grey, PreprocessOptions(size=96, **BOX))
+    rotated = preprocess_face(_rotate(astronaut_grey, deg), PreprocessOptions(size=96, **BOX))
     assert rotated.eyes_found
     # The photo turned by +deg (counter-clockwise) needs deg less rotation to be levelled.
     assert abs((base.angle - rotated.angle) - deg) < 4.0
@@ -166,14 +170,19 @@ def test_alignment_undoes_rotation(astronaut_grey, deg):
 
 def test_big_image_is_downscaled_for_detection(astronaut_grey):
     big = cv2.resize(astronaut_grey, (8000, 8000), interpolation=cv2.INTER_LINEAR)
-    crop = preprocess_face(big, PreprocessOptions(size=64))
+    crop = preprocess_face(big, PreprocessOptions(size=64, **BOX))
     assert crop.image.shape == (64, 64) and crop.eyes_found
     x, y, w, h = crop.box
     k = 8000 / 512
     assert x <= 205 * k <= x + w and y <= 108 * k <= y + h
     # the same face as from the small photo, up to resampling
-    small = preprocess_face(astronaut_grey, PreprocessOptions(size=64))
+    small = preprocess_face(astronaut_grey, PreprocessOptions(size=64, **BOX))
     assert np.corrcoef(crop.image.ravel(), small.image.ravel())[0, 1] > 0.9
+    # the canonical crop of the 8000-px photo: the same face, the same geometry
+    canon = preprocess_face(big, PreprocessOptions(size=64))
+    small = preprocess_face(astronaut_grey, PreprocessOptions(size=64))
+    assert canon.geometry == small.geometry == "canonical"
+    assert np.abs(canon.landmarks[36:48] - small.landmarks[36:48]).max() < 2.0
 
 
 def test_several_faces_use_largest_and_report(astronaut_grey):
@@ -207,7 +216,7 @@ def test_landmarks_align_and_are_transformed(size):
     lm[:] = centre + rng.normal(0, 25, (68, 2))
     for idx, dx in ((range(36, 42), -30.0), (range(42, 48), 30.0)):
         lm[list(idx)] = centre + np.array([dx * math.cos(ang), dx * math.sin(ang)])
-    crop = preprocess_face(img, PreprocessOptions(size=size, detect=False), landmarks=lm)
+    crop = preprocess_face(img, PreprocessOptions(size=size, detect=False, **BOX), landmarks=lm)
     assert crop.angle == pytest.approx(20.0, abs=1e-6)
     le, re = crop.landmarks[36:42].mean(0), crop.landmarks[42:48].mean(0)
     assert abs(le[1] - re[1]) < 1e-2  # level after alignment
@@ -237,3 +246,50 @@ def test_options_roundtrip_through_meta():
 def test_options_validate(kw, msg):
     with pytest.raises(ValueError, match=msg):
         PreprocessOptions(**kw)
+
+
+# ------------------------------------------------------------------- the canonical face geometry
+def _centres(lm):
+    return np.stack([lm[36:42].mean(0), lm[42:48].mean(0), lm[48:68].mean(0)])
+
+
+@pytest.mark.parametrize("deg", [0.0, 12.0])
+def test_canonical_crop_puts_eyes_and_mouth_on_the_template(astronaut_grey, deg):
+    from fercore.data.preprocess import CANONICAL
+
+    crop = preprocess_face(_rotate(astronaut_grey, deg), PreprocessOptions(size=96))
+    assert crop.geometry == "canonical" and crop.fit == "fitted" and crop.n_faces == 1
+    want = np.asarray(CANONICAL) * 96 - 0.5
+    got = _centres(crop.landmarks)
+    assert np.abs(got[:2] - want[:2]).max() < 2.0  # the eye centres within 2 px
+    assert np.abs(got[2] - want[2]).max() < 3.0
+    base = preprocess_face(astronaut_grey, PreprocessOptions(size=96))
+    assert abs((base.angle - crop.angle) - deg) < 3.0  # the photo turned by deg is turned back
+
+
+def test_a_precropped_face_is_kept_and_gets_its_points(astronaut_grey):
+    """A 48-px pre-cropped face (as in FER2013) is kept as it is, with the 68 points fitted on it;
+    the same face cropped canonically from the full photo lands on nearly the same geometry."""
+    canon = preprocess_face(astronaut_grey, PreprocessOptions(size=48))
+    pre = preprocess_face(canon.image, PreprocessOptions(size=48, detect=False, align=False, geometry="box"))
+    np.testing.assert_array_equal(pre.image, canon.image)
+    assert pre.fit == "fitted" and pre.box == (0, 0, 48, 48)
+    assert np.abs(_centres(pre.landmarks) - _centres(canon.landmarks)).max() < 3.0
+
+
+def test_an_implausible_fit_keeps_no_points_and_falls_back_to_the_box():
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (48, 48), dtype=np.uint8)
+    crop = preprocess_face(noise, PreprocessOptions(size=48, detect=False))
+    assert crop.landmarks is None and crop.fit.startswith("implausible") and crop.geometry == "box"
+    assert any("not plausible" in m for m in crop.messages)
+
+
+def test_options_of_older_facesets_keep_the_crop_they_made():
+    from fercore.data.preprocess import options_from_meta
+
+    old = options_from_meta({"preprocess": {"size": 96, "detect": True, "align": True, "normalize": "local_mean"}})
+    assert (old.detector, old.geometry, old.landmarks) == ("haar", "box", False)
+    assert PreprocessOptions().geometry == "canonical" and PreprocessOptions().detector == "dlib"
+    with pytest.raises(ValueError, match="geometry"):
+        PreprocessOptions(geometry="square")

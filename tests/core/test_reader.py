@@ -120,3 +120,29 @@ def test_cli_record_and_analyze_write_csv(run, tmp_path, capsys):
     assert main(["record", "--run", str(tmp_path / "nope"), "--quiet"]) == 2
     assert "not a directory" in capsys.readouterr().err
     assert main(["record", "--run", str(run), "--k", "0", "--quiet"]) == 2
+
+
+def test_refresh_records_keeps_the_k_and_layers_a_user_recorded(tmp_path):
+    from fercore.pipeline import refresh_records
+    from fercore.store.records_h5 import read_records_header
+
+    run = make_run(tmp_path, make_faceset(n=30))
+    record(run, k=5, layers=["features.conv1"], batch_size=16)
+    refresh_records(run, null=None)
+    head = read_records_header(run / "records.h5")
+    assert head["k"] == 5 and head["layers"] == ["features.conv1"]
+    assert open_run(run).has_stats
+
+
+def test_the_runs_command_that_messages_name_exists(tmp_path, capsys, monkeypatch):
+    from fercore.store.layout import RunError, load_config
+
+    monkeypatch.setenv("FERCORE_CACHE", str(tmp_path))
+    with pytest.raises(RunError, match="python -m fercore runs") as err:
+        load_config(tmp_path / "nope")
+    command = str(err.value).split("`")[1].split()[3:]  # "python -m fercore runs" -> ["runs"]
+    assert main(command) == 0
+    assert "no runs in" in capsys.readouterr().out
+    run = make_run(tmp_path / "runs", make_faceset(n=30))
+    assert main(["runs"]) == 0
+    assert run.name in capsys.readouterr().out

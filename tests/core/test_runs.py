@@ -149,3 +149,30 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, monkeypatch, capsys):
     assert main(["train", "--data", str(tmp_path / "missing.h5"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "no such FaceSet file" in err and err.count("\n") == 1
+
+
+def test_evaluate_warns_about_copies_of_the_training_faces_and_other_crops(trained, tmp_path):
+    """A copy of the training faces scored as a new data set is named; so is a data set whose
+    faces sit elsewhere in the crop."""
+    from pathlib import Path
+
+    from fercore.store.faceset_h5 import load_faceset as load
+    from fercore.training.evaluate import transfer_warnings
+
+    train_path, run = trained
+    fs = load(train_path)
+    copy = fs.subset(np.arange(len(fs)))
+    copy.folds = (copy.folds + 1) % 3  # another file: another content hash
+    other = tmp_path / "copy.h5"
+    save_faceset(copy, other)
+    result = evaluate_run(run, other, write=False)
+    assert not result["same_faceset_as_training"]
+    assert any("copies of the run's training images" in w for w in result["warnings"])
+    shifted = fs.subset(np.arange(len(fs)))
+    shifted.meta = {**fs.meta, "geometry": {"crop": "box", "template": [[0.2, 0.3], [0.8, 0.3], [0.5, 0.9]]}}
+    assert Path(train_path).exists()
+    train = load(train_path)
+    train.meta = {**train.meta, "geometry": {"crop": "canonical", "template": [[0.32, 0.39], [0.68, 0.39], [0.5, 0.78]]}}
+    save_faceset(train, tmp_path / "train.h5")
+    warnings = transfer_warnings(tmp_path / "train.h5", shifted)
+    assert any("cropped differently" in w for w in warnings)

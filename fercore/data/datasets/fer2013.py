@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fercore.data.datasets._common import ImportResult, _Tally
+from fercore.data.datasets._common import ImportResult, _Tally, stack_landmarks
 from fercore.data.faceset import FaceSet
 from fercore.data.facs import label_set
 from fercore.data.preprocess import PreprocessOptions
@@ -35,8 +35,11 @@ FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disg
                    "contempt", "unknown", "NF")
 #: The FER+ label schemes, keys of ``FaceSet.targets``.
 FERPLUS_SCHEMES = ("majority", "multilabel", "probability", "crossentropy")
-#: FER2013 faces are already cropped and aligned: no detection, kept at 48x48.
-DEFAULT_OPTIONS = PreprocessOptions(size=48, detect=False, align=False, normalize="standardize")
+#: FER2013 faces are already cropped and roughly aligned: no detection, kept at 48x48 as they
+#: are (their mean geometry is within 1 % of :data:`fercore.data.landmarks.CANONICAL`), with the
+#: 68 points fitted on each (upscaled) face.
+DEFAULT_OPTIONS = PreprocessOptions(size=48, detect=False, align=False, normalize="standardize",
+                                    geometry="box", landmarks=True)
 
 
 def ferplus_target(votes, scheme: str) -> np.ndarray:
@@ -214,7 +217,7 @@ def load_fer2013(csv_path: str | os.PathLike, *, ferplus: str | os.PathLike | No
     ls = label_set("ferplus" if ferplus is not None else "fer2013")
     tally = _Tally(options)
     skipped: list[tuple[str, str]] = []
-    images, labels, subjects, splits, dists = [], [], [], [], []
+    greys, wheres, labels, subjects, splits, dists = [], [], [], [], [], []
     targets: dict[str, list] = {s: [] for s in FERPLUS_SCHEMES}
     n_dropped = {"no image name": 0, "dropped by every scheme": 0, "no majority (valid/test)": 0}
     n_rows = 0
@@ -277,15 +280,8 @@ def load_fer2013(csv_path: str | os.PathLike, *, ferplus: str | os.PathLike | No
                 targets[s].append(t[s])
             v8 = votes[:8].astype(np.float64)
             dists.append(v8 / v8.sum() if v8.sum() else v8)
-        grey = pix.astype(np.uint8).reshape(48, 48)
-        crop = tally.face(grey, where)
-        if crop is None:
-            if plus_rows is not None:
-                for s in FERPLUS_SCHEMES:
-                    targets[s].pop()
-                dists.pop()
-            continue
-        images.append(crop.image)
+        greys.append(pix.astype(np.uint8).reshape(48, 48))
+        wheres.append(where)
         labels.append(label)
         subjects.append(str(k))
         splits.append(USAGE[usage])
@@ -293,6 +289,14 @@ def load_fer2013(csv_path: str | os.PathLike, *, ferplus: str | os.PathLike | No
         raise ValueError(f"{ferplus}: {len(plus_rows)} data rows, but {csv_path} has {n_rows}; "
                          f"fer2013new.csv must list the same images in the same order")
     progress(n_rows, n_rows, "fer2013")
+    crops = tally.faces(greys, wheres, progress=progress, stage="faces")
+    keep = [i for i, c in enumerate(crops) if c is not None]
+    kept = [crops[i] for i in keep]
+    images = [c.image for c in kept]
+    labels, subjects, splits = ([v[i] for i in keep] for v in (labels, subjects, splits))
+    if plus_rows is not None:
+        dists = [dists[i] for i in keep]
+        targets = {k: [v[i] for i in keep] for k, v in targets.items()}
     size = options.size
     subj = np.array(subjects, dtype=str)
     fs = FaceSet(
@@ -305,6 +309,7 @@ def load_fer2013(csv_path: str | os.PathLike, *, ferplus: str | os.PathLike | No
         subjects=subj,
         folds=np.array([int(s) % n_folds for s in subjects], dtype=np.int64),
         splits=np.array(splits, dtype=np.int8).reshape(-1, 1),
+        landmarks=stack_landmarks(kept),
         label_dist=np.array(dists, dtype=np.float32).reshape(-1, 8) if plus_rows is not None else None,
         targets={s: np.array(v, dtype=np.float32).reshape(-1, 8) for s, v in targets.items()}
         if plus_rows is not None else {},

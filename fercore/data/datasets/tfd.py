@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from fercore.data.datasets._common import ImportResult, _Tally
+from fercore.data.datasets._common import ImportResult, _Tally, stack_landmarks
 from fercore.data.faceset import FaceSet
 from fercore.data.facs import label_set
 from fercore.data.preprocess import PreprocessOptions
@@ -31,7 +31,8 @@ from fercore.util import Progress, no_progress
 __all__ = ["DEFAULT_OPTIONS", "load_tfd"]
 
 #: TFD faces are already cropped and aligned.
-DEFAULT_OPTIONS = PreprocessOptions(size=96, detect=False, align=False, normalize="local_mean")
+DEFAULT_OPTIONS = PreprocessOptions(size=96, detect=False, align=False, normalize="local_mean",
+                                    geometry="box", landmarks=True)
 _FIELDS = ("images", "labs_ex", "labs_id", "folds")
 
 
@@ -111,14 +112,15 @@ def load_tfd(mat_path: str | os.PathLike, *, options: PreprocessOptions = DEFAUL
             label = -1
         else:
             continue
-        crop = tally.face(np.ascontiguousarray(images[i]), f"{path}: image {i}")
-        if crop is None:
-            continue
-        out.append(crop.image)
         labels.append(label)
         subj.append(str(int(ids[i])) if int(ids[i]) > 0 else f"unknown-{i}")
         keep_rows.append(i)
     progress(n, n, "tfd")
+    crops = tally.faces([np.ascontiguousarray(images[i]) for i in keep_rows],
+                        [f"{path}: image {i}" for i in keep_rows], progress=progress, stage="faces")
+    kept = [j for j, c in enumerate(crops) if c is not None]
+    out = [crops[j].image for j in kept]
+    labels, subj, keep_rows = ([v[j] for j in kept] for v in (labels, subj, keep_rows))
     rows = np.array(keep_rows, dtype=np.int64)
     splits = folds[rows].astype(np.int8) if len(rows) else np.zeros((0, 5), np.int8)
     test_round = np.where((splits == 3).any(axis=1), np.argmax(splits == 3, axis=1), -1) if len(rows) else rows
@@ -133,6 +135,7 @@ def load_tfd(mat_path: str | os.PathLike, *, options: PreprocessOptions = DEFAUL
         subjects=np.array(subj, dtype=str),
         folds=np.asarray(test_round, dtype=np.int64),
         splits=splits,
+        landmarks=stack_landmarks([crops[j] for j in kept]),
         meta={
             "source": "tfd",
             "options": {"mat": str(path), "include_unlabelled": include_unlabelled},
