@@ -23,7 +23,7 @@ from fercore.store.reader import open_run
 from fercore.store.records_h5 import STATS_VERSION, write_stats
 from fercore.util import Progress, no_progress
 
-__all__ = ["NULL_FIGURES", "STATS_VERSION", "analyze", "layer_evidence", "run_warnings"]
+__all__ = ["NULL_FIGURES", "STATS_VERSION", "analyze", "layer_evidence", "run_warnings", "temporal_evidence"]
 
 #: Figures compared with the null network's filters (its 95th percentile per AU).
 NULL_FIGURES = ("share_raw", "share_distinct", "excess", "auc_emotion", "r_au", "r_partial", "spatial_distinct", "kl")
@@ -101,6 +101,19 @@ def layer_evidence(max_act: np.ndarray, raw_index: np.ndarray, raw_box: np.ndarr
     out["order_evidence"] = _evidence_order(stage, ev, judged)
     out["order_cluster"] = _cluster_order(share_distinct - base[None, :])
     return out
+
+
+def temporal_evidence(max_act: np.ndarray, fs) -> dict[str, np.ndarray]:
+    """For a FaceSet of sequences (``sequences`` and ``frames``): how each filter's per-frame
+    maximum follows each AU's intensity over a sequence (:mod:`fercore.analysis.temporal`): the
+    median correlation over the sequences showing the AU, the best filter per AU, and the control
+    for filters that follow every expression (their correlation in sequences without the AU)."""
+    from fercore.analysis.temporal import filter_au_correlation, sequence_curves
+
+    tc = filter_au_correlation(sequence_curves(max_act, fs.sequences, fs.frames, fs.aus, fs.au_ids))
+    return {"r_median": tc.r_median, "n_sequences": tc.n_sequences, "best_filter": tc.best_filter,
+            "best_r": tc.best_r, "r_absent": tc.r_absent, "n_absent": tc.n_absent,
+            "specific_filter": tc.specific_filter, "specific_score": tc.specific_score}
 
 
 def _evidence_order(stage: np.ndarray, ev: dict, judged: np.ndarray) -> np.ndarray:
@@ -218,6 +231,8 @@ def analyze(run_dir, *, null: str | None = "untrained", criteria: Criteria | Non
                             present=present, labels=labels, units=units, landmarks=landmarks, au_ids=au_ids,
                             n_classes=n_classes, criteria=crit)
         layers[layer] = {"stats": ev}
+        if fs.sequences is not None and fs.frames is not None:  # filters in time
+            layers[layer]["temporal"] = temporal_evidence(reader.max_activations(layer), fs)
         row = {"layer": layer, "n_filters": int(ev["judged"].shape[0]),
                "stages": _stage_summary(ev, au_ids, crit.alpha),
                "groups_in_topk": _groups_in_list(raw["index"], fs.groups)}

@@ -12,7 +12,8 @@ import importlib
 import sys
 
 #: The command modules, in the order of the data path.
-COMMANDS = ("phantom", "import_", "train", "evaluate", "record", "analyze", "null", "summary", "runs", "default")
+COMMANDS = ("phantom", "phantom_seq", "import_", "train", "sequence", "evaluate", "record", "analyze", "null", "summary", "runs",
+            "default")
 
 
 def _commands():

@@ -66,8 +66,10 @@ class TopK:
 class LayerEvidence(dict):
     """Everything ``analyze`` stored for one layer: a dict of arrays (see ``docs/records.md``),
     plus the data-set-wide ``au_ids``, ``base_rate``, ``testable``, ``minority`` (A,) and
-    ``rates`` (C, A), and the null network's 95th percentiles under ``null`` (a dict of figure
-    name to (A,) array; empty without a null)."""
+    ``rates`` (C, A), the null network's 95th percentiles under ``null`` (a dict of figure
+    name to (A,) array; empty without a null), and for a FaceSet of sequences the filters in time
+    under ``temporal`` (``r_median`` (F, A), ``n_sequences`` (A,), ``best_filter``, ``best_r``,
+    ``r_absent``, ``n_absent``, ``specific_filter``, ``specific_score``; empty otherwise)."""
 
     @property
     def n_filters(self) -> int:
@@ -297,10 +299,11 @@ class RunReader:
                 top = self.analysis_arrays()
                 for k in ("au_ids", "base_rate", "testable", "minority", "rates"):
                     ev[k] = top[k]
-                try:
-                    ev["null"] = read_layer_group(self.records_path, layer, "null")
-                except RecordsFileError:
-                    ev["null"] = {}
+                for group in ("null", "temporal"):
+                    try:
+                        ev[group] = read_layer_group(self.records_path, layer, group)
+                    except RecordsFileError:
+                        ev[group] = {}
                 self._cache[key] = ev
             return self._cache[key]
 

@@ -115,7 +115,7 @@ def write_stats(path: str | os.PathLike, *, layers: dict[str, dict[str, dict[str
         with h5py.File(tmp, "a") as f:
             for name, groups in layers.items():
                 g = f["layers"][name]
-                for old in ("stats", "null"):
+                for old in ("stats", "null", "temporal"):
                     if old in g:
                         del g[old]
                 for group, arrays in groups.items():

@@ -16,6 +16,14 @@ present but whose intensity was not coded; such AUs are stored as 1 (present, in
 unknown; ``meta["au_uncoded_intensity"]``). The AU columns are the AUs occurring in the FACS
 files of the imported sequences, sorted. Eight classes (``ckplus8``) or six (``ckplus6``: neutral frames and contempt
 sequences dropped). Folds: subjects sorted, subject i goes to fold i mod 10.
+
+``frames="all"`` keeps every frame of each labelled sequence instead, in order, for sequence
+models and the temporal analysis: ``frames`` holds each frame's position in its sequence (0 =
+first), ``phases`` its phase. The first frame is neutral (phase 0, labelled neutral, all AUs 0),
+the last three are the apex (phase 2: CK+'s peak is the last frame, and the last three are the
+frames Khorrami et al. label with the emotion; labelled with the sequence's emotion, the FACS
+codes attached), the frames between are onset (phase 1, label -1, AUs NaN: not coded). The
+labelled images are exactly those of the default protocol.
 """
 
 from __future__ import annotations
@@ -27,18 +35,23 @@ from pathlib import Path
 import numpy as np
 
 from fercore.data.datasets._common import ImportResult, _Tally, subject_folds
-from fercore.data.faceset import FaceSet
+from fercore.data.faceset import PHASE_CODES, FaceSet
 from fercore.data.facs import label_set
 from fercore.data.preprocess import PreprocessOptions
+from fercore.data.sequences import natural_key
 from fercore.util import Progress, no_progress
 
-__all__ = ["DEFAULT_OPTIONS", "load_ckplus", "read_emotion", "read_facs", "read_landmarks"]
+__all__ = ["APEX_FRAMES", "DEFAULT_OPTIONS", "FRAME_MODES", "load_ckplus", "read_emotion", "read_facs", "read_landmarks"]
 
 #: Khorrami et al.: Haar detection, 96x96, local mean subtraction at train time.
 DEFAULT_OPTIONS = PreprocessOptions(size=96, detect=True, align=True, normalize="local_mean")
 #: Intensity stored for an AU that CK+ codes present with intensity 0 (not coded).
 UNCODED_INTENSITY = 1.0
 _SEQ = re.compile(r"^S\d+$")
+#: What ``load_ckplus`` keeps of a sequence: Khorrami et al.'s first + last 3 frames, or every frame.
+FRAME_MODES = ("khorrami", "all")
+#: Frames at the end of a sequence that ``frames="all"`` marks apex (phase 2) and labels.
+APEX_FRAMES = 3
 
 
 def _numbers(path: Path, what: str) -> list[list[float]]:
@@ -96,8 +109,8 @@ def _sequences(root: Path):
 
 
 def load_ckplus(root: str | os.PathLike, *, classes: int = 8, options: PreprocessOptions = DEFAULT_OPTIONS,
-                n_folds: int = 10, progress: Progress = no_progress) -> ImportResult:
-    """Import CK+ with Khorrami et al.'s protocol (4 images per labelled sequence).
+                n_folds: int = 10, frames: str = "khorrami", progress: Progress = no_progress) -> ImportResult:
+    """Import CK+ with Khorrami et al.'s protocol (4 images per labelled sequence), or every frame.
 
     Parameters
     ----------
@@ -110,6 +123,12 @@ def load_ckplus(root: str | os.PathLike, *, classes: int = 8, options: Preproces
     options : PreprocessOptions, keyword-only
     n_folds : int, keyword-only
         Subject-independent folds (subject i of the sorted subjects -> fold i mod n_folds).
+    frames : {"khorrami", "all"}, keyword-only
+        ``khorrami`` (default): the first frame (neutral) and the last three (the emotion).
+        ``all``: every frame in order, with ``FaceSet.frames`` (position, 0 = first) and
+        ``FaceSet.phases``: first frame neutral (label neutral, AUs 0; label -1 in six-class),
+        last :data:`APEX_FRAMES` apex (the emotion, the FACS AUs), the frames between onset
+        (label -1, AUs NaN).
     progress : callable, keyword-only
 
     Returns
@@ -121,6 +140,10 @@ def load_ckplus(root: str | os.PathLike, *, classes: int = 8, options: Preproces
     root = Path(root)
     if classes not in (6, 8):
         raise ValueError(f"classes: expected 8 or 6, got {classes!r}")
+    if frames not in FRAME_MODES:
+        raise ValueError(f"frames: expected one of {', '.join(FRAME_MODES)} (first + last 3, or every frame), "
+                         f"got {frames!r}")
+    every = frames == "all"
     for sub in ("cohn-kanade-images", "Emotion"):
         if not (root / sub).is_dir():
             raise FileNotFoundError(f"{root / sub}: missing; expected the CK+ layout "
@@ -154,9 +177,11 @@ def load_ckplus(root: str | os.PathLike, *, classes: int = 8, options: Preproces
         except ValueError as e:
             skipped.append((str(emo_files[0]), f"malformed emotion file: {e}"))
             continue
-        frames = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png")
-        if len(frames) < 4:
-            skipped.append((str(folder), f"sequence too short: {len(frames)} frames, need 4 (first + last 3)"))
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png")
+        if every:
+            files.sort(key=lambda p: natural_key(p.name))
+        if len(files) < 4:
+            skipped.append((str(folder), f"sequence too short: {len(files)} frames, need 4 (first + last 3)"))
             continue
         aus = None
         if has_facs:
@@ -176,9 +201,15 @@ def load_ckplus(root: str | os.PathLike, *, classes: int = 8, options: Preproces
         if classes == 6 and code == 2:
             dropped_contempt += 1
             continue
-        chosen = [(frames[0], 0, {}), *[(f, code, aus) for f in frames[-3:]]]
-        for path, c, frame_aus in chosen:
-            if classes == 6 and c == 0:
+        if every:  # (path, code or None = unlabelled, AUs, position, phase)
+            last = len(files) - APEX_FRAMES
+            chosen = [(f, 0 if t == 0 else (code if t >= last else None), {} if t == 0 else (aus if t >= last else None),
+                       t, PHASE_CODES["neutral"] if t == 0 else PHASE_CODES["apex" if t >= last else "onset"])
+                      for t, f in enumerate(files)]
+        else:
+            chosen = [(files[0], 0, {}, 0, 0), *[(f, code, aus, 0, 0) for f in files[-3:]]]
+        for path, c, frame_aus, position, phase in chosen:
+            if classes == 6 and c == 0 and not every:
                 continue
             lm = None
             if has_lm:
@@ -191,7 +222,8 @@ def load_ckplus(root: str | os.PathLike, *, classes: int = 8, options: Preproces
             crop = tally.file(path, landmarks=lm)
             if crop is None:
                 continue
-            recs.append((crop.image, ls.index(c), subj, f"{subj}/{seq}", frame_aus, crop.landmarks))
+            label = -1 if c is None or (classes == 6 and c == 0) else ls.index(c)
+            recs.append((crop.image, label, subj, f"{subj}/{seq}", frame_aus, crop.landmarks, position, phase))
     progress(len(seqs), len(seqs), "ckplus")
     au_ids = sorted({a for r in recs if r[4] for a in r[4]})
     col = {a: j for j, a in enumerate(au_ids)}
@@ -205,9 +237,27 @@ def load_ckplus(root: str | os.PathLike, *, classes: int = 8, options: Preproces
                 aus_arr[i, col[a]] = v if v > 0 else UNCODED_INTENSITY
     subjects = np.array([r[2] for r in recs], dtype=str)
     lms = None
-    if has_lm and n:
+    if n and any(r[5] is not None for r in recs):  # the Landmarks/ files, else the 68-point fits
         lms = np.stack([r[5] if r[5] is not None else np.full((68, 2), np.nan, np.float32) for r in recs])
     size = options.size
+    meta_options = {"root": str(root), "classes": classes, "n_folds": n_folds}
+    protocol = (
+        f"CK+ {classes}-class, Khorrami et al.: first frame of each labelled sequence = neutral"
+        f"{' (dropped in six-class)' if classes == 6 else ''}, last 3 frames = the sequence's emotion; "
+        f"FACS AUs on the last 3 frames, all AUs 0 on the neutral frame; {n_folds} subject-independent "
+        f"folds (sorted subjects, subject i -> fold i mod {n_folds}); test fold t, validation (t+1) mod "
+        f"{n_folds}."
+    )
+    if every:
+        meta_options["frames"] = "all"
+        protocol = (
+            f"CK+ {classes}-class, every frame of each labelled sequence in order (frames = position, 0 = first): "
+            f"first frame neutral (phase 0, labelled {'neutral' if classes == 8 else '-1 (no neutral class)'}, "
+            f"all AUs 0), last {APEX_FRAMES} frames apex (phase 2, the sequence's emotion, its FACS AUs), frames "
+            f"between onset (phase 1, unlabelled -1, AUs NaN); the labelled images are Khorrami et al.'s; "
+            f"{n_folds} subject-independent folds (sorted subjects, subject i -> fold i mod {n_folds}), whole "
+            f"sequences per fold; test fold t, validation (t+1) mod {n_folds}."
+        )
     fs = FaceSet(
         images=np.stack([r[0] for r in recs]) if recs else np.zeros((0, size, size), np.uint8),
         labels=np.array([r[1] for r in recs], dtype=np.int64),
@@ -218,19 +268,15 @@ def load_ckplus(root: str | os.PathLike, *, classes: int = 8, options: Preproces
         subjects=subjects,
         folds=subject_folds(subjects, n_folds) if n else np.zeros(0, np.int64),
         sequences=np.array([r[3] for r in recs], dtype=str),
+        frames=np.array([r[6] for r in recs], dtype=np.int64) if every else None,
+        phases=np.array([r[7] for r in recs], dtype=np.int8) if every else None,
         landmarks=lms,
         meta={
             "source": "ckplus",
-            "options": {"root": str(root), "classes": classes, "n_folds": n_folds},
+            "options": meta_options,
             "preprocess": options.to_dict(),
             "au_uncoded_intensity": UNCODED_INTENSITY,
-            "protocol": (
-                f"CK+ {classes}-class, Khorrami et al.: first frame of each labelled sequence = neutral"
-                f"{' (dropped in six-class)' if classes == 6 else ''}, last 3 frames = the sequence's emotion; "
-                f"FACS AUs on the last 3 frames, all AUs 0 on the neutral frame; {n_folds} subject-independent "
-                f"folds (sorted subjects, subject i -> fold i mod {n_folds}); test fold t, validation (t+1) mod "
-                f"{n_folds}."
-            ),
+            "protocol": protocol,
         },
     )
     notes.insert(0, f"sequences without an emotion label (not used): {unlabelled}")
