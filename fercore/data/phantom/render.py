@@ -17,7 +17,7 @@ import numpy as np
 
 from fercore.data.phantom.identity import Identity, Nuisance
 
-__all__ = ["DRAWN_AUS", "magnitude", "render_face", "face_landmarks"]
+__all__ = ["DRAWN_AUS", "face_landmarks", "magnitude", "render_face", "render_strengths"]
 
 #: The AUs the phantom draws, in column order of the generated FaceSet.
 DRAWN_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 16, 17, 20, 23, 24, 25, 26)
@@ -659,10 +659,39 @@ def render_face(
         iBUG-68 points of the drawn face, x then y in pixel-centre coordinates of ``image``,
         after the nuisance transform.
     """
+    return render_strengths(identity, _validate(aus, sides), size=size, nuisance=nuisance)
+
+
+def render_strengths(identity: Identity, mags: dict[int, tuple[float, float]], *, size: int = 64,
+                     nuisance: Nuisance | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Draw one face from drawing strengths per AU and side (what :func:`render_face` draws
+    after mapping intensities through :func:`magnitude`; phantom sequences draw fractional
+    strengths below the trace level with it).
+
+    Parameters
+    ----------
+    identity : Identity
+    mags : dict of int to (float, float)
+        AU number -> strength 0-1 on the subject's right and left side (AUs of :data:`DRAWN_AUS`).
+    size : int
+        Image side in pixels (24-512).
+    nuisance : Nuisance or None
+
+    Returns
+    -------
+    image : (size, size) uint8
+    landmarks : (68, 2) float32
+        As :func:`render_face` returns them.
+    """
     size = int(size)
     if not 24 <= size <= 512:
         raise ValueError(f"size: expected 24-512 px (48-128 is the designed range), got {size}")
-    mags = _validate(aus, sides)
+    for a, (mr, ml) in mags.items():
+        if a not in DRAWN_AUS:
+            raise ValueError(f"mags: AU{a} is not drawn by the phantom; drawn AUs are {', '.join(map(str, DRAWN_AUS))}")
+        if not (0.0 <= mr <= 1.0 and 0.0 <= ml <= 1.0):
+            raise ValueError(f"mags: AU{a} strength {(mr, ml)} outside 0-1")
+    mags = {a: m for a, m in mags.items() if m[0] or m[1]}
     lm = face_landmarks(identity, mags)
     cv = _Canvas(size, identity.background, _base(identity, size))
     _draw(cv, identity, lm, mags)

@@ -27,21 +27,7 @@ from fercore.data import facs
 from fercore.data.faceset import PHASE_CODES, FaceSet
 from fercore.data.phantom.generate import CORE_AUS, GENERATOR_VERSION, sample_expression
 from fercore.data.phantom.identity import Identity, Nuisance, random_identity, random_nuisance
-
-# The renderer's drawing steps, so that a frame can be drawn at any strength from 0 (below the
-# still renderer's trace level A): :func:`render_strengths` is :func:`render_face` taking drawing
-# strengths instead of intensities (tests check that the two agree bit for bit at intensities >= 1).
-from fercore.data.phantom.render import (  # noqa: I001
-    _SS,
-    DRAWN_AUS,
-    _apply_nuisance,
-    _base,
-    _Canvas,
-    _draw,
-    _shade,
-    face_landmarks,
-    magnitude,
-)
+from fercore.data.phantom.render import DRAWN_AUS, magnitude, render_strengths
 from fercore.util import Progress, no_progress
 
 __all__ = [
@@ -88,47 +74,6 @@ def strength(intensity: float) -> float:
     if k <= 0:
         return 0.0
     return magnitude(k) if k >= 1.0 else 0.5 * k
-
-
-def render_strengths(identity: Identity, mags: dict[int, tuple[float, float]], *, size: int = 64,
-                     nuisance: Nuisance | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Draw one face from drawing strengths (:func:`strength`) per AU and side.
-
-    Parameters
-    ----------
-    identity : Identity
-    mags : dict of int to (float, float)
-        AU number -> strength 0-1 on the subject's right and left side.
-    size : int
-        Image side in pixels (24-512).
-    nuisance : Nuisance or None
-
-    Returns
-    -------
-    image : (size, size) uint8
-    landmarks : (68, 2) float32
-        As :func:`~fercore.data.phantom.render_face` returns them.
-    """
-    size = int(size)
-    if not 24 <= size <= 512:
-        raise ValueError(f"size: expected 24-512 px (48-128 is the designed range), got {size}")
-    for a, (mr, ml) in mags.items():
-        if a not in _COL:
-            raise ValueError(f"mags: AU{a} is not drawn by the phantom; drawn AUs are {', '.join(map(str, DRAWN_AUS))}")
-        if not (0.0 <= mr <= 1.0 and 0.0 <= ml <= 1.0):
-            raise ValueError(f"mags: AU{a} strength {(mr, ml)} outside 0-1")
-    mags = {a: m for a, m in mags.items() if m[0] or m[1]}
-    lm = face_landmarks(identity, mags)
-    cv = _Canvas(size, identity.background, _base(identity, size))
-    _draw(cv, identity, lm, mags)
-    soft = cv2.GaussianBlur(cv.soft, (0, 0), 0.05 * cv.iod / _SS)
-    img = cv2.resize(cv.img, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
-    img = img * _shade(size, round(identity.face_width, 4)) + soft
-    np.clip(img, 0, 255, out=img)
-    pts = (cv.px(lm) - (_SS - 1) / 2.0) / _SS
-    if nuisance is not None:
-        img, pts = _apply_nuisance(img, pts, nuisance, size)
-    return (img + 0.5).astype(np.uint8), pts.astype(np.float32)
 
 
 def render_sequence(identity: Identity, intensities: np.ndarray, *, size: int = 64,
