@@ -105,7 +105,7 @@ def main() -> int:
             print(format_summary(s), flush=True)
             results[(seed, label)] = (s, acc)
 
-    print(f"\n=== Funnel totals over layers, run (null), preset {args.preset} ===")
+    print(f"\n=== Funnel totals over layers, run (null), preset {args.preset} (nested on every layer: checked) ===")
     for (seed, label), (s, acc) in results.items():
         tot = {st: sum(r["stages"][st]["filters"] for r in s["layers"]) for st in STAGES}
         nul = {st: sum(r.get("null_stages", {}).get(st, {}).get("filters", 0) for r in s["layers"]) for st in STAGES}
@@ -114,6 +114,10 @@ def main() -> int:
         print("  all layers: " + ", ".join(f"{st} {tot[st]} ({nul[st]})" for st in STAGES))
         print(f"  {last['layer']} ({last['n_filters']} filters): " + ", ".join(
             f"{st} {last['stages'][st]['filters']} ({last['null_stages'][st]['filters']})" for st in STAGES))
+        for r in s["layers"]:  # every count is a subset of the one before it
+            for key in ("stages", "null_stages"):
+                counts = [r[key][st]["filters"] for st in STAGES]
+                assert counts == sorted(counts, reverse=True), (r["layer"], key, counts)
         aus = sorted({a for r in s["layers"] for a in r["stages"]["beyond_emotion"]["aus"]})
         found = [g for g in GROUPS if set(g) & set(aus)]
         print(f"  AUs with a filter beyond emotion (any layer): {' '.join(f'AU{a}' for a in aus) or 'none'}")

@@ -36,7 +36,7 @@ from fercore.store.layout import NULL_KINDS, null_dir, resolve_run
 from fercore.training.models import ModelSpec, build_model
 from fercore.util import Progress, atomic_path, no_progress, stable_hash, write_json
 
-__all__ = ["NULL_KINDS", "NULL_SEED_OFFSET", "SHUFFLE_SEED", "ensure_null", "null_status"]
+__all__ = ["NULL_KINDS", "NULL_SEED_OFFSET", "SHUFFLE_SEED", "ensure_null"]
 #: Added to the run's ``ModelSpec.init_seed`` for the null's initialisation.
 NULL_SEED_OFFSET = 1_000_003
 #: Seed of the label permutation of the ``shuffled`` null.
@@ -128,19 +128,6 @@ def _make_shuffled(run_dir: Path, out: Path, *, fold: int, data: Path, progress:
         shutil.rmtree(out)
     trained.rename(out)
     shutil.rmtree(work, ignore_errors=True)
-
-
-def null_status(run_dir: str | Path, kind: str = "untrained") -> dict:
-    """What exists of a run's null: keys ``dir``, ``exists``, ``recorded``, ``analysed``."""
-    from fercore.store.reader import open_run
-
-    d = null_dir(run_dir, kind)
-    out = {"dir": d, "exists": (d / "config.json").exists(), "recorded": False, "analysed": False}
-    if out["exists"]:
-        r = open_run(d)  # a damaged records file opens with has_records False
-        out["recorded"] = r.has_records
-        out["analysed"] = r.has_stats
-    return out
 
 
 def ensure_null(run_dir: str | Path, *, kind: str = "untrained", progress: Progress | None = None) -> Path:

@@ -89,10 +89,11 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(
         "phantom-au",
         "phantom-default with conv1 / conv2 at quarter width (conv 16 / 32 / 128), AU weight 2, "
-        "trained twice as long (14 epochs): learns more AUs apart from their emotions (the "
-        "honest-FAU evidence of docs/honest_fau.md, on a phantom whose extra AUs reach full "
-        "intensity); about 50 s per round on two CPU cores.",
-        {**_PHANTOM_MODEL, "channels": (16, 32, 128)},
+        "trained twice as long (14 epochs), and its AU head reading the pooled conv3 maps "
+        "(au_input='features'), so conv3 filters must carry the AUs themselves: learns more AUs "
+        "apart from their emotions (the honest-FAU evidence of docs/honest_fau.md, on a phantom "
+        "whose extra AUs reach full intensity); about 50 s per round on two CPU cores.",
+        {**_PHANTOM_MODEL, "channels": (16, 32, 128), "au_input": "features"},
         dataclasses.replace(_PHANTOM_TRAIN, au_weight=2.0, epochs=14),
         data="phantom (fercore.phantom.generate_faceset; docs/honest_fau.md: extra_max=5, p_extra=0.5)",
         expect="96-97% round-0 test accuracy on that phantom (init seeds 0-4: 0.963-0.967)",

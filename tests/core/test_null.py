@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fercore.analysis.nulls import NULL_SEED_OFFSET, ensure_null, null_status
+from fercore.analysis.nulls import NULL_SEED_OFFSET, ensure_null
 from fercore.data.faceset import FaceSet
 from fercore.recording.record import record
 from fercore.store.faceset_h5 import save_faceset
@@ -74,7 +74,7 @@ def test_untrained_null_is_same_architecture_other_seed_same_data_and_cached(rec
 
     run_dir = recorded
     out = ensure_null(run_dir)
-    assert out == null_dir(run_dir) and null_status(run_dir)["recorded"]
+    assert out == null_dir(run_dir) and open_run(out).has_records
     cfg = json.loads((out / "config.json").read_text())
     run_cfg = json.loads((run_dir / "config.json").read_text())
     assert cfg["null"] == "untrained"

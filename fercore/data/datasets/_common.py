@@ -243,7 +243,3 @@ def subject_folds(subjects: np.ndarray, k: int = 10) -> np.ndarray:
     uniq = sorted(set(map(str, subjects)))
     fold_of = {s: i % k for i, s in enumerate(uniq)}
     return np.array([fold_of[str(s)] for s in subjects], dtype=np.int64)
-
-
-def empty_images(size: int) -> np.ndarray:
-    return np.zeros((0, size, size), dtype=np.uint8)
