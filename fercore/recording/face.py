@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from fercore.training.models import FERNet, conv_layers, feature_modules, forward_features
 
-__all__ = ["FaceAnalysis", "Upload", "analyze_face", "cached_model", "prepare_upload"]
+__all__ = ["FaceAnalysis", "SequenceFrames", "Upload", "analyze_face", "cached_model", "prepare_upload", "sequence_frames"]
 
 @functools.lru_cache(maxsize=4)
 def _load_model(run_dir: str, fold: int, mtime_ns: int) -> FERNet:
@@ -234,3 +234,78 @@ def analyze_face(reader, face: np.ndarray, *, top: int = 8) -> FaceAnalysis:
             filter_aus[name] = rows
     return FaceAnalysis(probs=probs, class_names=names, pred=int(np.argmax(probs)), activations=activations,
                         top_filters=top_filters, gradcam=cams, filter_aus=filter_aus, layer_gradcam=last)
+
+
+@dataclass
+class SequenceFrames:
+    """One recorded sequence through a run, frame by frame (what the dashboard's Sequences view plays).
+
+    Attributes
+    ----------
+    sequence : str
+    rows : (T,) int64
+        FaceSet rows of the frames, in frame order.
+    images : (T, S, S) uint8
+    labels : (T,) int64
+        Per-frame labels (-1 where only the sequence is labelled).
+    phases : (T,) int8 or None
+    probs : (T, C) float32
+        The run's class probabilities per frame (one forward pass of the frames).
+    intensity : (T, A) float32
+        AU intensities per frame (NaN where not coded).
+    activation : dict of layer to (T, F) float32
+        Each recorded filter's per-frame maximum (read from the records).
+    class_names : tuple of str
+    au_ids : (A,) int64
+    """
+
+    sequence: str
+    rows: np.ndarray
+    images: np.ndarray
+    labels: np.ndarray
+    phases: np.ndarray | None
+    probs: np.ndarray
+    intensity: np.ndarray
+    activation: dict[str, np.ndarray]
+    class_names: tuple[str, ...]
+    au_ids: np.ndarray
+
+
+def sequence_frames(reader, sequence: str) -> SequenceFrames:
+    """Read one sequence of a recorded run's FaceSet and run its frames through the run's network.
+
+    Parameters
+    ----------
+    reader : fercore.store.reader.RunReader
+        A recorded run whose FaceSet has ``sequences`` (and ``frames`` for their order).
+    sequence : str
+        A sequence id of the FaceSet.
+
+    Raises
+    ------
+    ValueError
+        The FaceSet has no sequences, or not this one (the message names a few that exist).
+    """
+    from fercore.data.sequences import sequence_index
+    from fercore.training.inputs import to_input
+
+    fs = reader.faceset()
+    if fs.sequences is None:
+        raise ValueError(f"{reader.name}: its FaceSet has no sequences; import or generate one with frames "
+                         "(python -m fercore phantom-seq, or import ckplus --frames all)")
+    index = sequence_index(fs.sequences, fs.frames)
+    hit = np.flatnonzero(index.ids == str(sequence))
+    if not len(hit):
+        raise ValueError(f"sequence {sequence!r} is not in {reader.name}'s FaceSet; e.g. "
+                         + ", ".join(map(str, index.ids[:3])))
+    s = int(hit[0])
+    rows = index.rows[s, : index.lengths[s]].astype(np.int64)
+    model = cached_model(reader.run_dir, reader.header.get("fold") if reader.has_records else None)
+    x = to_input(fs.images[rows], in_size=model.spec.in_size, method=_normalize_method(reader))
+    with torch.no_grad():
+        probs = torch.softmax(model(x), dim=1).numpy().astype(np.float32)
+    activation = {layer: reader.max_activations(layer)[rows].astype(np.float32) for layer in reader.layers}
+    return SequenceFrames(sequence=str(index.ids[s]), rows=rows, images=fs.images[rows], labels=fs.labels[rows],
+                          phases=None if fs.phases is None else fs.phases[rows], probs=probs,
+                          intensity=fs.aus[rows].astype(np.float32), activation=activation,
+                          class_names=tuple(fs.class_names), au_ids=fs.au_ids)

@@ -126,3 +126,26 @@ def test_analyze_stores_filters_in_time_for_a_faceset_of_sequences(tmp_path):
     record(plain, k=4, batch_size=16)
     analyze(plain, null=None)
     assert open_run(plain).evidence("features.conv2")["temporal"] == {}
+
+
+def test_sequence_frames_reads_one_sequence_in_frame_order_with_predictions(tmp_path):
+    import pytest
+    from test_record import make_faceset, make_run
+
+    from fercore.recording.face import sequence_frames
+    from fercore.recording.record import record
+    from fercore.store.reader import open_run
+
+    fs = make_faceset(n=36)
+    fs.frames = np.array([list(fs.sequences[:i]).count(s) for i, s in enumerate(fs.sequences)])
+    run = make_run(tmp_path, fs)
+    record(run, k=4, batch_size=16)
+    r = open_run(run)
+    seq = sequence_frames(r, "q3")
+    rows = np.flatnonzero(fs.sequences == "q3")
+    np.testing.assert_array_equal(seq.rows, rows[np.argsort(fs.frames[rows])])
+    assert seq.images.shape == (len(rows), 16, 16) and seq.probs.shape == (len(rows), 3)
+    np.testing.assert_allclose(seq.probs.sum(1), 1, atol=1e-5)
+    assert seq.activation["features.conv1"].shape[0] == len(rows)
+    with pytest.raises(ValueError, match="not in"):
+        sequence_frames(r, "nope")
