@@ -16,8 +16,9 @@ The model is the ``phantom-default`` network (zero-bias CNN, conv 8 / 16 / 128, 
 freshly initialised; the images are the default phantom's first N (4N) faces when the phantom is
 built, else random noise.
 
-Run: ``python bench/bench_record.py [--n 600] [--batch-size 128] [--repeats 7] [--run RUN]``
-(``--run``: record that trained run's fold-0 weights instead of a fresh network).
+Run: ``python bench/bench_record.py [--n 600] [--batch-size 128] [--repeats 7] [--run RUN | --preset P]``
+(``--run``: record that trained run's fold-0 weights instead of a fresh network; ``--preset``: a
+fresh network of that preset at its input side, e.g. ``cpu-real`` or ``ferplus-vgg13-mv`` at 64 px).
 """
 
 from __future__ import annotations
@@ -64,9 +65,10 @@ def _faceset(n: int, size: int = 48, seed: int = 0):
     return fs
 
 
-def _model(run: str | None = None, size: int = 48):
-    """A trained run's fold-0 network when ``run`` is given, else the ``phantom-default`` network
-    (with its AU head when the preset trains one), freshly initialised."""
+def _model(run: str | None = None, size: int = 48, preset: str = "phantom-default"):
+    """A trained run's fold-0 network when ``run`` is given, else ``preset``'s network (with its AU
+    head when the preset trains one) at the preset's input side (``size`` when it has none),
+    freshly initialised."""
     from fercore.data.phantom.render import DRAWN_AUS
     from fercore.training.models import ModelSpec, build_model
     from fercore.training.presets import PRESETS
@@ -76,18 +78,21 @@ def _model(run: str | None = None, size: int = 48):
         from fercore.training.models import load_model
 
         return load_model(resolve_run(run), fold=0).eval()
-    p = PRESETS["phantom-default"]
+    if preset not in PRESETS:
+        raise SystemExit(f"bench_record: --preset {preset!r} is not a preset; choose one of {', '.join(PRESETS)}")
+    p = PRESETS[preset]
     n_aus = len(DRAWN_AUS) if p.config.au_weight else 0
-    return build_model(ModelSpec(**{**p.model, "in_size": size}, n_classes=8, n_aus=n_aus)).eval()
+    return build_model(ModelSpec(**{**p.model, "in_size": p.model.get("in_size") or size}, n_classes=8,
+                                 n_aus=n_aus)).eval()
 
 
-def throughput(n: int, batch_size: int, repeats: int, run: str | None = None) -> None:
+def throughput(n: int, batch_size: int, repeats: int, run: str | None = None, preset: str = "phantom-default") -> None:
     import torch
 
     from fercore.recording.record import record_model
     from fercore.training.inputs import to_input
 
-    model = _model(run)
+    model = _model(run, preset=preset)
     size = model.spec.in_size  # the run's input side: faces are made at it
     fs = _faceset(n, size=size)
     tmp = Path(tempfile.mkdtemp())
@@ -126,7 +131,8 @@ def throughput(n: int, batch_size: int, repeats: int, run: str | None = None) ->
         w.append(w_)
     b, st, w = np.array(b), np.array(st), np.array(w)
     print(f"throughput, {n} {fs.meta.get('source', 'noise')} images {size}x{size}, batch {batch_size}, torch threads {torch.get_num_threads()}, "
-          f"{repeats} adjacent pairs, {'weights of ' + run if run else 'freshly initialised network'}:")
+          f"{repeats} adjacent pairs, {'weights of ' + run if run else f'freshly initialised {preset} network'} "
+          f"({model.spec.arch}, width {model.spec.width}):")
     print(f"  bare forward        median {np.median(b):7.3f} s  {n / np.median(b):8.0f} images/s")
     print(f"  record, streaming   median {np.median(st):7.3f} s  {n / np.median(st):8.0f} images/s  "
           f"ratio median {np.median(b / st):.2f} (pairs {np.min(b / st):.2f}-{np.max(b / st):.2f})")
@@ -136,14 +142,14 @@ def throughput(n: int, batch_size: int, repeats: int, run: str | None = None) ->
     print(f"  fixed part (whole - streaming, does not grow with N): median {np.median(w - st):.3f} s")
 
 
-def _memory_child(n: int, batch_size: int, run: str | None = None) -> None:
+def _memory_child(n: int, batch_size: int, run: str | None = None, preset: str = "phantom-default") -> None:
     import resource
     import tracemalloc
 
     from fercore.recording.record import record_model
     from fercore.training.models import conv_layers, resolve_layer
 
-    model = _model(run)
+    model = _model(run, preset=preset)
     fs = _faceset(n, size=model.spec.in_size)
     f_total = sum(resolve_layer(model, name).out_channels for name in conv_layers(model))
     tmp = Path(tempfile.mkdtemp())
@@ -159,11 +165,11 @@ def _memory_child(n: int, batch_size: int, run: str | None = None) -> None:
                       "images": fs.images.nbytes, "source": fs.meta.get("source", "noise")}))
 
 
-def memory(n: int, batch_size: int, run: str | None = None) -> None:
+def memory(n: int, batch_size: int, run: str | None = None, preset: str = "phantom-default") -> None:
     res = {}
     for m in (n, 4 * n):
         out = subprocess.run([sys.executable, __file__, "--child", str(m), "--batch-size", str(batch_size)]
-                             + (["--run", run] if run else []),
+                             + (["--run", run] if run else []) + ["--preset", preset],
                              capture_output=True, text=True, check=True, env=dict(os.environ))
         res[m] = json.loads(out.stdout.strip().splitlines()[-1])
     a, b = res[n], res[4 * n]
@@ -188,14 +194,17 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--skip-memory", action="store_true", help="throughput only")
     ap.add_argument("--run", default=None, help="record this trained run's fold-0 weights (default: a fresh network)")
+    ap.add_argument("--preset", default="phantom-default",
+                    help="record this preset's network, freshly initialised (e.g. cpu-real: zero-bias at width 0.5; "
+                         "ferplus-vgg13-mv: VGG13 at 64 px); default phantom-default")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        _memory_child(args.child, args.batch_size, args.run)
+        _memory_child(args.child, args.batch_size, args.run, args.preset)
         return 0
-    throughput(args.n, args.batch_size, args.repeats, args.run)
+    throughput(args.n, args.batch_size, args.repeats, args.run, args.preset)
     if not args.skip_memory:
-        memory(args.n, args.batch_size, args.run)
+        memory(args.n, args.batch_size, args.run, args.preset)
     return 0
 
 

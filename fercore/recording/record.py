@@ -23,10 +23,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from fercore.data.faceset import FaceSet
-from fercore.recording.deconv import deconv_project, forward_switches, run_features
-from fercore.recording.hooks import LayerCapture
+from fercore.recording.deconv import (
+    deconv_project,
+    forward_switches,
+    is_pool2x2,
+    pool2x2,
+    pool_switches,
+)
 from fercore.recording.streaming import RunningDistinctTopK, RunningTopK
 from fercore.store.faceset_h5 import load_faceset
 from fercore.store.records_h5 import (
@@ -35,14 +42,24 @@ from fercore.store.records_h5 import (
     read_records_header,
     write_records,
 )
+from fercore.training import distributed
 from fercore.training.inputs import check_method, normalize, to_input
-from fercore.training.models import FERNet, conv_layers, layer_geometry, resolve_layer
+from fercore.training.loop import default_device
+from fercore.training.models import (
+    FERNet,
+    conv_layers,
+    feature_modules,
+    layer_geometry,
+    resolve_layer,
+)
 from fercore.util import Progress, no_progress
 
 __all__ = ["DEFAULT_K", "MAX_K", "record", "record_model"]
 
 DEFAULT_K = 16
 MAX_K = 1000
+#: Memory (MiB) for the max-pool switches of listed images kept from the streaming pass.
+SWITCH_CACHE_MB = 64
 _TOPK_LISTS = ("topk", "topk_distinct")
 
 
@@ -71,15 +88,21 @@ class _LayerState:
     name: str
     n_filters: int
     map_w: int
-    max_act: np.ndarray  # (N, F) float16
+    max_act: np.ndarray  # (n, F) float16: this process's images
     topk: RunningTopK
     distinct: RunningDistinctTopK
 
 
 def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize_method: str,
                  k: int = DEFAULT_K, layers: list[str] | None = None, batch_size: int = 128,
-                 attrs: dict | None = None, progress: Progress | None = None) -> Path:
+                 attrs: dict | None = None, progress: Progress | None = None,
+                 device: str | torch.device | None = None, switch_cache_mb: float = SWITCH_CACHE_MB) -> Path:
     """Record ``model`` over ``faceset`` into ``path`` (the loop driver behind :func:`record`).
+
+    Under ``torchrun`` (:func:`fercore.training.distributed.context`) every process streams its
+    contiguous share of the images and projects the list entries on them; the lists are merged
+    exactly (the single-process result, ties to the earlier image), the per-image maxima gathered
+    in order, and rank 0 writes the file. Every process must call it with the same arguments.
 
     Parameters
     ----------
@@ -99,7 +122,14 @@ def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize
         Extra root attributes (run name, faceset path, fold ...).
     progress : callable, optional
         ``progress(done, total, stage)``; stages ``record`` then ``deconv``. An exception it
-        raises aborts the recording and leaves any previous file intact.
+        raises aborts the recording and leaves any previous file intact. Rank 0 only reports.
+    device : str or torch.device, optional
+        Where the network runs: default CUDA when present (under ``torchrun`` the process's own
+        GPU), else the CPU. The model is moved there and back.
+    switch_cache_mb : float
+        Memory (MiB, allocated once: it does not grow with N) for the max-pool switches of the
+        images in the lists, kept from the streaming pass so that the second pass does not run the
+        network on them again; 0 runs it on every listed image. Results do not depend on it.
 
     Returns
     -------
@@ -114,6 +144,12 @@ def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize
     n = len(faceset)
     if n == 0:
         raise ValueError("record: the FaceSet has no images")
+    ctx = distributed.context()
+    if ctx is not None and not ctx.is_main:
+        progress = no_progress
+    dev = torch.device(device) if device is not None else (ctx.device if ctx is not None else default_device())
+    start, end = distributed.shard(n, ctx.rank, ctx.world_size) if ctx is not None else (0, n)
+    world = ctx.world_size if ctx is not None else 1
     in_size = model.spec.in_size
     groups = faceset.groups
     group_code: dict[str, int] = {}  # grows with the number of groups, not of images
@@ -121,35 +157,62 @@ def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize
     states: dict[str, _LayerState] = {}
     for name in layers:
         nf = resolve_layer(model, name).out_channels
-        states[name] = _LayerState(name, nf, geos[name].out_size, np.zeros((n, nf), np.float16),
-                                   RunningTopK(k), RunningDistinctTopK(k))
+        states[name] = _LayerState(name, nf, geos[name].out_size, np.zeros((end - start, nf), np.float16),
+                                   RunningTopK(k, start=start), RunningDistinctTopK(k, start=start))
+    home = next(model.parameters()).device
+    was_training = model.training
+    model.to(dev).eval()
+    cache = None
+    n_entries = 2 * k * sum(st.n_filters for st in states.values())
+    try:
+        # pass 1: stream every image once, through the conv stack up to the deepest recorded layer
+        # (the classifier adds nothing to the records)
+        progress(0, n, "record")
+        with torch.no_grad():
+            for s in range(start, end, batch_size):
+                e = min(s + batch_size, end)
+                x = to_input(faceset.images[s:e], in_size=in_size, method=normalize_method).to(dev)
+                maps, pools = _stream_forward(model, x, layers)
+                codes = np.array([group_code.setdefault(g, len(group_code)) for g in groups[s:e]], np.int64)
+                for name, st in states.items():
+                    a, mx_t = maps[name]
+                    mx = mx_t.cpu().numpy()  # (B, F) float32
+                    st.max_act[s - start:e - start] = mx
+                    arg = _argmax_where(a.flatten(2), mx, st.distinct.threshold())
+                    st.topk.add(mx, payload=arg)
+                    st.distinct.add(mx, codes, payload=arg)
 
-    # pass 1: stream every image once, through the conv stack up to the deepest recorded layer
-    # (the classifier adds nothing to the records)
-    deepest = layers[-1]
-    progress(0, n, "record")
-    with torch.no_grad(), LayerCapture(model, layers) as cap:
-        for s in range(0, n, batch_size):
-            e = min(s + batch_size, n)
-            run_features(model, to_input(faceset.images[s:e], in_size=in_size, method=normalize_method),
-                         deepest, through=True, with_switches=False)
-            codes = np.array([group_code.setdefault(g, len(group_code)) for g in groups[s:e]], np.int64)
-            for name, st in states.items():
-                a = cap.outputs[name].flatten(2)  # (B, F, h*w)
-                mx = a.amax(dim=2).numpy()  # (B, F) float32
-                st.max_act[s:e] = mx
-                arg = _argmax_where(a, mx, st.distinct.threshold())
-                st.topk.add(mx, payload=arg)
-                st.distinct.add(mx, codes, payload=arg)
-            progress(e, n, "record")
+                def switches_of(sel, pools=pools):
+                    sel = torch.from_numpy(sel).to(dev)
+                    return {name: pool_switches(m, t[sel], relu_first=rf)[1] for name, m, t, rf in pools}
 
-    # pass 2: patches and deconvnet projections of the top-K images only
-    lists = {}
-    for name, st in states.items():
-        for key, stat in (("topk", st.topk), ("topk_distinct", st.distinct)):
-            lists[(name, key)] = _topk_arrays(stat, st.map_w, geos[name])
-    _fill_patches_and_deconv(model, faceset, lists, geos, in_size=in_size, method=normalize_method,
-                             batch_size=max(8, min(batch_size, 128)), progress=progress)
+                if cache is None:
+                    budget = int(switch_cache_mb * 2**20) if _cache_pays(model, layers[-1]) else 0
+                    cache = _SwitchCache([(name, sw) for name, sw in switches_of(np.zeros(1, np.int64)).items()],
+                                         n_entries=n_entries, budget=budget)
+                if cache.slots:
+                    cache.update(_list_members(states), s, e, switches_of)
+                progress(min(n, start + (e - start) * world), n, "record")
+        if ctx is not None:
+            for st in states.values():
+                st.topk, st.distinct = _merge_lists(ctx, st.topk, st.distinct, groups, st.n_filters)
+
+        # pass 2: patches and deconvnet projections of the top-K images only (this process's)
+        lists = {}
+        for name, st in states.items():
+            for key, stat in (("topk", st.topk), ("topk_distinct", st.distinct)):
+                lists[(name, key)] = _topk_arrays(stat, st.map_w, geos[name])
+        _fill_patches_and_deconv(model, faceset, lists, geos, in_size=in_size, method=normalize_method,
+                                 batch_size=max(8, min(batch_size, 128)), progress=progress,
+                                 own=(start, end), device=dev, cache=cache)
+    finally:
+        model.to(home).train(was_training)
+    max_acts = {name: st.max_act for name, st in states.items()}
+    if ctx is not None:
+        max_acts = _gather_results(ctx, lists, max_acts, n)
+        if not ctx.is_main:
+            distributed.barrier(ctx)  # rank 0 writes the file
+            return Path(path)
 
     fs_hash = faceset.content_hash()
     head = {
@@ -167,12 +230,152 @@ def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize
         out_layers[name] = {
             "attrs": {"layer": name, "n_filters": st.n_filters, "rf": g.rf, "jump": g.jump, "start": g.start,
                       "out_size": g.out_size, "k": k, "n": n},
-            "max_act": st.max_act,
+            "max_act": max_acts[name],
             "topk": lists[(name, "topk")],
             "topk_distinct": lists[(name, "topk_distinct")],
         }
-    write_records(path, attrs=head, data=data, layers=out_layers)
+    try:
+        write_records(path, attrs=head, data=data, layers=out_layers)
+    finally:
+        distributed.barrier(ctx)
     return Path(path)
+
+
+def _stream_forward(model: FERNet, x: torch.Tensor, layers: list[str]):
+    """Run ``model.features`` up to the deepest of ``layers``.
+
+    The same values as calling the modules, computed faster: a ReLU followed by a 2 x 2 max-pool
+    runs as the pool first (:func:`fercore.recording.deconv.pool2x2`), then the ReLU on the 4x
+    smaller map (max and ReLU commute); a recorded conv's spatial maximum is read off that pooled
+    map when the pool's windows cover the whole conv map (even sides).
+
+    Returns
+    -------
+    maps : dict of layer to ((B, F, h, w) output, (B, F) spatial maximum)
+    pools : list of (pool name, module, its input, relu_first)
+        Every max-pool on the way, with what :func:`fercore.recording.deconv.pool_switches` needs
+        to give its switches for some of the images (the input of the ReLU before it when
+        ``relu_first``).
+    """
+    want = set(layers)
+    chain = feature_modules(model, layers[-1])
+    out: dict[str, list] = {}
+    pools = []
+    h = x
+    i = 0
+    while i < len(chain):
+        name, m = chain[i]
+        if isinstance(m, nn.Conv2d):
+            h = m(h)
+            if name in want:
+                out[name] = [h, None]
+        elif isinstance(m, nn.ReLU):
+            if i + 1 < len(chain) and is_pool2x2(chain[i + 1][1]):
+                pools.append((chain[i + 1][0], chain[i + 1][1], h, True))
+                pre, _ = pool2x2(h)
+                prev = chain[i - 1][0] if i > 0 else None
+                if prev in out and out[prev][1] is None and out[prev][0] is h \
+                        and h.shape[-2] % 2 == 0 and h.shape[-1] % 2 == 0:
+                    out[prev][1] = pre.amax(dim=(2, 3))
+                h = F.relu(pre)
+                i += 2
+                continue
+            h = F.relu(h)  # not in place: a recorded map may be this tensor
+        elif isinstance(m, nn.MaxPool2d):
+            pools.append((name, m, h, False))
+            h = pool2x2(h)[0] if is_pool2x2(m) else m(h)
+        else:
+            h = m(h)
+        i += 1
+    for v in out.values():
+        if v[1] is None:
+            v[1] = v[0].amax(dim=(2, 3))
+    return {name: (a, mx) for name, (a, mx) in out.items()}, pools
+
+
+class _SwitchCache:
+    """The max-pool switches of images in some top-K list, kept from the streaming pass so that
+    the second pass need not run the network again on them.
+
+    Its arrays are allocated once, at a size that does not depend on N: ``budget`` bytes, or less
+    when that is more than every list could ever hold (2 x sum F x K images). After every batch the
+    images that left all lists free their slots and the batch's images that entered a list take
+    free ones; an entrant that finds none is simply run again in the second pass."""
+
+    def __init__(self, pools: list, *, n_entries: int, budget: int):
+        self.shapes = [(name, tuple(t.shape[1:]), t.dtype) for name, t in pools]
+        per_image = sum(int(np.prod(s)) * torch.empty((), dtype=d).element_size() for _, s, d in self.shapes)
+        self.slots = int(min(n_entries, budget // max(per_image, 1))) if per_image else 0
+        self.arrays = {name: np.empty((self.slots, *shape), dtype=torch.empty((), dtype=dt).numpy().dtype)
+                       for name, shape, dt in self.shapes}
+        self.slot_of: dict[int, int] = {}
+        self.free = list(range(self.slots - 1, -1, -1))
+
+    def update(self, members: np.ndarray, start: int, end: int, switches_of) -> None:
+        """``members``: sorted images in some list now; ``start..end``: the batch; ``switches_of``:
+        callable(local indices) -> {pool: (M, C, h, w) switches} of those batch images."""
+        if not self.slots:
+            return
+        if self.slot_of:
+            ids = np.fromiter(self.slot_of, np.int64, len(self.slot_of))
+            for i in ids[~np.isin(ids, members)].tolist():
+                self.free.append(self.slot_of.pop(i))
+        new = members[(members >= start) & (members < end)]
+        new = new[[int(i) not in self.slot_of for i in new.tolist()]] if self.slot_of else new
+        new = new[:len(self.free)]
+        if not len(new):
+            return
+        slots = np.array([self.free.pop() for _ in range(len(new))], np.int64)
+        sw = switches_of(new - start)
+        for name, arr in self.arrays.items():
+            arr[slots] = sw[name].cpu().numpy()
+        self.slot_of.update(zip(new.tolist(), slots.tolist(), strict=True))
+
+    def get(self, images: np.ndarray) -> tuple[np.ndarray, dict]:
+        """(hit (M,) bool, {pool: switches of the hit images, in order})."""
+        slots = np.array([self.slot_of.get(int(i), -1) for i in images], np.int64)
+        hit = slots >= 0
+        return hit, {name: arr[slots[hit]] for name, arr in self.arrays.items()}
+
+
+#: Keep switches from the streaming pass only for networks whose convolutions before the deepest
+#: recorded layer cost at least this many multiply-adds per element of the max-pools' inputs: an
+#: image entering a list then costs less to keep (its switches: a few comparisons per element,
+#: for about 1.6 entrants per finally listed image, measured) than to run again. Measured on this
+#: project's CPU: the default network (83) records faster without, the half-width zero-bias CNN
+#: (283) and VGG13 (over 1,000) with.
+_CACHE_MIN_MACS_PER_ELEMENT = 150
+
+
+def _cache_pays(model: FERNet, deepest: str) -> bool:
+    """Whether keeping switches from the streaming pass is cheaper than running the network again
+    on the listed images (:data:`_CACHE_MIN_MACS_PER_ELEMENT`)."""
+    size = model.spec.in_size
+    macs = elems = 0
+    for name, m in feature_modules(model, deepest)[:-1]:
+        if isinstance(m, nn.Conv2d):
+            geo = layer_geometry(model, name)
+            macs += geo.out_size ** 2 * m.out_channels * m.in_channels * _pair_int(m.kernel_size) ** 2
+            size = geo.out_size
+            channels = m.out_channels
+        elif isinstance(m, nn.MaxPool2d):
+            elems += channels * size * size
+            size = layer_geometry(model, name).out_size
+    return elems > 0 and macs >= _CACHE_MIN_MACS_PER_ELEMENT * elems
+
+
+def _pair_int(v) -> int:
+    return v if isinstance(v, int) else v[0]
+
+
+def _list_members(states: dict) -> np.ndarray:
+    """Sorted images that are in some list of some layer."""
+    parts = [stat.index.ravel() for st in states.values() for stat in (st.topk, st.distinct)
+             if stat.index is not None]
+    if not parts:
+        return np.zeros(0, np.int64)
+    m = np.unique(np.concatenate(parts))
+    return m[m >= 0]
 
 
 def _argmax_where(a: torch.Tensor, mx: np.ndarray, thr: np.ndarray | None) -> np.ndarray:
@@ -180,12 +383,78 @@ def _argmax_where(a: torch.Tensor, mx: np.ndarray, thr: np.ndarray | None) -> np
     max ``mx`` can enter a top-K list (above ``thr``, the lower distinct list's threshold, which
     is at most the raw list's); -1 elsewhere (the statistics never read those)."""
     if thr is None:
-        return a.argmax(dim=2).numpy()
+        return a.argmax(dim=2).cpu().numpy()
     bi, fi = np.nonzero(mx > thr[None, :])
     out = np.full(mx.shape, -1, np.int64)
     if bi.size:
-        sel = a[torch.from_numpy(bi), torch.from_numpy(fi)]  # (M, h*w)
-        out[bi, fi] = sel.argmax(dim=1).numpy()
+        sel = a[torch.from_numpy(bi).to(a.device), torch.from_numpy(fi).to(a.device)]  # (M, h*w)
+        out[bi, fi] = sel.argmax(dim=1).cpu().numpy()
+    return out
+
+
+def _merge_lists(ctx, topk: RunningTopK, distinct: RunningDistinctTopK, groups: np.ndarray, nf: int):
+    """Every process's lists (each over its contiguous share of the images) -> the lists of the
+    whole data, on every process: what one process streaming everything keeps (tested)."""
+    merged = []
+    for stat in (topk, distinct):
+        if stat.values is None:  # a process without images (fewer images than processes)
+            arrays = [np.zeros((nf, 0), np.float32), np.zeros((nf, 0), np.int64), np.zeros((nf, 0), np.int64)]
+        else:
+            arrays = [stat.values.astype(np.float32), stat.index.astype(np.int64), stat.payload.astype(np.int64)]
+        # exchanged (k', F): the list length (axis 0 of the exchange) may differ between processes
+        got = [distributed.all_gather_arrays(ctx, np.ascontiguousarray(a.T)) for a in arrays]
+        parts = []
+        for r in range(ctx.world_size):
+            part = type(stat)(stat.k)
+            vals, idx, pay = (g[r].T for g in got)
+            if vals.shape[1]:
+                part.values, part.index, part.payload = np.ascontiguousarray(vals), np.ascontiguousarray(idx), \
+                    np.ascontiguousarray(pay)
+                if isinstance(part, RunningDistinctTopK):  # group codes that mean the same everywhere
+                    part.group = np.where(part.index >= 0, 0, -1)
+            part.count = stat.count if r == ctx.rank else 0
+            parts.append(part)
+        if isinstance(stat, RunningDistinctTopK):
+            _global_group_codes(parts, groups)
+        m = type(stat).merged(parts)
+        m.count = len(groups)
+        merged.append(m)
+    return merged[0], merged[1]
+
+
+def _global_group_codes(parts: list[RunningDistinctTopK], groups: np.ndarray) -> None:
+    """Set each part's group codes from the listed images' groups, the same on every process
+    (each process coded the groups of its own images in its own order)."""
+    have = [p for p in parts if p.values is not None]
+    if not have:
+        return
+    idx = np.concatenate([p.index.ravel() for p in have])
+    _, inv = np.unique(np.asarray(groups)[np.clip(idx, 0, None)], return_inverse=True)
+    at = 0
+    for p in have:
+        code = inv[at:at + p.index.size].reshape(p.index.shape).astype(np.int64)
+        p.group = np.where(p.index >= 0, code, -1)
+        at += p.index.size
+
+
+def _gather_results(ctx, lists: dict, max_acts: dict, n: int) -> dict:
+    """Rank 0 receives every process's patches and projections (those of the entries on its
+    images: every process knows every entry's image, so each sends only its own) and the
+    per-image maxima, concatenated in image order; returns those (N, F) matrices there."""
+    shards = [distributed.shard(n, r, ctx.world_size) for r in range(ctx.world_size)]
+    lo, hi = shards[ctx.rank]
+    for arr in lists.values():
+        idx = arr["index"]
+        for key in ("patch", "deconv"):
+            got = distributed.gather_arrays(ctx, arr[key][(idx >= lo) & (idx < hi)])
+            if got is not None:
+                for (s, e), part in zip(shards, got, strict=True):
+                    arr[key][(idx >= s) & (idx < e)] = part
+    out = {}
+    for name, m in max_acts.items():
+        got = distributed.gather_arrays(ctx, m)
+        if got is not None:
+            out[name] = np.concatenate(got, axis=0)
     return out
 
 
@@ -214,45 +483,112 @@ def _topk_arrays(stat: RunningTopK, map_w: int, geo) -> dict[str, np.ndarray]:
 
 
 def _fill_patches_and_deconv(model, fs: FaceSet, lists: dict, geos: dict, *, in_size: int, method: str,
-                             batch_size: int, progress: Progress) -> None:
-    """Cut the patch and compute the deconvnet projection of every top-K entry (both lists).
+                             batch_size: int, progress: Progress, own: tuple[int, int],
+                             device: torch.device, cache: _SwitchCache | None = None) -> None:
+    """Cut the patch and compute the deconvnet projection of every top-K entry (both lists) whose
+    image lies in ``own`` (``[start, end)``: all images for one process).
 
-    A forward pass over only the images in some list, ``batch_size`` at a time (so memory does
-    not depend on N or on the lists), keeps their max-pool switches up to the deepest layer; each
-    list's entries on those images are projected together."""
-    wanted = np.unique(np.concatenate([a["index"][a["index"] >= 0] for a in lists.values()]))
-    deepest = max(geos, key=lambda name: conv_layers(model).index(name))
+    The max-pool switches of the listed images come from ``cache`` (kept from the streaming pass)
+    or, for those it could not hold, from a forward pass over only those images, ``batch_size`` at
+    a time (so memory does not depend on N or on the lists); each layer's entries on a batch of
+    images, of every filter and of both lists, are projected in one call.
+    A distinct-list entry that is also in the raw list (same filter, same image: the same unit) is
+    copied from it."""
+    convs = conv_layers(model)
+    names = sorted(geos, key=convs.index)
+    todo = {}  # layer -> (list id 0 raw / 1 distinct, filter, rank in list, image), sorted by image
+    copies = {}
+    for name in names:
+        raw, dis = lists[(name, "topk")], lists[(name, "topk_distinct")]
+        same = (dis["index"][:, :, None] == raw["index"][:, None, :]) & (dis["index"] >= 0)[:, :, None]  # (F, K, K)
+        hit = same.any(2)
+        copies[name] = (hit, same.argmax(2))
+        parts = []
+        for lid, arr, extra in ((0, raw, None), (1, dis, ~hit)):
+            ok = (arr["index"] >= own[0]) & (arr["index"] < own[1])
+            if extra is not None:
+                ok &= extra
+            fi, ki = np.nonzero(ok)
+            parts.append(np.stack([np.full(fi.size, lid), fi, ki, arr["index"][fi, ki]], 1))
+        ent = np.concatenate(parts).astype(np.int64)
+        todo[name] = ent[np.argsort(ent[:, 3], kind="stable")]
+    wanted = np.unique(np.concatenate([t[:, 3] for t in todo.values()])) if todo else np.zeros(0, np.int64)
     total = len(wanted)
     progress(0, total, "deconv")
+    sizes = None
     with torch.no_grad():
         for s in range(0, total, batch_size):
             chunk = wanted[s:s + batch_size]
-            unit = to_input(fs.images[chunk], in_size=in_size, method="none") + 0.5  # (B, 1, S, S) in [0, 1]
-            x = normalize(unit, method)
+            unit = to_input(fs.images[chunk], in_size=in_size, method=None)  # (B, 1, S, S) in [0, 1]
+            x = normalize(unit, method).to(device)  # the streaming pass's input, exactly
             pix = np.clip(np.round(unit[:, 0].numpy() * 255.0), 0, 255).astype(np.uint8)  # (B, S, S)
-            switches = forward_switches(model, x, deepest)
-            for (name, key), arr in lists.items():  # per layer the raw list comes first
-                fi, ki = np.nonzero(np.isin(arr["index"], chunk))
-                if fi.size == 0:
+            deepest = None
+            for name in reversed(names):
+                t = todo[name]
+                lo, hi = np.searchsorted(t[:, 3], [chunk[0], chunk[-1] + 1])
+                if hi > lo:
+                    deepest = name
+                    break
+            switches = None
+            if deepest is not None:
+                if sizes is None:
+                    sizes = forward_switches(model, x[:1], names[-1])[1]
+                switches = _chunk_switches(model, x, chunk, deepest, cache, sizes)
+            for name in names:
+                t = todo[name]
+                lo, hi = np.searchsorted(t[:, 3], [chunk[0], chunk[-1] + 1])
+                if hi == lo:
                     continue
-                local = np.searchsorted(chunk, arr["index"][fi, ki])
-                arr["patch"][fi, ki] = _cut(pix, local, arr["box"][fi, ki], geos[name].rf)
-                todo = np.ones(len(fi), bool)
-                if key == "topk_distinct":  # an entry also in the raw list has the same projection
-                    raw = lists[(name, "topk")]
-                    same = raw["index"][fi] == arr["index"][fi, ki][:, None]  # (P, K)
-                    hit = same.any(1)
-                    kr = same.argmax(1)
-                    arr["deconv"][fi[hit], ki[hit]] = raw["deconv"][fi[hit], kr[hit]]
-                    todo = ~hit
-                if todo.any():
-                    f_, k_ = fi[todo], ki[todo]
-                    proj = deconv_project(model, x, name, torch.from_numpy(local[todo]), torch.from_numpy(f_),
-                                          torch.from_numpy(arr["pos"][f_, k_].astype(np.int64)),
-                                          # Zeiler-Fergus project the rectified map: a negative maximum projects to 0
-                                          torch.from_numpy(np.maximum(arr["activation"][f_, k_], 0)), switches=switches)
-                    arr["deconv"][f_, k_] = proj.to(torch.float16).numpy()
+                lid, fi, ki, img = t[lo:hi].T
+                local = np.searchsorted(chunk, img)
+                for which, key in ((0, "topk"), (1, "topk_distinct")):
+                    sel = lid == which
+                    if sel.any():
+                        arr = lists[(name, key)]
+                        arr["patch"][fi[sel], ki[sel]] = _cut(pix, local[sel], arr["box"][fi[sel], ki[sel]],
+                                                              geos[name].rf)
+                acts = np.where(lid == 0, lists[(name, "topk")]["activation"][fi, ki],
+                                lists[(name, "topk_distinct")]["activation"][fi, ki])
+                pos = np.where((lid == 0)[:, None], lists[(name, "topk")]["pos"][fi, ki],
+                               lists[(name, "topk_distinct")]["pos"][fi, ki]).astype(np.int64)
+                proj = deconv_project(model, x, name, torch.from_numpy(local).to(device),
+                                      torch.from_numpy(fi).to(device), torch.from_numpy(pos).to(device),
+                                      # Zeiler-Fergus project the rectified map: a negative maximum projects to 0
+                                      torch.from_numpy(np.maximum(acts, 0)).to(device), switches=switches)
+                proj = proj.to(torch.float16).cpu().numpy()
+                for which, key in ((0, "topk"), (1, "topk_distinct")):
+                    sel = lid == which
+                    if sel.any():
+                        lists[(name, key)]["deconv"][fi[sel], ki[sel]] = proj[sel]
             progress(min(s + batch_size, total), total, "deconv")
+    for name in names:  # distinct entries that are raw entries too: the same unit
+        raw, dis = lists[(name, "topk")], lists[(name, "topk_distinct")]
+        hit, kr = copies[name]
+        hit &= (dis["index"] >= own[0]) & (dis["index"] < own[1])
+        fi, ki = np.nonzero(hit)
+        dis["deconv"][fi, ki] = raw["deconv"][fi, kr[fi, ki]]
+        dis["patch"][fi, ki] = raw["patch"][fi, kr[fi, ki]]
+
+
+def _chunk_switches(model, x: torch.Tensor, chunk: np.ndarray, deepest: str, cache: _SwitchCache | None,
+                    sizes: dict) -> tuple[dict, dict]:
+    """(switches, sizes) of the images ``chunk`` (inputs ``x``) up to ``deepest``: from the cache
+    where it holds them, from a forward pass over the others."""
+    hit, kept = cache.get(chunk) if cache is not None and cache.slots else (np.zeros(len(chunk), bool), {})
+    if not hit.any():
+        return forward_switches(model, x, deepest)
+    out = {}
+    miss = np.flatnonzero(~hit)
+    fresh = forward_switches(model, x[torch.from_numpy(miss).to(x.device)], deepest)[0] if miss.size else {}
+    hit_at = torch.from_numpy(np.flatnonzero(hit)).to(x.device)
+    for name, arr in kept.items():
+        t = torch.from_numpy(arr).to(x.device)
+        full = t.new_empty((len(chunk), *t.shape[1:]))
+        full[hit_at] = t
+        if name in fresh:
+            full[torch.from_numpy(miss).to(x.device)] = fresh[name]
+        out[name] = full
+    return out, sizes
 
 
 def _cut(pix: np.ndarray, local: np.ndarray, box: np.ndarray, rf: int) -> np.ndarray:

@@ -28,6 +28,8 @@ class RunningTopK:
     ----------
     k : int
         How many to keep per column (fewer while fewer samples were seen).
+    start : int
+        Global index of the first sample added (a process's share of the data starts there).
 
     Notes
     -----
@@ -35,11 +37,13 @@ class RunningTopK:
     stable descending sort of the whole data.
     """
 
-    def __init__(self, k: int = 16):
+    def __init__(self, k: int = 16, *, start: int = 0):
         if int(k) < 1:
             raise ValueError(f"RunningTopK: k must be at least 1, got {k}")
+        if int(start) < 0:
+            raise ValueError(f"RunningTopK: start must be a sample index >= 0, got {start}")
         self.k = int(k)
-        self.count = 0
+        self.count = int(start)
         self.values: np.ndarray | None = None  # (F, k') scores, best first
         self.index: np.ndarray | None = None  # (F, k') int64 global sample index
         self.payload: np.ndarray | None = None  # (F, k') int64 (e.g. flat argmax position)
@@ -109,6 +113,24 @@ class RunningTopK:
         return (np.take_along_axis(vals, order, 1), np.take_along_axis(idx, order, 1),
                 np.take_along_axis(pay, order, 1))
 
+    @classmethod
+    def merged(cls, parts: list[RunningTopK]) -> RunningTopK:
+        """The statistic of all the samples of ``parts``, statistics of consecutive ranges of
+        samples in order (earlier samples first; global indices): equal to one statistic fed every
+        sample, ties going to the earlier sample (each part keeps its range's best K, and the
+        stable sort of their concatenation keeps earlier parts first). Parts that saw no sample
+        are skipped."""
+        if not parts:
+            raise ValueError(f"{cls.__name__}.merged: no statistics to merge")
+        out = cls(parts[0].k)
+        have = [p for p in parts if p.values is not None]
+        if have:
+            out.values, out.index, out.payload = out._merged(
+                None, None, None, np.concatenate([p.values for p in have], 1),
+                np.concatenate([p.index for p in have], 1), np.concatenate([p.payload for p in have], 1))
+        out.count = max(p.count for p in parts)
+        return out
+
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """(values (F, K), index (F, K) int64), best first per column."""
         if self.values is None:
@@ -138,8 +160,8 @@ class RunningDistinctTopK(RunningTopK):
     groups, and those scores only rise.
     """
 
-    def __init__(self, k: int = 16):
-        super().__init__(k)
+    def __init__(self, k: int = 16, *, start: int = 0):
+        super().__init__(k, start=start)
         self.group: np.ndarray | None = None  # (F, k') int64 group code of each kept sample
 
     def add(self, batch: np.ndarray, groups: np.ndarray, *, payload: np.ndarray | None = None) -> None:
@@ -205,6 +227,22 @@ class RunningDistinctTopK(RunningTopK):
                 np.where(ok, np.take_along_axis(idx, pos, 1), -1),
                 np.where(ok, np.take_along_axis(pay, pos, 1), 0),
                 np.where(ok, np.take_along_axis(grp, pos, 1), -1))
+
+    @classmethod
+    def merged(cls, parts: list[RunningDistinctTopK]) -> RunningDistinctTopK:
+        """The distinct statistic of all the samples of ``parts`` (consecutive ranges in order,
+        as :meth:`RunningTopK.merged`); their ``group`` codes must mean the same groups. Exact: a
+        group's best sample is its best in its own range, and it is in that range's list whenever
+        it is in the merged one (the groups that beat it there beat it overall)."""
+        if not parts:
+            raise ValueError(f"{cls.__name__}.merged: no statistics to merge")
+        out = cls(parts[0].k)
+        have = [p for p in parts if p.values is not None]
+        if have:
+            new = tuple(np.concatenate([getattr(p, a) for p in have], 1) for a in ("values", "index", "payload", "group"))
+            out.values, out.index, out.payload, out.group = out._merged_distinct((None,) * 4, new)
+        out.count = max(p.count for p in parts)
+        return out
 
     def state_dict(self) -> dict:
         d = super().state_dict()
