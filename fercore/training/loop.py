@@ -17,6 +17,16 @@ Protocols
 
 In every round the weights of the epoch with the best validation accuracy are the ones scored on
 the test set (and saved).
+
+Several processes
+-----------------
+Under ``torchrun`` (:mod:`fercore.training.distributed`) the same call trains with
+``DistributedDataParallel``: every process draws the same epoch order and augmentation (one
+generator per round and epoch, as a single process does), takes its share of each batch
+(``batch[rank::world_size]``) and the gradients are averaged over the processes, so a step sees the
+same global batch as a single process. Rank 0 alone reads and writes the run directory
+(checkpoints, weights, JSON) and reports progress; the others receive the checkpoint by broadcast.
+Config, folds, run hash and cache layout do not change.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ import torch.nn.functional as F
 from fercore.data.faceset import FaceSet
 from fercore.store.faceset_h5 import load_faceset, read_faceset_info
 from fercore.store.layout import runs_dir
+from fercore.training import distributed
 from fercore.training.augment import AugmentParams, augment_batch
 from fercore.training.inputs import check_method, normalize, normalize_method, to_input
 from fercore.training.losses import check_scheme, draw_labels, scheme_loss
@@ -417,8 +428,33 @@ def _confusion(y: np.ndarray, pred: np.ndarray, c: int) -> np.ndarray:
     return np.bincount(y * c + pred, minlength=c * c).reshape(c, c)
 
 
+class _Step(torch.nn.Module):
+    """The training forward pass as one ``forward`` (``DistributedDataParallel`` synchronises
+    gradients of what runs through ``forward``): the class logits, with the AU logits when
+    ``aus``."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, aus: bool = False):
+        return self.model.forward_aus(x) if aus else self.model(x)
+
+
+def _load_checkpoint(ctx, ckpt_path: Path) -> dict | None:
+    """The round's checkpoint (rank 0 reads the file; other processes get its bytes)."""
+    import io
+
+    data = ckpt_path.read_bytes() if (ctx is None or ctx.is_main) and ckpt_path.exists() else None
+    data = distributed.broadcast_bytes(ctx, data)
+    return None if data is None else torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
 def _train_round(fs, x_unit, x_norm, rnd: Round, spec, config, method, device, run_dir, tick) -> dict:
-    """Train one round (resuming from its checkpoint) and return its result dict."""
+    """Train one round (resuming from its checkpoint) and return its result dict (under
+    ``torchrun``: on every process; rank 0 writes the files)."""
+    ctx = distributed.context()
+    main = ctx is None or ctx.is_main
     t0, c0 = time.perf_counter(), time.process_time()
     ckpt_path = run_dir / "ckpt" / f"fold{rnd.index}.pt"
     keep, targets, acc_labels = _train_targets(fs, rnd.train, config.scheme)
@@ -448,12 +484,20 @@ def _train_round(fs, x_unit, x_norm, rnd: Round, spec, config, method, device, r
                           weight_decay=config.weight_decay)
     state = {"epoch": 0, "best_val": -1.0, "best_epoch": -1, "best_state": None, "cpu_s": 0.0, "wall_s": 0.0,
              "train_loss": [], "train_acc": [], "val_acc": [], "epoch_s": []}
-    if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    ck = _load_checkpoint(ctx, ckpt_path)
+    if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optim"])
         state = ck["state"]
         tick(state["epoch"])
+    step = _Step(model)
+    if ctx is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # the parameters are equal on every process already (same seed, same data); DDP checks it
+        step = DistributedDataParallel(step, device_ids=[device.index] if device.type == "cuda" else None,
+                                       find_unused_parameters=au_y is None and spec.n_aus > 0)
+    rank, world = (ctx.rank, ctx.world_size) if ctx is not None else (0, 1)
     n = len(keep)
     bs = config.batch_size
     for epoch in range(state["epoch"], config.epochs):
@@ -462,23 +506,27 @@ def _train_round(fs, x_unit, x_norm, rnd: Round, spec, config, method, device, r
             group["lr"] = lr
         seed = _seed(config.seed, rnd.index, epoch)
         g = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)  # dropout
+        torch.manual_seed(seed if world == 1 else _seed(seed, rank))  # dropout (a mask per process)
         perm = torch.randperm(n, generator=g).to(device)
         y_epoch = draw_labels(ytr, generator=g) if scheme == "probability" else ytr
-        model.train()
+        step.train()
         t_epoch = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         for b in range(0, n, bs):
             idx = perm[b:b + bs]
             xb = xtr[idx]
-            if aug:
+            if aug:  # the whole batch's draws on every process: the generator stays in step
                 xb = normalize(augment_batch(xb.cpu(), generator=g, params=config.augment_params).to(device), method)
+            if world > 1:
+                if len(idx) < world:
+                    continue  # a last batch too small to share: every process skips it
+                idx, xb = idx[rank::world], xb[rank::world]
             if au_y is None:
-                out = model(xb)
+                out = step(xb)
                 loss = scheme_loss(out, y_epoch[idx], loss_scheme)
             else:
-                out, au_out = model.forward_aus(xb)
+                out, au_out = step(xb, True)
                 loss = scheme_loss(out, y_epoch[idx], loss_scheme) + config.au_weight * au_loss(
                     au_out, au_y[idx], au_mask[idx])
             opt.zero_grad(set_to_none=True)
@@ -489,9 +537,13 @@ def _train_round(fs, x_unit, x_norm, rnd: Round, spec, config, method, device, r
         if device.type == "cuda":
             torch.cuda.synchronize()
         state["epoch_s"].append(time.perf_counter() - t_epoch)
+        sums = distributed.all_reduce_sum(ctx, [float(loss_sum), float(correct)])
+        # rank 0's validation decides (the weights are equal on every process)
         val_acc = int((_predict(model, xva, config.eval_batch_size, flip=config.flip_test) == yva).sum()) / len(yva)
-        state["train_loss"].append(float(loss_sum) / n)
-        state["train_acc"].append(float(correct) / n)
+        if ctx is not None:
+            val_acc = float(distributed.all_reduce_sum(ctx, [val_acc if main else 0.0])[0])
+        state["train_loss"].append(float(sums[0]) / n)
+        state["train_acc"].append(float(sums[1]) / n)
         state["val_acc"].append(val_acc)
         if val_acc > state["best_val"]:
             state["best_val"], state["best_epoch"], state["best_state"] = val_acc, epoch, _cpu_state(model)
@@ -499,7 +551,8 @@ def _train_round(fs, x_unit, x_norm, rnd: Round, spec, config, method, device, r
         state["wall_s"] += time.perf_counter() - t0
         state["cpu_s"] += time.process_time() - c0
         t0, c0 = time.perf_counter(), time.process_time()
-        _save_torch({"model": _cpu_state(model), "optim": opt.state_dict(), "state": state}, ckpt_path)
+        if main:
+            _save_torch({"model": _cpu_state(model), "optim": opt.state_dict(), "state": state}, ckpt_path)
         tick(1)
 
     model.load_state_dict(state["best_state"])
@@ -507,7 +560,8 @@ def _train_round(fs, x_unit, x_norm, rnd: Round, spec, config, method, device, r
     pred = _predict(model, xte, config.eval_batch_size, flip=config.flip_test).cpu().numpy()
     yte = fs.labels[rnd.test]
     c = len(fs.class_names)
-    _save_torch(state["best_state"], run_dir / "weights" / f"fold{rnd.index}.pt")
+    if main:
+        _save_torch(state["best_state"], run_dir / "weights" / f"fold{rnd.index}.pt")
     train_subj = set(fs.subjects[rnd.train]) | set(fs.subjects[rnd.valid])
     result = {
         "fold": rnd.index,
@@ -524,8 +578,12 @@ def _train_round(fs, x_unit, x_norm, rnd: Round, spec, config, method, device, r
     }
     if au_y is not None:
         result["au_test_auc"] = _au_auc(model, xte, fs.aus[rnd.test], fs.au_ids, config.eval_batch_size)
-    write_json(run_dir / "folds" / f"fold{rnd.index}.json", result)
-    ckpt_path.unlink(missing_ok=True)
+    if world > 1:
+        result["processes"] = world
+    if main:
+        write_json(run_dir / "folds" / f"fold{rnd.index}.json", result)
+        ckpt_path.unlink(missing_ok=True)
+    distributed.barrier(ctx)
     return result
 
 
@@ -643,16 +701,17 @@ def train(faceset_path, spec: ModelSpec, config: TrainConfig, *, progress: Progr
         )
     run_dir = run_dir_for(faceset_path, spec, config, root=root)
     run_hash = _run_hash(info["content_hash"], spec, config)
-    if (run_dir / "metrics.json").exists() and (run_dir / "config.json").exists():
-        try:
-            if json.loads((run_dir / "config.json").read_text()).get("run_hash") == run_hash:
-                return run_dir
-        except (OSError, ValueError):
-            pass  # damaged: retrain below
+    ctx = distributed.context()
+    main = ctx is None or ctx.is_main
+    if distributed.broadcast_flag(ctx, main and _is_cached(run_dir, run_hash)):
+        return run_dir
 
-    progress = progress or (lambda done, total, stage: None)
+    progress = (progress or (lambda done, total, stage: None)) if main else (lambda done, total, stage: None)
     threads = configure_threads()
-    device = torch.device(device) if device is not None else default_device()
+    if device is not None:
+        device = torch.device(device)
+    else:
+        device = ctx.device if ctx is not None else default_device()
     fs = load_faceset(faceset_path)
     method = config.normalize or normalize_method(fs.meta)
     rounds = fold_rounds(fs, folds=config.folds)
@@ -679,7 +738,8 @@ def train(faceset_path, spec: ModelSpec, config: TrainConfig, *, progress: Progr
         "rounds": [r.index for r in rounds],
         "trainer_version": TRAINER_VERSION,
     }
-    write_json(run_dir / "config.json", config_doc)
+    if main:
+        write_json(run_dir / "config.json", config_doc)
 
     x_unit = to_input(fs.images, in_size=spec.in_size, method=None)
     x_norm = normalize(x_unit, method)
@@ -694,14 +754,30 @@ def train(faceset_path, spec: ModelSpec, config: TrainConfig, *, progress: Progr
     results = []
     for rnd in rounds:
         fold_json = run_dir / "folds" / f"fold{rnd.index}.json"
-        if fold_json.exists() and (run_dir / "weights" / f"fold{rnd.index}.pt").exists():
-            results.append(json.loads(fold_json.read_text()))
+        done_json = main and fold_json.exists() and (run_dir / "weights" / f"fold{rnd.index}.pt").exists()
+        if distributed.broadcast_flag(ctx, done_json):
+            results.append(json.loads(fold_json.read_text()) if main else {})
             tick(config.epochs)
             continue
         results.append(_train_round(fs, x_unit, x_norm, rnd, spec, config, method, device, run_dir, tick))
 
-    protocol = _protocol(fs, rounds, spec, config, faceset_path.stem, len(fs))
-    write_json(run_dir / "metrics.json", _summarise(results, fs, protocol, str(device), threads))
-    with contextlib.suppress(OSError):
-        (run_dir / "ckpt").rmdir()  # empty once every round finished
+    if main:
+        protocol = _protocol(fs, rounds, spec, config, faceset_path.stem, len(fs))
+        summary = _summarise(results, fs, protocol, str(device), threads)
+        if ctx is not None:
+            summary["processes"] = ctx.world_size
+        write_json(run_dir / "metrics.json", summary)
+        with contextlib.suppress(OSError):
+            (run_dir / "ckpt").rmdir()  # empty once every round finished
+    distributed.barrier(ctx)
     return run_dir
+
+
+def _is_cached(run_dir: Path, run_hash: str) -> bool:
+    """The run directory holds a finished run of this hash (a damaged one is retrained)."""
+    if not ((run_dir / "metrics.json").exists() and (run_dir / "config.json").exists()):
+        return False
+    try:
+        return json.loads((run_dir / "config.json").read_text()).get("run_hash") == run_hash
+    except (OSError, ValueError):
+        return False
