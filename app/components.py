@@ -14,7 +14,7 @@ import streamlit as st
 
 from fercore.analysis.criteria import STAGE_LABELS, STAGES
 
-__all__ = ["funnel_caption", "funnel_frame", "null_badge", "null_badge_text", "summary_table", "verdict_lines"]
+__all__ = ["funnel_caption", "funnel_display", "funnel_frame", "null_badge", "null_badge_text", "summary_table", "verdict_lines"]
 
 
 def funnel_caption(criteria: dict, k: int) -> str:
@@ -23,12 +23,12 @@ def funnel_caption(criteria: dict, k: int) -> str:
     return (
         f"Each stage is a subset of the one before. **raw**: at least {c['min_share']:.0%} of the filter's "
         f"top-{k} images carry an AU whose base rate is below {c['max_base_rate']:.0%}. **distinct top-K**: the "
-        "same when each sequence (else subject) counts once. **beyond emotion**: the distinct list carries the "
-        "AU more often than its images' emotions predict — an exact within-emotion permutation test over the "
-        f"units that carry the AU codes, Benjamini–Hochberg q < {c['alpha']:g}, and an excess share of at least "
-        f"{c['min_excess']:.2f}. **in the AU's region**: at least {c['min_spatial']:.0%} of the distinct list's "
-        "maxima lie in the AU's face region (where the data has landmarks). In brackets: the same count for "
-        "the null network (same architecture, untrained, same images)."
+        "same when each sequence (else subject) counts once. **beyond emotion**: the filter tells the units that "
+        "carry the AU from those that do not *within the emotions* — a within-emotion permutation test over the "
+        f"units that carry the AU codes: the within-emotion AUC is significantly above {c['min_auc']:.2f} "
+        f"(Benjamini–Hochberg q < {c['alpha']:g}). **in the AU's region**: at least {c['min_spatial']:.0%} of the distinct list's "
+        "maxima lie in the AU's face region (where the data has landmarks). Beside each count (· null): the same "
+        "count for the null network (same architecture, untrained, same images)."
     )
 
 
@@ -48,19 +48,43 @@ def funnel_frame(summary: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def funnel_display(summary: dict) -> pd.DataFrame:
+    """The funnel as shown: one row per layer, the AUs first, each stage's count with the null
+    network's beside it (``"12 · null 3"``), so the table fits a 1400 px page."""
+    rows = []
+    for r in summary["layers"]:
+        d = {"layer": r["layer"],
+             "AUs beyond emotion": ", ".join(f"AU{a}" for a in r["stages"]["beyond_emotion"]["aus"]) or "–",
+             "filters": r["n_filters"]}
+        for s in STAGES:
+            n = r["stages"][s]["filters"]
+            d[STAGE_LABELS[s]] = f"{n} · null {r['null_stages'][s]['filters']}" if "null_stages" in r else str(n)
+        e = r["stages"]["beyond_emotion"]["expected_false"]
+        d["expected false"] = "–" if e is None else f"{e:.2g}"
+        rows.append(d)
+    return pd.DataFrame(rows)
+
+
 def summary_table(summary: dict, *, key: str | None = None) -> None:
-    """Draw the funnel of every layer (or the warnings that replace it) with its caption."""
+    """Draw the funnel of every layer (or the warnings that replace it) with its caption and a
+    CSV of the counts."""
     for w in summary.get("warnings", []):
         st.warning(w)
     if summary.get("warnings"):
         st.caption("The counts are withheld: with the warning above they would not be evidence.")
         return
-    st.dataframe(funnel_frame(summary), hide_index=True, width="stretch", key=key,
-                 column_config={"AUs beyond emotion": st.column_config.TextColumn(width="large")})
+    st.dataframe(funnel_display(summary), hide_index=True, width="stretch", key=key,
+                 column_config={"AUs beyond emotion": st.column_config.TextColumn(width="medium"),
+                                "filters": st.column_config.NumberColumn(width="small"),
+                                "expected false": st.column_config.TextColumn(
+                                    help="expected false discoveries among the filters beyond emotion "
+                                         "(Benjamini–Hochberg's bound)")})
     st.caption(funnel_caption(summary["criteria"], summary["k"]))
     if summary.get("untestable_aus"):
         st.caption("Untestable (too few units within the emotions show the AU and its absence): "
                    + " ".join(f"AU{a}" for a in summary["untestable_aus"]))
+    st.download_button("Funnel (CSV)", data=funnel_frame(summary).to_csv(index=False).encode(),
+                       file_name="funnel.csv", mime="text/csv", key=None if key is None else f"{key}_csv")
 
 
 def verdict_lines(rows: list[dict], au: str) -> None:
@@ -71,18 +95,20 @@ def verdict_lines(rows: list[dict], au: str) -> None:
         st.caption(f"{marks[r['passed']]} {r['label']}: {r['detail']}")
 
 
-def null_badge_text(value: float, null_p95: float | None, *, digits: int = 2) -> str:
-    """``"0.81 · null 0.62"``: a figure and the null network's 95th percentile for the same AU."""
+def null_badge_text(value: float, null_p95: float | None, *, digits: int = 3) -> str:
+    """``"0.812 · null 0.62"``: a figure (``digits`` significant digits) and the null network's
+    95th percentile for the same AU."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if null_p95 is None or (isinstance(null_p95, float) and math.isnan(null_p95)):
-        return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} · null {null_p95:.{digits}f}"
+        return f"{value:.{digits}g}"
+    return f"{value:.{digits}g} · null {null_p95:.{digits}g}"
 
 
-def null_badge(value: float, null_p95: float | None, *, label: str = "", digits: int = 2) -> None:
-    """A figure beside the null's 95th percentile: green when above it, grey otherwise."""
+def null_badge(value: float, null_p95: float | None, *, label: str = "", digits: int = 3) -> None:
+    """A figure beside the null's 95th percentile: green when above it, grey otherwise. The label
+    stands on its own line above the badge, so neither is cut off in a narrow column."""
     text = null_badge_text(value, null_p95, digits=digits)
     beats = (value is not None and null_p95 is not None and not math.isnan(float(value))
              and not math.isnan(float(null_p95)) and value > null_p95)
-    st.markdown(f"{label + ': ' if label else ''}:{'green' if beats else 'gray'}-badge[{text}]")
+    st.markdown((f"{label}  \n" if label else "") + f":{'green' if beats else 'gray'}-badge[{text}]")

@@ -17,6 +17,12 @@ BOX_RGB = (234, 88, 12)
 #: How a filter's deepest stage of the funnel (0 none ... 4 in the AU's region) is shown.
 STAGE_NAMES = ("none", "raw", "distinct top-K", "beyond emotion", "in the AU's region")
 STAGE_MARKS = ("·", "raw", "distinct", "✓ beyond emotion", "✓ in region")
+#: The same, short enough for a caption under a 72 px tile, and the legend that explains them.
+STAGE_SHORT = ("-", "raw", "dist", "+emo", "+reg")
+STAGE_LEGEND = ("- none, raw = raw top-K, dist = distinct top-K, +emo = beyond emotion, "
+                "+reg = in the AU's region")
+#: Height of one filter row in the FAU map (px).
+ROW_PX = 14
 #: −log10 q is drawn up to this (q below 1e-12 reads as "at least 12").
 NEG_LOG10_CAP = 12.0
 
@@ -71,12 +77,82 @@ def draw_box(img: np.ndarray, box, *, scale: int = 1, color=BOX_RGB, thickness: 
     return out
 
 
-def overlay(face: np.ndarray, heat: np.ndarray, *, alpha: float = 0.5) -> np.ndarray:
-    """(S, S, 3) uint8: a heat map (any shape, any range) resized onto a grey face, jet colours."""
+def overlay(face: np.ndarray, heat: np.ndarray, *, alpha: float = 0.5, vmin: float | None = None,
+            vmax: float | None = None, fade: bool = False) -> np.ndarray:
+    """(S, S, 3) uint8: a heat map (any shape) resized onto a grey face in jet colours.
+
+    The colours span ``vmin..vmax`` (default: the map's own min..max). With ``fade`` each
+    pixel's opacity grows with its value (``alpha`` at ``vmax``, none at ``vmin``), so a weak map
+    leaves the face grey instead of painting it in full colour."""
     s = face.shape[0]
     h = cv2.resize(np.asarray(heat, dtype=np.float32), (face.shape[1], s), interpolation=cv2.INTER_LINEAR)
-    colour = cv2.cvtColor(cv2.applyColorMap(to_uint8(h), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
-    return cv2.addWeighted(to_rgb(face), 1 - alpha, colour, alpha, 0)
+    if vmin is None and vmax is None:
+        u = to_uint8(h)
+    else:
+        lo = float(np.nanmin(h)) if vmin is None else float(vmin)
+        hi = float(np.nanmax(h)) if vmax is None else float(vmax)
+        u = np.clip((h - lo) / max(hi - lo, 1e-12) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    colour = cv2.cvtColor(cv2.applyColorMap(u, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    if not fade:
+        return cv2.addWeighted(to_rgb(face), 1 - alpha, colour, alpha, 0)
+    a = (u.astype(np.float32) / 255.0 * alpha)[..., None]
+    return np.clip(to_rgb(face) * (1 - a) + colour * a + 0.5, 0, 255).astype(np.uint8)
+
+
+def colour_bar(lo: float, hi: float, *, label: str, width: int = 256, height: int = 14) -> np.ndarray:
+    """(H, W, 3) uint8: the jet scale of :func:`overlay` from ``lo`` to ``hi`` with its end
+    values and ``label`` written under it (for image panels, which have no axes)."""
+    ramp = np.tile(np.linspace(0, 255, width).astype(np.uint8), (height, 1))
+    bar = cv2.cvtColor(cv2.applyColorMap(ramp, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    out = np.full((height + 22, width + 2, 3), 255, np.uint8)
+    out[1:height + 1, 1:width + 1] = bar
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.38
+    lo_t, hi_t = f"{lo:.3g}", f"{hi:.3g}"
+    cv2.putText(out, lo_t, (1, height + 16), font, scale, (30, 30, 30), 1, cv2.LINE_AA)
+    (tw, _), _ = cv2.getTextSize(hi_t, font, scale, 1)
+    cv2.putText(out, hi_t, (width + 1 - tw, height + 16), font, scale, (30, 30, 30), 1, cv2.LINE_AA)
+    (lw, _), _ = cv2.getTextSize(label, font, scale, 1)
+    cv2.putText(out, label, ((width - lw) // 2, height + 16), font, scale, (30, 30, 30), 1, cv2.LINE_AA)
+    return out
+
+
+def draw_landmarks(img: np.ndarray, landmarks: np.ndarray | None, *, regions: list[np.ndarray] | None = None,
+                   scale: int = 1) -> np.ndarray:
+    """(H*scale, W*scale, 3) uint8: the image with its 68 points (dots) and an AU's region
+    polygons (outlines) drawn; ``landmarks`` and ``regions`` in pixels of ``img``. With
+    ``landmarks`` None the image is returned enlarged, unmarked."""
+    rgb = to_rgb(img)
+    if scale != 1:
+        rgb = cv2.resize(rgb, (rgb.shape[1] * scale, rgb.shape[0] * scale), interpolation=cv2.INTER_LINEAR)
+    out = np.ascontiguousarray(rgb.copy())
+    for poly in regions or []:
+        pts = np.round((np.asarray(poly, dtype=np.float64) + 0.5) * scale - 0.5).astype(np.int32)
+        cv2.polylines(out, [pts.reshape(-1, 1, 2)], True, (22, 163, 74), max(1, scale // 2), cv2.LINE_AA)
+    if landmarks is not None:
+        r = max(1, scale // 2)
+        for x, y in np.asarray(landmarks, dtype=np.float64):
+            c = (int(round((x + 0.5) * scale - 0.5)), int(round((y + 0.5) * scale - 0.5)))
+            cv2.circle(out, c, r, BOX_RGB, -1, cv2.LINE_AA)
+    return out
+
+
+def sig3(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """A copy with every float column rounded to ``digits`` significant digits (no float32 noise
+    such as -0.30541667342185974 in tables; NaN stays NaN)."""
+    out = df.copy()
+    for c in out.columns:
+        if out[c].dtype.kind == "f":
+            v = out[c].to_numpy(dtype=float)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                mag = np.where(np.isfinite(v) & (v != 0), np.floor(np.log10(np.abs(np.where(v == 0, 1, v)))), 0)
+            factor = 10.0 ** (digits - 1 - mag)
+            out[c] = np.where(np.isfinite(v), np.round(v * factor) / factor, v)
+    return out
+
+
+def csv_text(df: pd.DataFrame, *, index: bool = False, index_label: str | None = None) -> str:
+    """CSV of a table with numbers to 3 significant digits (``%.3g``) and NaN as an empty cell."""
+    return df.to_csv(index=index, index_label=index_label, float_format="%.3g")
 
 
 def tile(images: list[np.ndarray], *, cols: int, pad: int = 2, fill: int = 255) -> np.ndarray:
@@ -94,6 +170,30 @@ def tile(images: list[np.ndarray], *, cols: int, pad: int = 2, fill: int = 255) 
     return out
 
 
+def captioned_tiles(tiles: list[np.ndarray], captions: list[str], *, cols: int, pad: int = 6,
+                    font_size: int = 11) -> np.ndarray:
+    """(H, W) uint8: equal grey tiles in a grid, each with up to two lines of caption under it
+    (Pillow's built-in font; plain ASCII draws everywhere)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    if not tiles:
+        return np.full((1, 1), 255, np.uint8)
+    h, w = tiles[0].shape[:2]
+    line = font_size + 3
+    cell_w, cell_h = w + pad, h + 2 * line + pad
+    rows = (len(tiles) + cols - 1) // cols
+    canvas = Image.new("L", (cols * cell_w - pad, rows * cell_h - pad), 255)
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=font_size)
+    for i, (img, cap) in enumerate(zip(tiles, captions, strict=False)):
+        r, c = divmod(i, cols)
+        x, y = c * cell_w, r * cell_h
+        canvas.paste(Image.fromarray(np.asarray(img if img.ndim == 2 else img[..., 0], np.uint8)), (x, y))
+        for k, text in enumerate(str(cap).split("\n")[:2]):
+            draw.text((x, y + h + 1 + k * line), text, fill=40, font=font)
+    return np.asarray(canvas)
+
+
 def png_bytes(img: np.ndarray) -> bytes:
     """PNG file bytes of a grey or RGB uint8 image (for download buttons)."""
     img = np.asarray(img)
@@ -106,29 +206,132 @@ def png_bytes(img: np.ndarray) -> bytes:
 
 
 def heatmap(z: np.ndarray, *, x: list[str], y: list[str], title: str, zlabel: str, diverging: bool = False,
-            marks: np.ndarray | None = None, height: int | None = None) -> go.Figure:
-    """A plotly heat map whose cells can be selected (click, box or lasso); AU labels on the top
-    axis as well as the bottom; ``marks`` (same shape, bool) draws a ring on the marked cells.
-    ``diverging`` centres a red-blue scale on 0 (correlations, excess), else a sequential one."""
+            height: int | None = None, zrange: tuple[float, float] | None = None) -> go.Figure:
+    """A plain plotly heat map (AU co-occurrence, the Runs view's side-by-side maps): AU labels
+    on the top axis as well as the bottom. ``diverging`` centres a red-blue scale on 0."""
     z = np.asarray(z, dtype=float)
-    scale = dict(colorscale="RdBu_r", zmid=0.0) if diverging else dict(colorscale="Oranges")
-    fig = go.Figure(go.Heatmap(z=z, x=x, y=y, **scale, colorbar={"title": zlabel},
+    fig = go.Figure(go.Heatmap(z=z, x=x, y=y, **_scale(diverging, zrange), colorbar=_colorbar(zlabel, zrange),
                                hovertemplate="%{y} × %{x}<br>" + zlabel + " %{z:.3g}<extra></extra>"))
+    fig.update_layout(title=title, height=height or max(360, ROW_PX * len(y) + 200),
+                      margin={"l": 10, "r": 10, "t": 110, "b": 10},
+                      yaxis={"autorange": "reversed", "type": "category"},
+                      xaxis={"type": "category", "tickangle": -45})
+    _top_labels(fig, x, xref="x")
+    return fig
+
+
+def _scale(diverging: bool, zrange: tuple[float, float] | None) -> dict:
+    if diverging:
+        lim = max(abs(zrange[0]), abs(zrange[1])) if zrange else None
+        return dict(colorscale="RdBu_r", zmid=0.0, **({"zmin": -lim, "zmax": lim} if lim else {}))
+    return dict(colorscale="Oranges", **({"zmin": zrange[0], "zmax": zrange[1]} if zrange else {}))
+
+
+def _colorbar(zlabel: str, zrange: tuple[float, float] | None, capped: bool = False) -> dict:
+    bar = {"title": {"text": zlabel, "side": "right"}, "len": 0.5, "y": 1.0, "yanchor": "top", "thickness": 14}
+    if capped and zrange:
+        ticks = np.linspace(zrange[0], zrange[1], 7)
+        bar.update(tickvals=list(ticks), ticktext=[f"{t:g}" for t in ticks[:-1]] + [f"≥{ticks[-1]:g}"])
+    return bar
+
+
+def _top_labels(fig: go.Figure, x: list[str], *, xref: str) -> None:
+    """The column labels once more above the plot (tall maps are read from the top)."""
+    for label in x:
+        fig.add_annotation(x=label, y=1.0, xref=xref, yref="paper", yanchor="bottom", text=label, showarrow=False,
+                           textangle=-45, font={"size": 11}, yshift=4)
+
+
+def fau_map(z: np.ndarray, *, aus: list[str], rows: list[str], filters: np.ndarray, title: str, zlabel: str,
+            kl: np.ndarray, diverging: bool = False, zrange: tuple[float, float] | None = None,
+            capped: bool = False, marks: np.ndarray | None = None) -> go.Figure:
+    """The FAU map: filters (rows, in the given order) × AUs, a per-filter KL column beside it.
+
+    Parameters
+    ----------
+    z : (F, A) float
+        The values shown, rows already in display order.
+    aus : list of str, length A
+        Column labels (``AU12``).
+    rows : list of str, length F
+        Row labels (unique).
+    filters : (F,) int
+        The filter index of each row (returned by a selection as ``customdata``).
+    kl : (F,) float
+        KL selectivity of each row's filter (the column beside the map).
+    zrange : (lo, hi), optional
+        Fixed colour range (``capped`` writes "≥ hi" on the top tick).
+    marks : (F, A) bool, optional
+        Cells drawn with a ring (pairs that pass beyond emotion).
+
+    Returns
+    -------
+    plotly Figure
+        Cells are selectable (click, box, lasso through Streamlit's ``on_select``): an invisible
+        point sits on every cell with ``customdata = (filter, AU column, value)``, because plotly's
+        heat map trace itself reports no selection. A KL bar carries ``(filter, -1)``.
+    """
+    from plotly.subplots import make_subplots
+
+    z = np.asarray(z, dtype=float)
+    n_f, n_a = z.shape
+    filters = np.asarray(filters, dtype=int)
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.86, 0.14], horizontal_spacing=0.012)
+    fig.add_trace(go.Heatmap(z=z, x=aus, y=rows, **_scale(diverging, zrange), hoverinfo="skip",
+                             colorbar={**_colorbar(zlabel, zrange, capped), "x": 1.01}), row=1, col=1)
+    ai, fi = np.meshgrid(np.arange(n_a), np.arange(n_f))
+    # One point per cell, drawn as (empty) text rather than as markers: the browser draws 2,304
+    # transparent SVG markers (conv3) in about a second and WebGL ones erratically in software, while
+    # text points cost about nothing; hover, click and box / lasso selection work the same.
+    fig.add_trace(go.Scatter(x=[aus[a] for a in ai.ravel()], y=[rows[r] for r in fi.ravel()], mode="text",
+                             customdata=np.stack([filters[fi.ravel()], ai.ravel(), z.ravel()], axis=1),
+                             hovertemplate="%{y} × %{x}<br>" + zlabel + " %{customdata[2]:.3g}<extra></extra>",
+                             showlegend=False, name="cells"),
+                  row=1, col=1)
     if marks is not None and np.any(marks):
         yi, xi = np.nonzero(np.asarray(marks, bool))
-        fig.add_trace(go.Scatter(x=[x[i] for i in xi], y=[y[i] for i in yi], mode="markers", hoverinfo="skip",
+        fig.add_trace(go.Scatter(x=[aus[i] for i in xi], y=[rows[i] for i in yi], mode="markers", hoverinfo="skip",
                                  marker={"symbol": "circle-open", "size": 9, "color": "black", "line": {"width": 1.5}},
-                                 name="beyond emotion", showlegend=False))
-    fig.update_layout(title=title, height=height or max(360, 14 * len(y) + 180),
-                      margin={"l": 10, "r": 10, "t": 90, "b": 10},
-                      yaxis={"autorange": "reversed", "type": "category"},
-                      xaxis={"type": "category", "tickangle": -45, "side": "bottom"},
-                      xaxis2={"type": "category", "overlaying": "x", "side": "top", "tickangle": -45,
-                              "matches": "x", "showgrid": False},
-                      dragmode="select")
-    fig.add_trace(go.Scatter(x=x, y=[y[0]] * len(x) if y else [], xaxis="x2", mode="markers",
-                             marker={"opacity": 0}, hoverinfo="skip", showlegend=False))
+                                 name="beyond emotion", showlegend=False), row=1, col=1)
+    kl = np.asarray(kl, dtype=float)
+    fig.add_trace(go.Bar(x=kl, y=rows, orientation="h", marker_color="#64748b", showlegend=False, name="KL",
+                         customdata=np.stack([filters, np.full(n_f, -1)], axis=1),
+                         hovertemplate="%{y}<br>KL selectivity %{x:.3g}<extra></extra>"), row=1, col=2)
+    fig.update_layout(title={"text": title, "y": 0.995, "yanchor": "top"},
+                      height=max(360, ROW_PX * n_f + 230), margin={"l": 10, "r": 10, "t": 120, "b": 10},
+                      bargap=0.15)
+    # Fixed ranges: autorange would pad for the (invisible) markers, shifting the cells off the
+    # plot area's edges.
+    fig.update_yaxes(range=[n_f - 0.5, -0.5], autorange=False, type="category", row=1, col=1)
+    fig.update_xaxes(range=[-0.5, n_a - 0.5], autorange=False, type="category", tickangle=-45, row=1, col=1)
+    fig.update_xaxes(title_text="KL selectivity", row=1, col=2, side="bottom")
+    _top_labels(fig, aus, xref="x")
+    fig.add_annotation(x=0.5, y=1.0, xref="x2 domain", yref="paper", yanchor="bottom", text="KL", showarrow=False,
+                       font={"size": 11}, yshift=4)
     return fig
+
+
+def selected_cells(event) -> list[tuple[int, int]]:
+    """(filter, AU column) of every cell a selection event of :func:`fau_map` names, in the order
+    given (a KL bar gives (filter, -1)); points of other traces are ignored."""
+    try:
+        points = event["selection"]["points"]
+    except (KeyError, TypeError):
+        points = getattr(getattr(event, "selection", None), "points", None) or []
+    out = []
+    for p in points or []:
+        cd = p.get("customdata") if isinstance(p, dict) else None
+        if isinstance(cd, dict):
+            cd = [cd.get("0"), cd.get("1")]
+        if not isinstance(cd, list | tuple) or len(cd) < 2 or cd[0] is None or cd[1] is None:
+            continue
+        try:
+            cell = (int(cd[0]), int(cd[1]))
+        except (TypeError, ValueError):
+            continue
+        if cell not in out:
+            out.append(cell)
+    return out
 
 
 def confusion_figure(conf: np.ndarray, class_names: list[str]) -> go.Figure:
@@ -145,15 +348,64 @@ def confusion_figure(conf: np.ndarray, class_names: list[str]) -> go.Figure:
     return fig
 
 
-def curves_figure(curves: pd.DataFrame) -> go.Figure:
-    """Learning curves: one line per (fold, series)."""
-    fig = go.Figure()
-    for (fold, series), g in curves.groupby(["fold", "series"], sort=True):
-        fig.add_trace(go.Scatter(x=g["epoch"], y=g["value"], mode="lines+markers", name=f"fold {fold} {series}",
-                                 legendgroup=str(series)))
-    fig.update_layout(title="Learning curves", xaxis_title="epoch", yaxis_title="value", height=420,
-                      margin={"l": 10, "r": 10, "t": 50, "b": 10})
+#: Learning-curve series in words (metrics.json keys them in snake case).
+SERIES_NAMES = {"train_acc": "training accuracy", "val_acc": "validation accuracy", "test_acc": "test accuracy",
+                "train_loss": "training loss", "val_loss": "validation loss"}
+_SERIES_COLOURS = ("#c2410c", "#2563eb", "#16a34a", "#9333ea")
+
+
+def series_name(key: str) -> str:
+    """``train_acc`` -> ``training accuracy`` (unknown keys: underscores become spaces)."""
+    if key in SERIES_NAMES:
+        return SERIES_NAMES[key]
+    words = {"acc": "accuracy", "val": "validation", "train": "training"}
+    return " ".join(words.get(w, w) for w in str(key).split("_"))
+
+
+def curves_figure(curves: pd.DataFrame, *, per_fold: bool = False) -> go.Figure:
+    """Learning curves in two panels, accuracy and loss: the mean over folds with a band of ± one
+    standard deviation, and (``per_fold``) each fold's own line.
+
+    ``curves`` is long: columns ``fold``, ``epoch``, ``series`` (in words), ``value``."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Accuracy", "Loss"), horizontal_spacing=0.1)
+    for i, (series, g) in enumerate(curves.groupby("series", sort=True)):
+        col = 2 if "loss" in str(series) else 1
+        colour = _SERIES_COLOURS[i % len(_SERIES_COLOURS)]
+        stats = g.groupby("epoch")["value"].agg(["mean", "std", "count"]).reset_index()
+        sd = stats["std"].fillna(0.0)
+        lo, hi = stats["mean"] - sd, stats["mean"] + sd
+        band = _rgba(colour, 0.18)
+        fig.add_trace(go.Scatter(x=stats["epoch"], y=hi, mode="lines", line={"width": 0}, hoverinfo="skip",
+                                 showlegend=False, legendgroup=str(series)), row=1, col=col)
+        fig.add_trace(go.Scatter(x=stats["epoch"], y=lo, mode="lines", line={"width": 0}, fill="tonexty",
+                                 fillcolor=band, hoverinfo="skip", showlegend=False, legendgroup=str(series)),
+                      row=1, col=col)
+        n = int(stats["count"].max())
+        fig.add_trace(go.Scatter(x=stats["epoch"], y=stats["mean"], mode="lines+markers", line={"color": colour},
+                                 name=f"{series} (mean ± sd, {n} folds)", legendgroup=str(series),
+                                 hovertemplate=f"{series}<br>epoch %{{x}}: %{{y:.3g}}<extra></extra>"),
+                      row=1, col=col)
+        if per_fold:
+            for fold, gf in g.groupby("fold", sort=True):
+                fig.add_trace(go.Scatter(x=gf["epoch"], y=gf["value"], mode="lines",
+                                         line={"color": colour, "width": 0.8}, opacity=0.45, showlegend=False,
+                                         legendgroup=str(series),
+                                         hovertemplate=f"fold {fold} {series}<br>epoch %{{x}}: %{{y:.3g}}<extra></extra>"),
+                              row=1, col=col)
+    fig.update_xaxes(title_text="epoch", dtick=1)
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
+    fig.update_yaxes(title_text="loss", rangemode="tozero", row=1, col=2)
+    fig.update_layout(title="Learning curves", height=420, margin={"l": 10, "r": 10, "t": 70, "b": 10},
+                      legend={"orientation": "h", "y": -0.25})
     return fig
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    h = hex_colour.lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
 
 
 def bars(values: np.ndarray, labels: list[str], *, title: str, base: np.ndarray | None = None,

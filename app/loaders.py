@@ -3,8 +3,11 @@
 Views call these functions and lay out what they return; no rule of the analysis lives here (what
 counts as AU-selective, which AU a filter is judged by, how an upload is preprocessed: all in
 fercore). ``st.cache_resource`` holds objects shared by every browser session (run readers,
-FaceSets); ``st.cache_data`` holds arrays, tables and figures keyed by their (hashable)
-arguments. Arguments whose names start with ``_`` are not hashed.
+FaceSets) and figures (see :func:`_spec`); ``st.cache_data`` holds arrays and tables keyed by
+their (hashable) arguments. An uploaded photo is the exception: what is
+computed from it stays in its browser session's state (:func:`decode_and_crop`), never in a
+cache other sessions share. The server-side builds (default run, rebuilt records, null network)
+are started here and run in :mod:`app.jobs`.
 
 Runs are addressed by their directory as a string, and every cached value is also keyed by the
 records file's modification time (``stamp``), so a rebuilt file is read afresh.
@@ -25,37 +28,78 @@ from app import figures
 # The model of a run is shared by every browser connected to the server; a forward pass must not
 # interleave with another one on the same module objects.
 _MODEL_LOCK = threading.Lock()
-# Two browser tabs opening an empty cache build the default once: the second waits, then finds
-# every stage cached.
-_BUILD_LOCK = threading.Lock()
 
 
 # ----------------------------------------------------------------------------------------- runs
+#: FaceSet sources whose images are drawn, not photographed (``config.json`` ``faceset.source``).
+DRAWN_SOURCES = ("phantom", "phantom-sequences")
+
+
 @st.cache_data(ttl=5, show_spinner=False)
 def list_runs() -> list[dict]:
     """Every trained run in the cache (runs still training are left out), recorded runs first,
-    newest first: ``{"run_dir", "name", "dataset", "model", "label"}`` per run."""
+    newest first. Per run: ``run_dir``, ``name`` (directory), ``dataset``, ``source`` (the
+    FaceSet's source), ``drawn`` (trained on drawn faces only), ``model``, ``accuracy`` and
+    ``sd`` (fractions), ``date`` (when training ended, ``YYYY-MM-DD HH:MM``), ``recorded``,
+    ``analysed``, ``null`` (kind or ""), ``protocol`` (short, in words) and ``label`` (what the
+    run picker shows: data set · model · accuracy · date)."""
+    import datetime
+
     from fercore.store.layout import list_runs as runs
+    from fercore.store.layout import load_config
+    from fercore.store.reader import open_run
 
     done = [r for r in runs() if r.mean_acc is not None]
     done.sort(key=lambda r: (r.recorded, (r.dir / "metrics.json").stat().st_mtime), reverse=True)
     out = []
     for r in done:
-        model = _model_name(r.dir)
-        out.append({"run_dir": str(r.dir), "name": r.name, "dataset": r.dataset, "model": model,
-                    "label": f"{r.name} · {r.dataset} · {model}"})
+        cfg = load_config(r.dir)
+        model = _model_name(cfg)
+        when = datetime.datetime.fromtimestamp((r.dir / "metrics.json").stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+        source = str(cfg["faceset"].get("source") or "")
+        analysed, null = False, ""
+        if r.recorded:
+            try:
+                rd = open_run(r.dir)
+                analysed = rd.has_stats
+                null = str(rd.analysis_info().get("null") or "") if analysed else ""
+            except (OSError, ValueError):
+                pass
+        acc = f"{100 * r.mean_acc:.1f} %"
+        out.append({"run_dir": str(r.dir), "name": r.name, "dataset": r.dataset, "source": source,
+                    "drawn": source in DRAWN_SOURCES, "model": model, "accuracy": float(r.mean_acc),
+                    "sd": None if r.sd_acc is None else float(r.sd_acc), "date": when, "recorded": bool(r.recorded),
+                    "analysed": analysed, "null": null, "protocol": _protocol_short(cfg),
+                    "label": f"{r.dataset} · {model} · {acc} · {when}"})
+    labels = [r["label"] for r in out]
+    for r in out:  # two runs that read alike are told apart by their hash
+        if labels.count(r["label"]) > 1:
+            r["label"] += f" · {r['name'].rsplit('-', 1)[-1]}"
     return out
 
 
-def _model_name(run_dir: Path) -> str:
-    from fercore.store.layout import load_config
-
-    spec = load_config(run_dir)["model"]
+def _model_name(cfg: dict) -> str:
+    spec = cfg["model"]
     channels = spec.get("channels")
     shape = "conv " + "/".join(map(str, channels)) if channels else f"width {spec.get('width', 1.0):g}"
     extra = ", ".join(x for x in (shape, f"{spec['in_size']}px" if spec.get("in_size") else "",
                                    "+ AU head" if spec.get("n_aus") else "") if x)
-    return f"{spec.get('arch', '?')} ({extra})"
+    return f"{str(spec.get('arch', '?')).replace('_', '-')} ({extra})"
+
+
+def _protocol_short(cfg: dict) -> str:
+    rounds = cfg.get("rounds") or []
+    if cfg.get("protocol") == "splits":
+        return f"{len(rounds)} predefined split(s)"
+    return f"{len(rounds)} of the folds, subject-independent" if rounds else "k-fold"
+
+
+def run_label(run_dir: str) -> str:
+    """The readable label of a run (data set · model · accuracy · date), its name if unlisted."""
+    for r in list_runs():
+        if r["run_dir"] == run_dir:
+            return r["label"]
+    return Path(run_dir).name
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -111,15 +155,15 @@ def metrics_view(run_dir: str, stamp: float) -> dict:
     -------
     dict
         ``protocol`` (str), ``protocol_items`` (dict), ``folds`` (DataFrame), ``mean``, ``sd``,
-        ``confusion`` ((C, C) counts or None), ``curves`` (long DataFrame fold/epoch/series/value
-        or None).
+        ``per_class`` (class -> test accuracy over the folds), ``confusion`` ((C, C) counts or
+        None), ``curves`` (long DataFrame fold/epoch/series/value, series in words, or None).
     """
     m = reader(run_dir, stamp).metrics or {}
     folds = [f for f in m.get("folds", []) if isinstance(f, dict)]
     table = pd.DataFrame([{"fold": f.get("fold", i), "test accuracy": f.get("test_acc"),
                            "best validation accuracy": f.get("best_val_acc"), "best epoch": f.get("best_epoch"),
                            "test images": f.get("n_test")} for i, f in enumerate(folds)])
-    curves = [{"fold": f.get("fold", i), "epoch": e + 1, "series": series, "value": float(v)}
+    curves = [{"fold": f.get("fold", i), "epoch": e + 1, "series": figures.series_name(series), "value": float(v)}
               for i, f in enumerate(folds) for series, values in (f.get("curves") or {}).items()
               for e, v in enumerate(values) if isinstance(v, int | float)]
     protocol = m.get("protocol")
@@ -129,9 +173,36 @@ def metrics_view(run_dir: str, stamp: float) -> dict:
     else:
         text, items = (str(protocol) if protocol else "not stated in metrics.json"), {}
     conf = m.get("confusion")
+    per_class = m.get("per_class_acc") if isinstance(m.get("per_class_acc"), dict) else {}
     return {"protocol": text, "protocol_items": items, "folds": table, "mean": m.get("mean_test_acc"),
+            "per_class": {str(k): float(v) for k, v in per_class.items()},
             "sd": m.get("sd_test_acc"), "confusion": None if conf is None else np.asarray(conf, dtype=float),
             "curves": pd.DataFrame(curves) if curves else None}
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def curves_figure(run_dir: str, stamp: float, per_fold: bool):
+    """The learning-curve panels of a run (None without curves in metrics.json)."""
+    m = metrics_view(run_dir, stamp)
+    return None if m["curves"] is None else _spec(figures.curves_figure(m["curves"], per_fold=per_fold))
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def confusion_figure(run_dir: str, stamp: float):
+    """The confusion matrix of a run (None without one in metrics.json)."""
+    m = metrics_view(run_dir, stamp)
+    return None if m["confusion"] is None else _spec(
+        figures.confusion_figure(m["confusion"], list(reader(run_dir, stamp).class_names)))
+
+
+def _spec(fig):
+    """A figure as every run must see it. Figures are cached with ``st.cache_resource``: one
+    object, the same spec on a cache miss and on every hit. (From st.cache_data's pickle a plotly
+    Figure comes back with axis references spelled out that the original left implicit; a
+    changed spec gives the chart a new element id, and the click that triggered the rerun is
+    lost. A dict instead would be validated by plotly again on every run: 100 ms for the
+    128-row FAU map.) ``st.plotly_chart`` copies the figure (``to_dict``), never changes it."""
+    return fig
 
 
 # ------------------------------------------------------------------------------------ analysis
@@ -174,7 +245,7 @@ def evidence_table(run_dir: str, stamp: float, layers: tuple[str, ...]) -> pd.Da
     from fercore.analysis.summary import CSV_COLUMNS, evidence_rows
 
     rows = evidence_rows(reader(run_dir, stamp), list(layers))
-    return pd.DataFrame(rows, columns=list(CSV_COLUMNS))
+    return figures.sig3(pd.DataFrame(rows, columns=list(CSV_COLUMNS)))
 
 
 def evidence_csv(run_dir: str, stamp: float, layers: tuple[str, ...]) -> str:
@@ -192,41 +263,104 @@ def au_labels(run_dir: str, stamp: float) -> list[str]:
     return [au_name(int(a)) for a in reader(run_dir, stamp).au_ids]
 
 
-#: What the FAU map can show: label -> (stored figure, unit shown).
+#: What the FAU map can show: name (kept in the view state and the address) -> label.
 STATISTICS = {
-    "distinct top-K AU share": "share_distinct",
-    "raw top-K AU share": "share_raw",
-    "excess over the emotions' prediction": "excess",
-    "within-emotion test, −log10 q": "q_emotion",
-    "correlation with the AU": "r_au",
-    "partial correlation given the emotion": "r_partial",
-    "share of maxima in the AU's region": "spatial_distinct",
+    "share": "top-K AU share",
+    "auc_emotion": "within-emotion AUC",
+    "excess": "excess share over the emotions' prediction",
+    "q_emotion": "within-emotion test, −log10 q",
+    "r_au": "correlation with the AU",
+    "r_partial": "partial correlation given the emotion",
+    "spatial": "share of maxima in the AU's region",
 }
+_DIVERGING = ("excess", "r_au", "r_partial")
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def fau_heatmap(run_dir: str, stamp: float, layer: str, stat_label: str, order_by: str):
-    """The FAU map of a layer: (figure, data frame of the values shown, name of the values).
+def stored_figure(stat: str, distinct: bool) -> str:
+    """The stored figure a statistic of :data:`STATISTICS` reads: the distinct list's share (and
+    region share) when ``distinct``, else the raw list's."""
+    if stat == "share":
+        return "share_distinct" if distinct else "share_raw"
+    if stat == "spatial":
+        return "spatial_distinct" if distinct else "spatial_raw"
+    return stat
+
+
+def stat_label(stat: str, distinct: bool) -> str:
+    """The statistic in words, naming the top-K list it is computed on."""
+    label = STATISTICS[stat]
+    if stat in ("share", "spatial"):
+        label += " (distinct top-K)" if distinct else " (raw top-K)"
+    if stat == "q_emotion":
+        label += f" (capped at {figures.NEG_LOG10_CAP:g})"
+    return label
+
+
+def _map_values(ev, stat: str, distinct: bool) -> tuple[np.ndarray, tuple[float, float] | None]:
+    z = np.asarray(ev[stored_figure(stat, distinct)], dtype=float)
+    if stat == "q_emotion":
+        return figures.neg_log10(z), (0.0, figures.NEG_LOG10_CAP)
+    if stat in ("share", "spatial"):
+        return z, (0.0, 1.0)
+    if stat in ("r_au", "r_partial"):
+        return z, (-1.0, 1.0)
+    if stat == "auc_emotion":
+        return z, (0.5, 1.0)  # chance (0.5) and below are white
+    return z, None
+
+
+def statistics(ev) -> list[str]:
+    """The statistics of :data:`STATISTICS` whose figures a layer's evidence holds."""
+    return [s for s in STATISTICS if stored_figure(s, False) in ev and stored_figure(s, True) in ev]
+
+
+def _short(stat: str) -> str:
+    return {"share": "share", "auc_emotion": "AUC", "excess": "excess", "q_emotion": "−log10 q", "r_au": "r", "r_partial": "partial r",
+            "spatial": "in region"}[stat]
+
+
+def _rows(ev, order) -> list[str]:
+    depth = np.asarray(ev["stage"]).max(axis=1)
+    return [f"#{int(f)} {figures.STAGE_MARKS[int(depth[f])]}" for f in order]
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def fau_heatmap(run_dir: str, stamp: float, layer: str, stat: str, distinct: bool, order_by: str):
+    """The FAU map of a layer: (figure, data frame of the values shown, label of the values).
 
     Rows are filters in the stored order ``order_by`` ("evidence", "cluster", "index"); each row
-    label ends in the deepest stage of the funnel the filter reaches; cells where the pair passes
-    the beyond-emotion stage are marked."""
+    label ends in the deepest stage of the funnel the filter reaches; a ring marks the cells that
+    pass beyond emotion; the filter's KL selectivity stands in a column beside the map."""
     ev = evidence(run_dir, stamp, layer)
-    key = STATISTICS[stat_label]
     order = filter_order(run_dir, stamp, layer, order_by)
     au_short = [f"AU{int(a)}" for a in ev["au_ids"]]
-    z = np.asarray(ev[key], dtype=float)
-    if key == "q_emotion":
-        z = figures.neg_log10(z)
+    z, zrange = _map_values(ev, stat, distinct)
     z = z[order]
     depth = np.asarray(ev["stage"]).max(axis=1)
-    ylabels = [f"#{int(f)} {figures.STAGE_MARKS[int(depth[f])]}" for f in order]
-    marks = np.asarray(ev["beyond_emotion"])[order]
-    fig = figures.heatmap(z, x=au_short, y=ylabels, marks=marks, title=f"{layer}: filters × AUs — {stat_label}",
-                          zlabel=stat_label, diverging=key in ("excess", "r_au", "r_partial"))
+    label = stat_label(stat, distinct)
+    fig = figures.fau_map(z, aus=au_short, rows=_rows(ev, order), filters=order, kl=np.asarray(ev["kl"])[order],
+                          marks=np.asarray(ev["beyond_emotion"])[order], title=f"{layer}: filters × AUs — {label}",
+                          zlabel=_short(stat), diverging=stat in _DIVERGING, zrange=zrange,
+                          capped=stat == "q_emotion")
     df = pd.DataFrame(z, index=[f"filter {int(f)}" for f in order], columns=au_short)
+    df.insert(0, "KL selectivity", np.asarray(ev["kl"], dtype=float)[order])
     df.insert(0, "stage reached", [figures.STAGE_NAMES[int(depth[f])] for f in order])
-    return fig, df, stat_label
+    return _spec(fig), df, label
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def plain_map(run_dir: str, stamp: float, layer: str, stat: str, distinct: bool, title: str):
+    """The same map without selection or KL column, filters by evidence (the Runs view puts
+    several side by side): (figure, data frame)."""
+    ev = evidence(run_dir, stamp, layer)
+    order = filter_order(run_dir, stamp, layer, "evidence")
+    au_short = [f"AU{int(a)}" for a in ev["au_ids"]]
+    z, zrange = _map_values(ev, stat, distinct)
+    z = z[order]
+    fig = figures.heatmap(z, x=au_short, y=_rows(ev, order), title=title, zlabel=_short(stat),
+                          diverging=stat in _DIVERGING, zrange=zrange)
+    df = pd.DataFrame(z, index=[f"filter {int(f)}" for f in order], columns=au_short)
+    return _spec(fig), df
 
 
 def filter_order(run_dir: str, stamp: float, layer: str, by: str) -> np.ndarray:
@@ -240,14 +374,14 @@ def filter_order(run_dir: str, stamp: float, layer: str, by: str) -> np.ndarray:
     return np.arange(ev.n_filters)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_resource(show_spinner=False, max_entries=16)
 def cooc_heatmap(run_dir: str, stamp: float):
     """The data set's AU × AU co-occurrence: (figure, data frame)."""
     cooc = reader(run_dir, stamp).analysis_arrays()["au_cooc"]
     au_short = [f"AU{int(a)}" for a in reader(run_dir, stamp).au_ids]
     fig = figures.heatmap(cooc, x=au_short, y=au_short, title="P(column AU present | row AU present)",
                           zlabel="co-occurrence", height=560)
-    return fig, pd.DataFrame(cooc, index=au_short, columns=au_short)
+    return _spec(fig), pd.DataFrame(cooc, index=au_short, columns=au_short)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -265,13 +399,18 @@ def filter_grid(run_dir: str, stamp: float, layer: str, kind: str, size: int = 4
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def filter_grid_png(run_dir: str, stamp: float, layer: str, kind: str, order: tuple[int, ...]) -> bytes:
-    """The whole filter grid in ``order`` as one PNG (for downloading)."""
+def filter_grid_png(run_dir: str, stamp: float, layer: str, kind: str, order: tuple[int, ...],
+                    captions: tuple[str, ...] = (), cols: int = 12) -> bytes:
+    """The whole filter grid in ``order`` as one PNG, each tile 72 px with its caption drawn
+    under it (one image: a browser draws it in a tenth of the time of 128 separate ones)."""
     import cv2
 
     tiles = [cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_UNCHANGED)
              for b in filter_grid(run_dir, stamp, layer, kind)]
-    return figures.png_bytes(figures.tile([tiles[f] for f in order], cols=16))
+    chosen = [figures.resize(tiles[f], 72) for f in order]
+    if captions:
+        return figures.png_bytes(figures.captioned_tiles(chosen, list(captions), cols=cols))
+    return figures.png_bytes(figures.tile(chosen, cols=cols))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -315,28 +454,65 @@ def null_kind(run_dir: str, stamp: float) -> str:
     return str(reader(run_dir, stamp).analysis_info().get("null") or "")
 
 
-def build_null(run_dir: str, progress, kind: str = "untrained") -> None:
-    """Build the run's null network and analyse the run against it (the "Build the null
-    network" button), then drop the cached readers."""
-    from fercore.analysis.analyze import analyze
+# ------------------------------------------------------------------------------ the Runs view
+@st.cache_data(show_spinner=False, max_entries=32)
+def run_card(run_dir: str, stamp: float) -> dict:
+    """What the Runs view compares of one run: ``accuracy``, ``sd``, ``per_class`` (class ->
+    accuracy), ``funnel`` (the stored summary per layer as rows, or None with ``warnings``),
+    ``layers``."""
+    r = reader(run_dir, stamp)
+    m = metrics_view(run_dir, stamp)
+    per_class = dict(m["per_class"])
+    if not per_class and m["confusion"] is not None:
+        conf = m["confusion"]
+        rows = conf.sum(axis=1)
+        per_class = {c: float(conf[i, i] / rows[i]) for i, c in enumerate(r.class_names) if rows[i] > 0}
+    funnel, warnings = None, []
+    if r.has_stats:
+        from app import components
 
-    with _BUILD_LOCK:
-        analyze(run_dir, null=kind, progress=progress)
-    st.cache_resource.clear()
-    st.cache_data.clear()
+        summary = r.summary()
+        warnings = list(summary.get("warnings", []))
+        funnel = components.funnel_frame(summary)
+    return {"accuracy": m["mean"], "sd": m["sd"], "per_class": per_class, "funnel": funnel, "warnings": warnings,
+            "layers": list(r.layers), "analysed": bool(r.has_stats)}
 
 
 # -------------------------------------------------------------------------------------- upload
-@st.cache_data(show_spinner=False, max_entries=32)
+# An uploaded or camera photo is private to its browser session: nothing here is written to disk,
+# and nothing is kept in a cache shared across sessions (st.cache_data would let another session's
+# identical upload hit it, and keeps entries after the session ends). The last result is kept in
+# the session's own state, so reruns of the page do not redo the work.
+_UPLOAD_SLOT = "fercore_upload_memo"
+
+
+def _session_memo(slot: str, key: tuple, compute):
+    box = st.session_state.setdefault(_UPLOAD_SLOT, {})
+    hit = box.get(slot)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    value = compute()
+    box[slot] = (key, value)
+    return value
+
+
+def forget_upload() -> None:
+    """Drop this session's upload results (when the photo is removed)."""
+    st.session_state.pop(_UPLOAD_SLOT, None)
+
+
 def decode_and_crop(data: bytes, run_dir: str, stamp: float, centre_crop: bool = False) -> dict:
     """Decode an uploaded file and cut the face out as the run's data was preprocessed
-    (:func:`fercore.data.preprocess.upload_options`).
+    (:func:`fercore.recording.face.prepare_upload`: the run's preprocessing, cropped to the geometry of
+    the run's faces); kept for this session only.
 
     Returns
     -------
     dict
         ``grey`` (H, W) uint8 decoded photo, ``image`` (S, S) uint8 aligned face, ``box``
-        (x0, y0, x1, y1) inclusive or None, ``n_faces``, ``centre_crop``, ``messages``.
+        (x0, y0, x1, y1) inclusive or None, ``n_faces``, ``centre_crop``, ``landmarks``
+        ((68, 2) float32 in crop pixels, or None when none were fitted), ``photo_landmarks`` (the same
+        points in photo pixels), ``canonical`` (cropped to the eye/mouth template), ``messages``.
 
     Raises
     ------
@@ -345,40 +521,79 @@ def decode_and_crop(data: bytes, run_dir: str, stamp: float, centre_crop: bool =
     fercore.data.preprocess.NoFaceError
         No face found and ``centre_crop`` is False.
     """
-    from fercore.data.preprocess import decode_image, preprocess_face, upload_options
+    key = (hashlib.sha1(data).hexdigest(), run_dir, stamp, bool(centre_crop))
+    return _session_memo("crop", key, lambda: _decode_and_crop(data, run_dir, stamp, centre_crop))
+
+
+def _decode_and_crop(data: bytes, run_dir: str, stamp: float, centre_crop: bool) -> dict:
+    from fercore.recording.face import prepare_upload
 
     r = reader(run_dir, stamp)
-    options = upload_options(r.config.get("preprocess"), size=int(r.config["model"]["in_size"]),
-                             centre_crop=centre_crop)
-    grey = decode_image(data, max_pixels=options.max_pixels)
-    crop = preprocess_face(grey, options)
+    up = prepare_upload(r, data, centre_crop=centre_crop)
+    crop = up.crop
     box = None
     if crop.box is not None:
         x, y, w, h = (int(v) for v in crop.box)
         box = (x, y, x + w - 1, y + h - 1)
-    return {"grey": grey, "image": np.asarray(crop.image), "box": box, "n_faces": int(crop.n_faces),
-            "centre_crop": bool(crop.centre_crop), "messages": list(crop.messages or [])}
+    lm = crop.landmarks
+    return {"grey": up.grey, "image": np.asarray(crop.image), "box": box, "n_faces": int(crop.n_faces),
+            "centre_crop": bool(crop.centre_crop), "landmarks": None if lm is None else np.asarray(lm, np.float32),
+            "photo_landmarks": up.landmarks, "canonical": up.template is not None,
+            "fit": str(getattr(crop, "fit", "none")), "messages": list(crop.messages or [])}
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def analyze_face(run_dir: str, stamp: float, face_key: str, _face: np.ndarray, top: int = 8) -> dict:
-    """Forward an aligned face through the run's model: probabilities, maps, Grad-CAM, and each
-    most active filter's judged AU. ``face_key`` is a hash of ``_face`` (not hashed itself)."""
+def analyze_face(run_dir: str, stamp: float, face: np.ndarray, top: int = 8) -> dict:
+    """Forward an aligned face through the run's model (this session only): probabilities,
+    activation maps on one colour scale per layer with its colour bar, Grad-CAM per class
+    scaled by the class probability, and each most active filter's judged AU."""
+    key = (run_dir, stamp, array_key(face), int(top))
+    return _session_memo("analysis", key, lambda: _analyze_face(run_dir, stamp, face, top))
+
+
+def _analyze_face(run_dir: str, stamp: float, face: np.ndarray, top: int) -> dict:
     from fercore.recording.face import analyze_face as run_analysis
 
     r = reader(run_dir, stamp)
     with _MODEL_LOCK:
-        a = run_analysis(r, _face, top=top)
+        a = run_analysis(r, face, top=top)
     top_filters = {k: [(int(f), float(v)) for f, v in fs] for k, fs in a.top_filters.items()}
-    cams = [figures.resize(figures.overlay(_face, a.gradcam[c]), 128) for c in a.class_names]
-    maps = {layer: [figures.png_bytes(figures.resize(figures.overlay(_face, acts[f]), 128)) for f, _ in top_filters[layer][:8]]
-            for layer, acts in a.activations.items()}
-    return {"probs": np.asarray(a.probs, dtype=float), "class_names": list(a.class_names), "pred": int(a.pred),
+    probs = np.asarray(a.probs, dtype=float)
+    # Grad-CAM is normalised per class; weighting it by the class probability keeps an unlikely
+    # class from looking like a full-intensity map (opacity follows the weighted value).
+    cams = [figures.resize(figures.overlay(face, np.asarray(a.gradcam[c]) * p, vmin=0.0, vmax=1.0, fade=True,
+                                           alpha=0.75), 128)
+            for c, p in zip(a.class_names, probs, strict=True)]
+    maps, bars = {}, {}
+    for layer, acts in a.activations.items():
+        chosen = [np.asarray(acts[f], dtype=np.float32) for f, _ in top_filters[layer][:8]]
+        if not chosen:
+            continue
+        lo = min(0.0, min(float(m.min()) for m in chosen))
+        hi = max(float(m.max()) for m in chosen)
+        maps[layer] = [figures.png_bytes(figures.resize(figures.overlay(face, m, vmin=lo, vmax=hi), 128))
+                       for m in chosen]
+        bars[layer] = figures.png_bytes(figures.colour_bar(lo, hi, label="activation"))
+    return {"probs": probs, "class_names": list(a.class_names), "pred": int(a.pred),
             "top_filters": top_filters, "filter_aus": a.filter_aus,
             "map_shapes": {k: tuple(int(d) for d in np.shape(v)) for k, v in a.activations.items()},
             "gradcam_png": [figures.png_bytes(c) for c in cams],
             "gradcam_tile": figures.png_bytes(figures.tile(cams, cols=len(cams))),
-            "maps_png": maps}
+            "gradcam_bar": figures.png_bytes(figures.colour_bar(0.0, 1.0, label="Grad-CAM x p")),
+            "maps_png": maps, "maps_bar": bars}
+
+
+def landmark_figure(face: np.ndarray, landmarks: np.ndarray | None, au: int | None, *, scale: int = 4) -> np.ndarray:
+    """The crop enlarged with its 68 landmarks and the region of AU ``au``
+    (:func:`fercore.data.facs.region_polygons`) drawn; unmarked when ``landmarks`` is None."""
+    regions = None
+    if landmarks is not None and au is not None:
+        from fercore.data.facs import region_polygons
+
+        try:
+            regions = region_polygons(landmarks, int(au))
+        except (KeyError, ValueError):
+            regions = None
+    return figures.draw_landmarks(face, landmarks, regions=regions, scale=scale)
 
 
 def array_key(a: np.ndarray) -> str:
@@ -386,25 +601,92 @@ def array_key(a: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(a).tobytes() + str(a.shape).encode()).hexdigest()[:16]
 
 
-# --------------------------------------------------------------------------------- rebuilding
-def rebuild_records(run_dir: str, progress) -> None:
-    """Record and analyse the run again (the "rebuild" button), keeping its k and layers and the
-    null it was compared with; clears cached readers after."""
-    from fercore.pipeline import refresh_records
-    from fercore.store.layout import null_dir
-
-    null = "untrained" if (null_dir(run_dir, "untrained") / "config.json").exists() else None
-    with _BUILD_LOCK:
-        refresh_records(run_dir, null=null, progress=progress)
-    st.cache_resource.clear()
-    st.cache_data.clear()
+# ------------------------------------------------------------------------- server-side builds
+#: Test hook: a JSON object of :func:`fercore.pipeline.build_run` keyword arguments (phantom,
+#: train_options, k) that replaces the embedded default when the cache is empty, so the browser
+#: test can watch a whole build in seconds (tests/app/test_browser.py).
+DEFAULT_BUILD_ENV = "FERCORE_APP_DEFAULT_BUILD"
 
 
-def build_default(progress) -> str:
-    """Build the embedded default run (phantom, train, record, null network, analysis)."""
-    from fercore.pipeline import build_default as build
-
-    with _BUILD_LOCK:
-        run_dir = build(progress=progress)
+def _after_build() -> None:
+    """Runs and records changed: drop the cached run list (readers are keyed by file times)."""
     list_runs.clear()
-    return str(run_dir)
+
+
+def _who() -> str:
+    from app.jobs import session_id
+
+    return session_id()
+
+
+def start_default_build():
+    """Start the default build on the server (or join the one running): (Job, started)."""
+    import json
+    import os
+
+    from app import jobs
+
+    spec = os.environ.get(DEFAULT_BUILD_ENV)
+    if spec:
+        kw = json.loads(spec)
+        if "train_options" in kw and "folds" in kw["train_options"]:
+            kw["train_options"]["folds"] = tuple(kw["train_options"]["folds"])
+        rounds = len(kw.get("train_options", {}).get("folds", ())) or int(kw.get("phantom", {}).get("n_folds", 10))
+
+        def work(progress):
+            from fercore.pipeline import build_run
+
+            return build_run(progress=progress, **kw)
+    else:
+        from fercore.training.presets import DEFAULT_PHANTOM
+
+        rounds = int(DEFAULT_PHANTOM.get("n_folds", 10))
+
+        def work(progress):
+            from fercore import pipeline
+
+            return pipeline.build_default(progress=progress)
+
+    return jobs.registry().start("default", "", work, label="Building the default run", stages=jobs.PIPELINE,
+                                 rounds=rounds, started_by=_who(), done=_after_build)
+
+
+def start_rebuild(run_dir: str):
+    """Record and analyse the run again on the server, keeping its k and layers and the null it
+    was compared with: (Job, started)."""
+    from app import jobs
+
+    def work(progress):
+        from fercore.pipeline import refresh_records
+        from fercore.store.layout import null_dir
+
+        null = "untrained" if (null_dir(run_dir, "untrained") / "config.json").exists() else None
+        return refresh_records(run_dir, null=null, progress=progress)
+
+    return jobs.registry().start("run", run_dir, work, label=f"Recording and analysing {Path(run_dir).name} again",
+                                 stages=("record", "null", "analyze"), started_by=_who(), done=_after_build)
+
+
+def start_null(run_dir: str, kind: str = "untrained"):
+    """Build the run's null network and analyse the run against it, on the server: (Job, started)."""
+    from app import jobs
+
+    def work(progress):
+        from fercore.analysis.analyze import analyze
+        from fercore.analysis.nulls import ensure_null
+        from fercore.pipeline import STAGES, _stage_progress
+
+        ensure_null(run_dir, kind=kind, progress=_stage_progress(progress, STAGES.index("null"), "null"))
+        analyze(run_dir, null=kind, progress=_stage_progress(progress, STAGES.index("analyze"), "analyze"))
+        progress(len(STAGES) * 1000, len(STAGES) * 1000, "done")
+        return run_dir
+
+    return jobs.registry().start("run", run_dir, work, label=f"Building the null network of {Path(run_dir).name}",
+                                 stages=("null", "analyze"), started_by=_who(), done=_after_build)
+
+
+def running_job(run_dir: str | None = None):
+    """The server's running job on ``run_dir`` (None: the default build), or None."""
+    from app import jobs
+
+    return jobs.registry().find("run", run_dir) if run_dir else jobs.registry().find("default", "")

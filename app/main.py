@@ -1,8 +1,10 @@
 """fercore dashboard: router and frame (``streamlit run app/main.py``).
 
 The frame picks the run every view shows (sidebar, kept in ``st.session_state`` and the ``run``
-query parameter), builds the embedded default run when the cache holds none, and routes to the
-views under ``app/views/`` with stable URL paths.
+query parameter), reads the address once per session (run, layer, filter, AU, statistic,
+distinct: :mod:`app.state`) and writes the view back into it after every run, follows the
+server-side build of the embedded default when the cache holds no run (:mod:`app.jobs`), and
+routes to the views under ``app/views/`` with stable URL paths.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ if str(_ROOT) not in sys.path:  # `streamlit run app/main.py` puts only app/ on 
 
 import streamlit as st  # noqa: E402
 
-from app import loaders, ui  # noqa: E402
+from app import loaders, state, ui  # noqa: E402
 
 st.set_page_config(page_title="fercore — what did my FER network learn?", page_icon="🙂", layout="wide")
 
@@ -26,52 +28,88 @@ PAGES = [
     st.Page(_VIEWS / "filters.py", title="Filters", icon=":material/grid_view:", url_path="filters"),
     st.Page(_VIEWS / "fau_map.py", title="FAU map", icon=":material/grid_on:", url_path="fau-map"),
     st.Page(_VIEWS / "upload.py", title="Upload", icon=":material/add_a_photo:", url_path="upload"),
+    st.Page(_VIEWS / "runs.py", title="Runs", icon=":material/compare:", url_path="runs"),
 ]
 
 
 def _home() -> None:
-    """The root address opens the overview at its own stable address."""
+    """The root address opens the overview at its own stable address (keeping the query)."""
     st.switch_page(PAGES[0])
 
 
 page = st.navigation([st.Page(_home, title="fercore", url_path="home", default=True, visibility="hidden"), *PAGES])
 
+_ABOUT_BUILD = (
+    "No run exists in the cache yet, so the server builds the embedded default: phantom faces with known "
+    "action units, a zero-bias CNN trained on them over 10 subject-independent folds, its filters recorded "
+    "and related to AUs, and an untrained network of the same architecture as the control every figure is "
+    "compared with. This takes a few minutes once; afterwards the dashboard opens from the cache."
+)
 
-def _build_default_here() -> None:
+
+def _follow_default_build(job) -> None:
     st.title("fercore")
-    st.write(
-        "No run exists in the cache yet. Building the embedded default: phantom faces with known "
-        "action units, a zero-bias CNN trained on them, its filters recorded and related to AUs, and "
-        "an untrained network of the same architecture as the control every figure is compared with. "
-        "This takes a few minutes once; afterwards the dashboard opens from the cache."
-    )
-    with ui.guarded("Building the default run"):
-        run_dir = loaders.build_default(ui.progress_bar("Building the default run"))
-        st.session_state[ui.RUN_KEY] = run_dir
-        st.rerun()
+    st.write(_ABOUT_BUILD)
+    ui.follow_job(job.id)
 
 
-def _pick_run(runs: list[dict]) -> None:
+def _pick_run(runs: list[dict], wanted: str | None) -> dict:
     by_dir = {r["run_dir"]: r for r in runs}
-    wanted = st.query_params.get("run")
     current = st.session_state.get(ui.RUN_KEY)
+    if wanted:
+        match = [r["run_dir"] for r in runs if r["name"] == wanted]
+        match = match or [r["run_dir"] for r in runs if r["name"].startswith(wanted)][:1]
+        if match:
+            current = match[0]
+        else:
+            from fercore.store.layout import runs_dir
+
+            fallback = by_dir.get(current) or runs[0]
+            state.note(f"The address names run `{wanted}`, which is not in the cache ({runs_dir()}); showing "
+                       f"{fallback['label']} (`{fallback['name']}`) instead. Pick another in the sidebar.")
     if current not in by_dir:
-        match = [r["run_dir"] for r in runs if wanted and r["name"] == wanted]
-        current = match[0] if match else runs[0]["run_dir"]
+        current = runs[0]["run_dir"]
+    st.session_state["run_picker"] = current
+
+    def changed() -> None:
+        st.session_state[ui.RUN_KEY] = st.session_state["run_picker"]
+        state.notes().clear()
+
     options = list(by_dir)
-    chosen = st.sidebar.selectbox("Run", options, index=options.index(current), key="run_picker",
-                                  format_func=lambda d: by_dir[d]["name"],
-                                  help="Every run in the cache; all views show the run chosen here.")
+    chosen = st.sidebar.selectbox(
+        "Run", options, key="run_picker", on_change=changed, format_func=lambda d: by_dir[d]["label"],
+        help=f"Every run in the cache (data set · model · mean test accuracy · when training ended); all "
+             f"views show the run chosen here. This run's directory: `{by_dir[current]['name']}`.")
     st.session_state[ui.RUN_KEY] = chosen
-    st.query_params["run"] = by_dir[chosen]["name"]
     info = by_dir[chosen]
-    st.sidebar.caption(f"**Data set** {info['dataset']}  \n**Model** {info['model']}")
+    st.sidebar.caption(f"**Data set** {info['dataset']} ({info['source'] or 'source not recorded'})  \n"
+                       f"**Model** {info['model']}  \n**Run** `{info['name']}`")
+    return info
 
 
+url = state.read_url()
+if url:
+    st.session_state["fercore_url_pending"] = {k: v for k, v in url.items() if k != "run"}
 runs = loaders.list_runs()
-if not runs:
-    _build_default_here()
+job = loaders.running_job(None)
+if job is not None:  # the default build is running on the server (this tab started it or not)
+    _follow_default_build(job)
     st.stop()
-_pick_run(runs)
-with ui.guarded(f"The {page.title} view"):
-    page.run()
+if not runs:
+    from app import jobs
+
+    last = jobs.registry().latest("default", "")
+    if last is not None and last.error:
+        st.title("fercore")
+        ui.job_outcome("default", "")
+        ui.run_job_or_follow(loaders.start_default_build, key="retry_default", label="Build the default run again")
+        st.stop()
+    job, _ = loaders.start_default_build()
+    _follow_default_build(job)
+    st.stop()
+info = _pick_run(runs, url.get("run"))
+try:
+    with ui.guarded(f"The {page.title} view"):
+        page.run()
+finally:
+    state.sync_url(info["name"])

@@ -1,16 +1,21 @@
-"""The frame every view shares: the chosen run, error boundaries, progress bars, downloads."""
+"""The frame every view shares: the chosen run and view state, error boundaries, the progress of
+server-side jobs, downloads."""
 
 from __future__ import annotations
 
 import contextlib
+import time
 import traceback
 
+import numpy as np
 import streamlit as st
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
-from app import loaders
+from app import loaders, state
 
 RUN_KEY = "run_dir"
+#: How often a page following a server-side job redraws its progress (seconds).
+POLL_S = 1.0
 
 
 def current_run() -> str | None:
@@ -31,44 +36,180 @@ def guarded(what: str):
             st.code("".join(traceback.format_exception(e)), language="text")
 
 
-def progress_bar(label: str):
-    """A ``progress(done, total, stage)`` callback drawing into a page progress bar."""
-    bar = st.progress(0.0, text=label)
-
-    def progress(done: int, total: int, stage: str) -> None:
-        frac = min(max(done / total, 0.0), 1.0) if total else 0.0
-        bar.progress(frac, text=f"{label}: {stage} — {frac:.0%}")
-
-    return progress
+# ------------------------------------------------------------------------------- server jobs
+def _duration(s: float | None) -> str:
+    if s is None:
+        return "estimating…"
+    s = max(0, int(round(s)))
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
 
 
+def job_text(snap: dict) -> str:
+    """One line of a job's progress: stage n/N (fold k/10), percent, elapsed, remaining."""
+    stage = snap["stage"] or "starting"
+    fold = f", fold {snap['fold']}" if snap["fold"] else ""
+    return (f"{snap['label']}: {stage} (stage {snap['stage_number']}/{snap['n_stages']}{fold}) — "
+            f"{snap['fraction']:.0%} · {_duration(snap['elapsed'])} elapsed · about "
+            f"{_duration(snap['remaining'])} left")
+
+
+def follow_job(job_id: str, *, explain: bool = True) -> None:
+    """Draw a server-side job's progress and redraw it every :data:`POLL_S` seconds; when the job
+    ends, rerun the whole page (which then shows the result, or the job's error)."""
+    from app import jobs
+
+    job = jobs.registry().get(job_id)
+    if job is None:
+        return
+    if explain:
+        snap = job.snapshot()
+        started = time.strftime("%H:%M:%S", time.localtime(snap["started"]))
+        if snap["started_by"] and snap["started_by"] != jobs.session_id():
+            st.info(f"This job was started at {started} from another browser tab or by another user of this "
+                    "server. It runs on the server, not in a tab: this page follows the same progress and opens "
+                    "the result when it is done.")
+        else:
+            st.caption(f"Started at {started}. The work runs on the server: you may close this tab; opening the "
+                       "dashboard again (in any tab) shows the same progress.")
+
+    @st.fragment(run_every=POLL_S)
+    def _progress() -> None:
+        snap = job.snapshot()
+        st.progress(min(max(snap["fraction"], 0.0), 1.0), text=job_text(snap))
+        if not snap["running"]:
+            st.rerun(scope="app")
+
+    _progress()
+
+
+def job_outcome(kind: str, target: str = "") -> None:
+    """Show the error of the last job of ``kind`` on ``target`` when it failed."""
+    from app import jobs
+
+    job = jobs.registry().latest(kind, target)
+    if job is None or job.running or not job.error:
+        return
+    st.error(f"{job.label} failed: {job.error}")
+    with st.expander("Details"):
+        st.code(job.details, language="text")
+
+
+def run_job_or_follow(start, *args, key: str, label: str) -> None:
+    """A primary button that starts a server-side job (``start(*args)`` of :mod:`app.loaders`);
+    the page then follows it."""
+    if st.button(label, key=key, type="primary"):
+        job, _ = start(*args)
+        st.session_state[f"fercore_job_{key}"] = job.id
+        st.rerun()
+
+
+# -------------------------------------------------------------------------------- the run
 def require_run() -> tuple[str, float, object] | None:
     """(run_dir, records stamp, reader) of the chosen run; draws the reason and None when the
-    run cannot be shown (none chosen, records missing or corrupt — with a rebuild button)."""
+    run cannot be shown (none chosen, being rebuilt on the server, records missing or corrupt —
+    with a rebuild button). Also makes the shared view state valid for the run and shows what
+    the address asked for that the run does not have."""
+    out = _require_run()
+    show_notes()
+    return out
+
+
+def _require_run() -> tuple[str, float, object] | None:
     run_dir = current_run()
     if not run_dir:
         st.info("No run chosen. Pick one in the sidebar.")
         return None
+    job = loaders.running_job(run_dir)
+    if job is not None:
+        follow_job(job.id)
+        return None
+    job_outcome("run", run_dir)
     stamp = loaders.records_stamp(run_dir)
     r = loaders.reader(run_dir, stamp)
     if not r.has_records or not r.has_stats:
         st.error(r.records_error or f"Run {r.name} has records but no filter–AU statistics yet "
                  f"(the analysis step did not run or was interrupted).")
-        if st.button("Rebuild the records (record + analyse)", key="rebuild_records", type="primary"):
-            loaders.rebuild_records(run_dir, progress_bar("Rebuilding records"))
-            st.rerun()
+        run_job_or_follow(loaders.start_rebuild, run_dir, key="rebuild_records",
+                          label="Rebuild the records (record + analyse)")
         return None
     try:
         loaders.faceset(run_dir, stamp)
     except (ValueError, OSError) as e:  # the data set file changed or vanished since recording
         st.error(f"Run {r.name}: the data set its records were made on cannot be used: {e}")
-        if st.button("Record and analyse again on the current data set", key="rebuild_records", type="primary"):
-            loaders.rebuild_records(run_dir, progress_bar("Rebuilding records"))
-            st.rerun()
+        run_job_or_follow(loaders.start_rebuild, run_dir, key="rebuild_records",
+                          label="Record and analyse again on the current data set")
         return None
+    resolve_view(r)
     return run_dir, stamp, r
 
 
+def resolve_view(r) -> None:
+    """Make the shared layer, filter, AU and statistic valid for run ``r``: values the address
+    asked for are used when the run has them and named in a note when it does not; unset values
+    get defaults (the last layer, the filter with the most evidence, the AU it is judged by)."""
+    v = state.view()
+    pending = st.session_state.pop("fercore_url_pending", {})
+    layers = list(r.layers)
+    if "layer" in pending:
+        if pending["layer"] in layers:
+            v["layer"] = pending["layer"]
+        else:
+            state.note(f"The address asks for layer `{pending['layer']}`, which run {r.name} did not record "
+                       f"(recorded: {', '.join(layers)}); showing {layers[-1]}.")
+    if v.get("layer") not in layers:
+        v["layer"] = layers[-1]
+    ev = loaders.evidence(str(r.run_dir), loaders.records_stamp(str(r.run_dir)), v["layer"])
+    n = ev.n_filters
+    if "filter" in pending:
+        if 0 <= int(pending["filter"]) < n:
+            v["filter"] = int(pending["filter"])
+        else:
+            state.note(f"The address asks for filter {pending['filter']}, but {v['layer']} has {n} filters "
+                       f"(0–{n - 1}); showing the filter with the most evidence.")
+            v.pop("filter", None)
+    if not isinstance(v.get("filter"), int) or not 0 <= v["filter"] < n:
+        v["filter"] = int(ev["order_evidence"][0])
+        v.pop("au", None)
+    au_ids = [int(a) for a in ev["au_ids"]]
+    if "au" in pending:
+        if int(pending["au"]) in au_ids:
+            v["au"] = int(pending["au"])
+        else:
+            state.note(f"The address asks for AU{pending['au']}, which run {r.name} has no codes for "
+                       f"(AUs: {' '.join(f'AU{a}' for a in au_ids)}); showing the AU the filter is judged by.")
+    if v.get("au") not in au_ids:
+        v["au"] = au_ids[int(ev["judged"][v["filter"]])]
+    if "stat" in pending:
+        if pending["stat"] in loaders.STATISTICS:
+            v["stat"] = pending["stat"]
+        else:
+            state.note(f"The address asks for the statistic `{pending['stat']}`; known: "
+                       f"{', '.join(loaders.STATISTICS)}.")
+    if v.get("stat") not in loaders.STATISTICS:
+        v["stat"] = "share"
+    if "distinct" in pending:
+        v["distinct"] = bool(pending["distinct"])
+    v.setdefault("distinct", False)
+
+
+def au_column(ev, au: int) -> int:
+    """The column of AU number ``au`` in a layer's evidence."""
+    return int(np.flatnonzero(np.asarray(ev["au_ids"]) == int(au))[0])
+
+
+def show_notes() -> None:
+    """The notes about the address (unknown run, layer, filter, AU), with a button that clears them."""
+    notes = state.notes()
+    if not notes:
+        return
+    for n in notes:
+        st.warning(n)
+    if st.button("Dismiss", key="dismiss_url_notes"):
+        notes.clear()
+        st.rerun()
+
+
+# --------------------------------------------------------------------------- the controls
 def honest_summary(run_dir: str, stamp: float, *, key: str) -> dict:
     """Draw the run's funnel of controls (raw, distinct top-K, beyond emotion, in the AU's region)
     beside the null network's, and, when the analysis has no null, a note and a button that
@@ -86,12 +227,10 @@ def null_missing(run_dir: str, *, key: str) -> None:
     """The note shown while the run has no null network, with the button that builds it."""
     st.info("**No null network yet.** The funnel is shown without the counts of an untrained network of "
             "the same architecture recorded on the same images (about as long as recording the run once).")
-    if st.button("Build the null network", key=f"build_null_{key}", type="primary"):
-        with guarded("Building the null network"):
-            loaders.build_null(run_dir, progress_bar("Building the null network"))
-            st.rerun()
+    run_job_or_follow(loaders.start_null, run_dir, key=f"build_null_{key}", label="Build the null network")
 
 
+# ---------------------------------------------------------------------------- downloads
 def csv_button(label: str, data: str, file_name: str, key: str) -> None:
     st.download_button(label, data=data.encode(), file_name=file_name, mime="text/csv", key=key)
 

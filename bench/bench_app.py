@@ -2,7 +2,9 @@
 
 Targets: switching a filter or a view costs at most 200 ms of server time; an uploaded photo's
 full analysis (decode, detect/align/crop, forward pass, activation maps, Grad-CAM per class) at
-most 1 s on CPU with the default model.
+most 1 s on CPU with the default model; the Runs view comparing three runs at most 1 s (with
+three or more runs in the cache). The same interactions timed in a real browser:
+``bench/bench_browser.py``.
 
 Server time is measured as the wall time of Streamlit's ``AppTest.run()`` (the script run plus
 AppTest's own small overhead), median over repeats, after one warm-up run that fills the caches.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import statistics
 import sys
 import time
@@ -43,6 +46,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--run", help="measure this run directory (its cache must be $FERCORE_CACHE) "
                                   "instead of building/using the default run")
+    ap.add_argument("--json", help="also write the figures to this JSON file (scripts/refresh_docs.py)")
     args = ap.parse_args()
 
     import numpy as np
@@ -89,7 +93,10 @@ def main() -> int:
     rows.append(("switch filter (Filters view, warm)",) + _median_ms(switch_filter, args.repeats * 2))
 
     at.switch_page("views/fau_map.py").run()
-    stats = list(at.selectbox(key="fau_stat").options)
+    from app.loaders import STATISTICS
+
+    by_label = {v: k for k, v in STATISTICS.items()}
+    stats = [by_label.get(o, o) for o in at.selectbox(key="fau_stat").options]
     for s in stats:
         at.selectbox(key="fau_stat").set_value(s).run()
     state["k"] = 0
@@ -101,10 +108,32 @@ def main() -> int:
     rows.append(("switch statistic (FAU map, warm)",) + _median_ms(switch_stat, len(stats)))
     assert not at.exception, [e.value for e in at.exception]
 
-    # An upload's full analysis, without Streamlit's cache: what a new photo costs.
-    import dataclasses
+    # The Runs view comparing three runs (the newest three; the chosen run first).
+    from app.loaders import list_runs
 
-    from fercore.data.preprocess import decode_image, options_from_meta, preprocess_face
+    if len(list_runs()) >= 3:
+        at.switch_page("views/runs.py").run()  # warm its caches once
+        assert len(at.multiselect(key="runs_compare").value) == 3
+        state["r"] = 0
+
+        def runs_view():  # into the Runs view from the Overview and back, timing the Runs run only
+            at.switch_page("views/overview.py").run()
+            t0, c0 = time.perf_counter(), time.process_time()
+            at.switch_page("views/runs.py").run()
+            runs_times.append(((time.perf_counter() - t0) * 1000, (time.process_time() - c0) * 1000))
+
+        runs_times: list[tuple[float, float]] = []
+        for _ in range(args.repeats):
+            runs_view()
+        wall = [w for w, _ in runs_times]
+        rows.append(("Runs view, three runs compared (warm)", statistics.median(wall), max(wall),
+                     statistics.median([c for _, c in runs_times])))
+        assert not at.exception, [e.value for e in at.exception]
+    else:
+        print("(fewer than three runs in the cache: the Runs comparison is not measured)")
+
+    # An upload's full analysis, without Streamlit's cache: what a new photo costs.
+    from fercore.data.preprocess import decode_image, preprocess_face, upload_options
     from fercore.recording.face import analyze_face
     from fercore.store.reader import open_run
 
@@ -112,8 +141,7 @@ def main() -> int:
     Image.fromarray(data.astronaut()).save(buf, format="PNG")
     photo = buf.getvalue()
     reader = open_run(run_dir)
-    opts = options_from_meta({"preprocess": reader.config["preprocess"]})
-    opts = dataclasses.replace(opts, size=int(reader.config["model"]["in_size"]), detect=True)
+    opts = upload_options(reader.config.get("preprocess"), size=int(reader.config["model"]["in_size"]))
 
     def upload():
         grey = decode_image(photo)
@@ -133,11 +161,16 @@ def main() -> int:
     rows.append(("upload view script run, new photo (incl. drawing)", first, first, first_cpu))
 
     print(f"\n{'what':58s} {'median ms':>10s} {'max ms':>8s} {'CPU ms':>7s}  target ms")
+    out = []
     for what, med, mx, cpu in rows:
-        target = "1000" if what.startswith("upload") else "200"
+        target = 1000 if what.startswith(("upload", "Runs")) else 200
         print(f"{what:58s} {med:10.0f} {mx:8.0f} {cpu:7.0f}  {target}")
-    import os
+        out.append({"what": what, "median_ms": round(med), "max_ms": round(mx), "cpu_ms": round(cpu), "target_ms": target})
+    if args.json:
+        import json
 
+        Path(args.json).write_text(json.dumps({"run": str(run_dir), "rows": out,
+                                               "load": os.getloadavg()[0]}, indent=1))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"(load average {load:.1f} on {os.cpu_count()} CPUs while measuring)")
     return 0

@@ -1,10 +1,12 @@
-"""FAU map: filters × action units under a chosen stored figure, the funnel of controls, the ranked
-filter × AU evidence, the data's AU × AU co-occurrence."""
+"""FAU map: filters × action units under a chosen stored figure, with each filter's KL selectivity
+beside it; selecting a cell (click, box or lasso) picks that filter and AU and offers to open the
+filter; the funnel of controls, the ranked filter × AU evidence, the data's AU × AU co-occurrence."""
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
-from app import components, loaders, ui
+from app import components, figures, loaders, state, ui
 
 st.title("FAU map")
 ctx = ui.require_run()
@@ -12,65 +14,82 @@ if ctx is None:
     st.stop()
 run_dir, stamp, reader = ctx
 au_labels = loaders.au_labels(run_dir, stamp)
-au_short = [f"AU{int(a)}" for a in reader.au_ids]
+au_ids = [int(a) for a in reader.au_ids]
+au_short = [f"AU{a}" for a in au_ids]
 
 with st.expander("AU-selective filters: the funnel of controls", expanded=True):
     summary = ui.honest_summary(run_dir, stamp, key="fau")
 
-layers = list(reader.layers)
-layer = st.session_state.get("sel_layer")
-layer = layer if layer in layers else layers[-1]
-c1, c2, c3 = st.columns([2, 3, 3])
-layer = c1.selectbox("Layer", layers, index=layers.index(layer), key="fau_layer")
-st.session_state["sel_layer"] = layer
-stat_label = c2.selectbox("Figure", list(loaders.STATISTICS), key="fau_stat")
-order_by = c3.radio("Order filters by", ["evidence", "cluster", "index"], horizontal=True, key="fau_order",
-                    help="evidence: the deepest stage of the funnel first; cluster: filters that prefer the same "
-                         "AUs together")
-key = loaders.STATISTICS[stat_label]
 
-fig, df, zname = loaders.fau_heatmap(run_dir, stamp, layer, stat_label, order_by)
-order = loaders.filter_order(run_dir, stamp, layer, order_by)
+def _layer_changed() -> None:
+    state.view().pop("filter", None)
+    state.view().pop("au", None)
+
+
+def _filter_changed() -> None:
+    ev_ = loaders.evidence(run_dir, stamp, state.get("layer"))
+    state.put("au", au_ids[int(ev_["judged"][int(state.get("filter"))])])
+
+
+layers = list(reader.layers)
+c1, c2, c3, c4 = st.columns([2, 3, 3, 1])
+layer = state.selectbox(c1, "Layer", layers, name="layer", key="fau_layer", default=layers[-1],
+                        on_change=_layer_changed)
 ev = loaders.evidence(run_dir, stamp, layer)
+stat = state.selectbox(c2, "Figure", loaders.statistics(ev), name="stat", key="fau_stat",
+                       format_func=loaders.STATISTICS.get)
+order_by = c3.radio("Order filters by", ["evidence", "cluster", "index"], horizontal=True, key="fau_order",
+                    help="evidence: the deepest stage of the funnel first, then the strongest figures; cluster: "
+                         "filters that prefer the same AUs together (both as analyze stored them)")
+distinct = state.toggle(c4, "Distinct", name="distinct", key="fau_distinct",
+                        help="the top-K share and the region share on the distinct top-K (one image per sequence, "
+                             "else subject) instead of the raw top-K; kept for every view")
+
+fig, df, zname = loaders.fau_heatmap(run_dir, stamp, layer, stat, distinct, order_by)
+key = loaders.stored_figure(stat, distinct)
 event = st.plotly_chart(fig, key="fau_heatmap", on_select="rerun", selection_mode=("points", "box", "lasso"))
+
+cells = figures.selected_cells(event)
+pick = (layer, tuple(cells))
+if cells and st.session_state.get("fau_last_pick") != pick:  # a new selection moves the pickers to it
+    st.session_state["fau_last_pick"] = pick
+    values = np.asarray(ev[key], dtype=float)
+    strength = [abs(values[f, a]) if a >= 0 and np.isfinite(values[f, a]) else -1.0 for f, a in cells]
+    f_pick, a_pick = cells[int(np.argmax(strength))]
+    state.put("filter", int(f_pick))
+    state.put("au", au_ids[int(a_pick)] if a_pick >= 0 else au_ids[int(ev["judged"][f_pick])])
+
 st.caption("Rows: filters, labelled by the deepest stage of the funnel they reach for any AU; a ring marks a "
-           "filter × AU pair that passes the beyond-emotion stage.")
-ui.csv_button("Heat map data (CSV)", df.to_csv(index_label="filter", float_format="%.3g"), f"{layer}_{key}.csv",
+           "filter × AU pair that passes the beyond-emotion stage; the grey bars beside the map are each "
+           "filter's KL selectivity. **Click a cell** (or use the box / lasso tools above the chart) to pick that "
+           "filter and AU below. The camera icon saves the chart as PNG.")
+ui.csv_button("Heat map data (CSV)", figures.csv_text(df, index=True, index_label="filter"), f"{layer}_{key}.csv",
               "dl_heat")
 null = ev.get("null") or {}
 if key in null:
     st.markdown("**Null network, 95th percentile over its filters** (same layer, same figure, per AU): "
-                + " · ".join(f"{a} {v:.2f}" for a, v in zip(au_short, null[key], strict=True) if np.isfinite(v)))
-
-points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else []
-if points:
-    p = points[0]
-    picked = (int(str(p.get("y", "#0")).split()[0].lstrip("#")), str(p.get("x")))
-    if st.session_state.get("fau_last_pick") != (layer, *picked):  # a new cell: move the pickers to it
-        st.session_state["fau_last_pick"] = (layer, *picked)
-        st.session_state["fau_filter"] = picked[0]
-        if picked[1] in au_short:
-            st.session_state["fau_au"] = picked[1]
+                + " · ".join(f"{a} {v:.3g}" for a, v in zip(au_short, null[key], strict=True) if np.isfinite(v)))
+if len(cells) > 1:
+    with st.expander(f"{len(cells)} cells selected (the pickers show the strongest)"):
+        values = np.asarray(ev[key], dtype=float)
+        sel = pd.DataFrame([{"filter": f, "AU": au_short[a], zname: float(values[f, a])}
+                            for f, a in cells if a >= 0])
+        sel = figures.sig3(sel) if len(sel) else sel
+        st.dataframe(sel, hide_index=True, width="stretch")
+        ui.csv_button("Selected cells (CSV)", figures.csv_text(sel), f"{layer}_selection.csv", "dl_selection")
 
 st.markdown("**Open a filter** — select a cell in the heat map, or pick here:")
 c1, c2, c3 = st.columns([2, 2, 1])
-filters = [int(f) for f in order]
-if st.session_state.get("fau_filter") not in filters:
-    st.session_state["fau_filter"] = filters[0]
-f = c1.selectbox("Filter", filters, key="fau_filter")
-if st.session_state.get("fau_au") not in au_short:
-    st.session_state["fau_au"] = au_short[int(ev["judged"][f])]
-au = c2.selectbox("AU", au_short, key="fau_au", format_func=lambda a: au_labels[au_short.index(a)])
-j = au_short.index(au)
-value = float(df[au].iloc[filters.index(f)])
+filters = [int(f) for f in loaders.filter_order(run_dir, stamp, layer, order_by)]
+f = state.selectbox(c1, "Filter", filters, name="filter", key="fau_filter", on_change=_filter_changed)
+au = state.selectbox(c2, "AU", au_ids, name="au", key="fau_au", format_func=lambda a: au_labels[au_ids.index(a)])
+j = au_ids.index(au)
+value = float(df[f"AU{au}"].iloc[filters.index(f)])
 c3.markdown(f"**{zname}**  \n{value:.3g}")
 components.null_badge(float(ev[key][f, j]), float(null[key][j]) if key in null else None,
-                      label=f"filter #{f} × {au}, {stat_label}")
+                      label=f"filter #{f} × AU{au}, {loaders.STATISTICS[stat]}")
 components.verdict_lines(loaders.verdict(run_dir, stamp, layer, f, j), au_labels[j])
 if st.button(f"Open filter #{f} in the Filters view", key="open_filter", type="primary"):
-    st.session_state["sel_layer"] = layer
-    st.session_state["sel_filter"] = f
-    st.session_state["sel_au"] = j
     st.switch_page("views/filters.py")
 
 st.subheader("Ranked filter × AU evidence")
@@ -87,5 +106,5 @@ ui.csv_button("Evidence table (CSV)", loaders.evidence_csv(run_dir, stamp, (laye
 st.subheader("AU × AU co-occurrence in the data set")
 fig2, cooc = loaders.cooc_heatmap(run_dir, stamp)
 st.plotly_chart(fig2, key="au_cooc")
-ui.csv_button("AU co-occurrence (CSV)", cooc.to_csv(index_label="au", float_format="%.3g"), "au_cooccurrence.csv",
+ui.csv_button("AU co-occurrence (CSV)", figures.csv_text(cooc, index=True, index_label="AU"), "au_cooccurrence.csv",
               "dl_cooc")

@@ -3,6 +3,7 @@ distinct top-K / beyond emotion / in the AU's region, beside the null network), 
 learning curves."""
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from app import figures, loaders, ui
@@ -12,7 +13,7 @@ ctx = ui.require_run()
 if ctx is None:
     st.stop()
 run_dir, stamp, reader = ctx
-st.caption(f"Run `{reader.name}` · {reader.run_dir}")
+st.caption(f"{loaders.run_label(run_dir)} · run `{reader.name}`")
 
 m = loaders.metrics_view(run_dir, stamp)
 col_acc, col_layers = st.columns([1, 1])
@@ -24,17 +25,22 @@ with col_acc:
     st.markdown(f"**Protocol:** {m['protocol']}")
     if m["protocol_items"]:
         with st.expander("Protocol details"):
-            st.json(m["protocol_items"])
+            items = pd.DataFrame({"what": [k.replace("_", " ") for k in m["protocol_items"]],
+                                  "value": [", ".join(map(str, v)) if isinstance(v, list) else str(v)
+                                            for v in m["protocol_items"].values()]})
+            st.dataframe(items, hide_index=True, width="stretch",
+                         column_config={"value": st.column_config.TextColumn(width="large")})
     if len(m["folds"]):
-        st.dataframe(m["folds"], hide_index=True, width="stretch")
-        ui.csv_button("Accuracy per fold (CSV)", m["folds"].to_csv(index=False), "accuracy_per_fold.csv", "dl_folds")
+        folds = figures.sig3(m["folds"])
+        st.dataframe(folds, hide_index=True, width="stretch")
+        ui.csv_button("Accuracy per fold (CSV)", figures.csv_text(folds), "accuracy_per_fold.csv", "dl_folds")
     else:
         st.info("metrics.json holds no per-fold accuracy.")
 with col_layers:
     st.subheader("Model layers")
     layers = loaders.layer_table(run_dir, stamp)
     st.dataframe(layers, hide_index=True, width="stretch")
-    ui.csv_button("Layers (CSV)", layers.to_csv(index=False), "layers.csv", "dl_layers")
+    ui.csv_button("Layers (CSV)", figures.csv_text(layers), "layers.csv", "dl_layers")
 
 st.subheader("AU-selective filters: the funnel of controls")
 ui.honest_summary(run_dir, stamp, key="overview")
@@ -42,17 +48,19 @@ ui.honest_summary(run_dir, stamp, key="overview")
 col_conf, col_curves = st.columns([1, 1])
 with col_conf:
     if m["confusion"] is not None:
-        st.plotly_chart(figures.confusion_figure(m["confusion"], list(reader.class_names)), key="confusion")
+        st.plotly_chart(loaders.confusion_figure(run_dir, stamp), key="confusion")
         conf = m["confusion"]
-        csv = "true\\predicted," + ",".join(reader.class_names) + "\n" + "\n".join(
-            name + "," + ",".join(str(int(v)) for v in row) for name, row in zip(reader.class_names, conf, strict=False))
-        ui.csv_button("Confusion matrix (CSV)", csv, "confusion.csv", "dl_conf")
+        table = pd.DataFrame(conf.astype(int), index=list(reader.class_names), columns=list(reader.class_names))
+        ui.csv_button("Confusion matrix (CSV)", table.to_csv(index_label="true class \\ predicted class"),
+                      "confusion.csv", "dl_conf")
     else:
         st.info("metrics.json holds no confusion matrix.")
 with col_curves:
     if m["curves"] is not None:
-        st.plotly_chart(figures.curves_figure(m["curves"]), key="curves")
-        ui.csv_button("Learning curves (CSV)", m["curves"].to_csv(index=False), "learning_curves.csv", "dl_curves")
+        per_fold = st.toggle("Show each fold's curve", key="overview_per_fold",
+                             help="the mean over folds with a band of ± one standard deviation; on: every fold too")
+        st.plotly_chart(loaders.curves_figure(run_dir, stamp, per_fold), key="curves")
+        ui.csv_button("Learning curves (CSV)", figures.csv_text(m["curves"]), "learning_curves.csv", "dl_curves")
     else:
         st.info("metrics.json holds no learning curves.")
 
@@ -65,4 +73,4 @@ with col_img:
 with col_counts:
     st.dataframe(counts, hide_index=True, width="stretch")
     st.caption(f"{int(np.sum(counts['images']))} images in all")
-    ui.csv_button("Counts (CSV)", counts.to_csv(index=False), "class_counts.csv", "dl_counts")
+    ui.csv_button("Counts (CSV)", figures.csv_text(counts), "class_counts.csv", "dl_counts")

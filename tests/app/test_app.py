@@ -31,13 +31,23 @@ def _keep_cache_env():
 
 
 def app(cache) -> AppTest:
-    """A fresh AppTest of the dashboard over ``cache`` (Streamlit's caches emptied first)."""
+    """A fresh AppTest of the dashboard over ``cache`` (Streamlit's caches emptied first, which
+    also gives it a fresh job registry)."""
     import os
 
     os.environ["FERCORE_CACHE"] = str(cache)
     st.cache_data.clear()
     st.cache_resource.clear()
     return AppTest.from_file(MAIN, default_timeout=120)
+
+
+def finish_jobs(at: AppTest, timeout: float = 300) -> AppTest:
+    """Wait for the server-side jobs the page started (they run in threads), then run the page."""
+    from app.jobs import registry
+
+    for job in registry().running():
+        assert job.wait(timeout), f"{job.label} did not finish in {timeout} s"
+    return at.run()
 
 
 def texts(at: AppTest) -> str:
@@ -97,7 +107,7 @@ def test_overview_shows_accuracy_protocol_layers_and_data(tiny_cache, tiny_run):
     assert at.sidebar.selectbox(key="run_picker").value == str(tiny_run)
     assert "Mean test accuracy" in at.metric[0].label and "%" in at.metric[0].value
     assert "Protocol:" in texts(at) and "subject" in texts(at)
-    layers = at.dataframe[1].value
+    layers = next(d.value for d in at.dataframe if "receptive field (px)" in d.value.columns)
     assert list(layers["layer"])[0] == "features.conv1" and (layers["filters"] > 0).all()
     assert len(at.get("plotly_chart")) >= 2  # confusion matrix and learning curves
     assert len(at.get("image")) >= 1  # the montage
@@ -130,9 +140,15 @@ def test_fau_map_every_statistic_and_order(tiny_cache):
     at.run()
     at.switch_page("views/fau_map.py").run()
     assert_clean(at)
-    for stat in at.selectbox(key="fau_stat").options:
-        at.selectbox(key="fau_stat").set_value(stat).run()
+    from app.loaders import STATISTICS
+
+    by_label = {v: k for k, v in STATISTICS.items()}
+    for label in at.selectbox(key="fau_stat").options:  # options are shown in words
+        at.selectbox(key="fau_stat").set_value(by_label[label]).run()
         assert_clean(at)
+        for distinct in (True, False):
+            at.toggle(key="fau_distinct").set_value(distinct).run()
+            assert_clean(at)
     for order in ("evidence", "index", "cluster"):
         at.radio(key="fau_order").set_value(order).run()
         assert_clean(at)
@@ -254,6 +270,9 @@ def test_empty_cache_builds_the_default_with_a_progress_bar(tiny_cache, tiny_run
     monkeypatch.setattr(fercore.pipeline, "build_default", fake_build)
     at = app(tmp_path)
     at.run()
+    assert not at.exception
+    assert "builds the embedded default" in texts(at)
+    finish_jobs(at)
     assert calls == [1]
     assert_clean(at)
     assert any(t.value == "Overview" for t in at.title)
@@ -270,7 +289,7 @@ def test_rebuild_button_records_and_analyses_again(tiny_run, tmp_path):
     at.run()
     assert "records.h5 missing" in " ".join(e.value for e in at.error)
     at.button(key="rebuild_records").click().run()
-    at.run()
+    finish_jobs(at)
     assert_clean(at)
     assert (dest / "records.h5").exists()
     assert "Mean test accuracy" in at.metric[0].label

@@ -1,22 +1,37 @@
-"""End to end in a real browser: Debian's Chromium, driven by Playwright, against a live
-``streamlit run app/main.py`` that this module starts and always stops.
+"""End to end in a real browser: Debian's Chromium, driven by Playwright, against live
+``streamlit run app/main.py`` servers that this module starts and always stops.
 
-Every view is opened, a real face photo is uploaded, and screenshots are saved (to a temporary
-folder). With ``FERCORE_SCREENSHOTS=<folder>`` the same test writes the README's screenshots from
-the run(s) in the normal cache (``$FERCORE_CACHE`` or ``cache/``) instead of the tiny test run,
-``FERCORE_SCREENSHOTS_RUN=<run name>`` choosing the run:
+Two servers:
 
-    FERCORE_SCREENSHOTS=docs/screenshots python -m pytest -q -m browser tests/app/test_browser.py
+- ``server``, over the tiny run's cache (with its null network): every view is opened, a real
+  face photo is uploaded (and nothing new may appear on disk), a heat-map cell is clicked (the
+  Filter and AU pickers must follow), and a link with run/layer/filter/AU reopens that view.
+- ``build_server``, started exactly as the README says (``streamlit run app/main.py``, only the
+  port added, no ``--server.address``) over an empty cache: it must listen on 127.0.0.1 only,
+  and it builds the default run in a server-side job. So that the build takes seconds, not three
+  minutes, the test hook ``FERCORE_APP_DEFAULT_BUILD`` (:data:`app.loaders.DEFAULT_BUILD_ENV`)
+  makes the default the tiny phantom run of ``tests/conftest.py`` (``TINY_PHANTOM``, a tiny
+  ``TINY_TRAIN`` over three folds). A second tab shows the same progress with an explanation,
+  the first tab is closed, and the build completes anyway.
+
+With ``FERCORE_SCREENSHOTS=<folder>`` the first test writes the README's screenshots from the
+run(s) in the normal cache (``$FERCORE_CACHE`` or ``cache/``) instead of the tiny test run,
+``FERCORE_SCREENSHOTS_RUN=<run name>`` choosing the run (``scripts/refresh_docs.py`` does this):
+
+    FERCORE_SCREENSHOTS=docs/screenshots python -m pytest -q -m browser tests/app/test_browser.py -k every_view
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -30,6 +45,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-s
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--no-first-run"]
 IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
+SCREENSHOTS = os.environ.get("FERCORE_SCREENSHOTS")
 
 
 def _free_port() -> int:
@@ -38,63 +54,88 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _start(cmd: list[str], env: dict, port: int):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _stop(proc)
+            pytest.fail(f"streamlit did not start on {url} (exit code {proc.poll()})")
+        time.sleep(0.3)
+
+
+def _stop(proc) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.fixture(scope="module")
 def shots_dir(tmp_path_factory) -> Path:
-    out = os.environ.get("FERCORE_SCREENSHOTS")
-    d = Path(out) if out else tmp_path_factory.mktemp("screenshots")
+    d = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path_factory.mktemp("screenshots")
     d.mkdir(parents=True, exist_ok=True)
     return d
 
 
 @pytest.fixture(scope="module")
-def server(request):
+def server_tmp(tmp_path_factory) -> Path:
+    """The server's own temporary folder (``TMPDIR``): an upload must leave it empty."""
+    return tmp_path_factory.mktemp("server-tmp")
+
+
+@pytest.fixture(scope="module")
+def server(request, server_tmp):
     """URL of a dashboard server over the tiny run's cache (or the normal cache for screenshots)."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
-    pytest.importorskip("playwright.sync_api")
-    env = dict(os.environ)
-    if not os.environ.get("FERCORE_SCREENSHOTS"):
+    env = dict(os.environ, TMPDIR=str(server_tmp))
+    if not SCREENSHOTS:
         env["FERCORE_CACHE"] = str(request.getfixturevalue("tiny_cache"))
         request.getfixturevalue("tiny_null")  # the controls need the null network
     port = _free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.address=127.0.0.1",
            f"--server.port={port}", "--server.headless=true", "--browser.gatherUsageStats=false"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = _start(cmd, env, port)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start on {url} (exit code {proc.poll()})")
-            time.sleep(0.3)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            ctx = browser.new_page(viewport={"width": 1600, "height": 1000}, device_scale_factor=1)
-            ctx.set_default_timeout(120_000)
-            yield ctx
+            yield b
         finally:
-            browser.close()
+            b.close()
+
+
+def new_page(browser, width: int = 1600):
+    page = browser.new_page(viewport={"width": width, "height": 1000}, device_scale_factor=1)
+    page.set_default_timeout(180_000)
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(browser, server):
+    p = new_page(browser)
+    yield p
+    p.close()
 
 
 def settle(page, heading: str) -> None:
@@ -108,13 +149,14 @@ def settle(page, heading: str) -> None:
 def shoot(page, path: Path) -> None:
     """Screenshot of the whole view (Streamlit scrolls inside its main block, so the window is
     made as tall as the content first)."""
-    height = page.evaluate(
-        "Math.max(...[...document.querySelectorAll('[data-testid=stMain], [data-testid=stMainBlockContainer]')]"
-        ".map(e => e.scrollHeight), 800)")
-    page.set_viewport_size({"width": 1600, "height": min(int(height) + 40, 6000)})
-    page.wait_for_timeout(1000)
+    width = page.viewport_size["width"]
+    js = ("Math.max(...[...document.querySelectorAll('[data-testid=stMain], [data-testid=stMainBlockContainer]')]"
+          ".map(e => e.scrollHeight), 800)")
+    for _ in range(2):  # images and charts that finish loading make the page taller
+        page.set_viewport_size({"width": width, "height": min(int(page.evaluate(js)) + 40, 8000)})
+        page.wait_for_timeout(1200)
     page.screenshot(path=str(path))
-    page.set_viewport_size({"width": 1600, "height": 1000})
+    page.set_viewport_size({"width": width, "height": 1000})
 
 
 def no_exceptions(page) -> None:
@@ -122,42 +164,54 @@ def no_exceptions(page) -> None:
     assert page.locator("[data-testid=stAlertContentError]").count() == 0
 
 
+def query(page) -> dict:
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlparse(page.url).query))
+
+
+# ------------------------------------------------------------------------- the tiny run's server
 def test_every_view_and_an_upload(server, page, shots_dir, face_png):
     run = os.environ.get("FERCORE_SCREENSHOTS_RUN")  # which run the screenshots show
     page.goto(f"{server}/overview" + (f"?run={run}" if run else ""))
     settle(page, "Overview")
     no_exceptions(page)
     assert page.get_by_text("Mean test accuracy").count() > 0
-    assert page.get_by_text("exact within-emotion permutation test", exact=False).count() > 0  # the funnel
+    assert page.get_by_text("within-emotion permutation test", exact=False).count() > 0  # the funnel
     assert page.get_by_text("No null network yet").count() == 0
     page.locator("[data-testid=stPlotlyChart]").nth(1).wait_for()  # confusion matrix, learning curves
     page.locator("[data-testid=stImage] img").first.wait_for()  # the montage
     shoot(page, shots_dir / "overview.png")
 
-    page.goto(f"{server}/filters")
+    page.locator("[data-testid=stSidebarNav] a[href$='/filters']").click()
     settle(page, "Filters")
     no_exceptions(page)
     page.locator("[data-testid=stImage] img").nth(8).wait_for()  # the filter grid
     shoot(page, shots_dir / "filters.png")
 
-    page.goto(f"{server}/fau-map")
+    page.locator("[data-testid=stSidebarNav] a[href$='/fau-map']").click()
     settle(page, "FAU map")
     no_exceptions(page)
     page.locator("[data-testid=stPlotlyChart] .heatmaplayer, [data-testid=stPlotlyChart] .hm").first.wait_for()
     shoot(page, shots_dir / "fau_map.png")
 
-    page.goto(f"{server}/upload")
+    page.locator("[data-testid=stSidebarNav] a[href$='/runs']").click()
+    settle(page, "Runs")
+    no_exceptions(page)
+    page.locator("[data-testid=stDataFrame]").first.wait_for()
+    shoot(page, shots_dir / "runs.png")
+
+    page.locator("[data-testid=stSidebarNav] a[href$='/upload']").click()
     settle(page, "Upload a face")
     page.locator("[data-testid=stFileUploader] input[type=file]").set_input_files(
         files=[{"name": "astronaut.png", "mimeType": "image/png", "buffer": face_png}])
     page.get_by_text("Predicted expression").wait_for()
-    settle(page, "Grad-CAM per class")
+    settle(page, "Grad-CAM per class, weighted by the class probability")
     no_exceptions(page)
     assert page.locator("[data-testid=stMetricValue]").first.inner_text().strip()
     assert page.locator("[data-testid=stImage] img").count() > 8  # crop, Grad-CAM and activation overlays
+    assert page.get_by_text("seen only drawn faces", exact=False).count() > 0  # a phantom-trained run
     shoot(page, shots_dir / "upload.png")
 
-    for name in ("overview", "filters", "fau_map", "upload"):
+    for name in ("overview", "filters", "fau_map", "runs", "upload"):
         assert (shots_dir / f"{name}.png").stat().st_size > 10_000
 
 
@@ -169,3 +223,191 @@ def test_bad_upload_shows_a_message(server, page):
     page.get_by_text("not an image").first.wait_for()
     page.wait_for_selector(IDLE)
     assert page.locator("[data-testid=stException]").count() == 0
+
+
+def _files(*roots: Path) -> dict[str, tuple[int, int]]:
+    out = {}
+    for root in roots:
+        if root.is_dir():
+            for p in root.rglob("*"):
+                if p.is_file():
+                    st = p.stat()
+                    out[str(p)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+@pytest.mark.skipif(bool(SCREENSHOTS), reason="checks the tiny test cache")
+def test_an_upload_writes_nothing_to_disk(server, browser, tiny_cache, server_tmp, face_png):
+    """The photo stays in the server's memory: no new or changed file in the cache folder, the
+    server's temporary folder, the system temporary folder or ~/.streamlit."""
+    import tempfile
+
+    watched = (tiny_cache, server_tmp, Path(tempfile.gettempdir()), Path.home() / ".streamlit")
+    p = new_page(browser)
+    try:
+        p.goto(f"{server}/upload")
+        settle(p, "Upload a face")
+        time.sleep(0.5)
+        before = _files(*watched[:2], watched[3])
+        tmp_before = {f for f in os.listdir(watched[2])}
+        marker = face_png + b"fercore-privacy-marker"  # a PNG with trailing bytes: decodes the same
+        p.locator("[data-testid=stFileUploader] input[type=file]").set_input_files(
+            files=[{"name": "private.png", "mimeType": "image/png", "buffer": marker}])
+        p.get_by_text("Predicted expression").wait_for()
+        settle(p, "Grad-CAM per class, weighted by the class probability")
+        after = _files(*watched[:2], watched[3])
+        assert after == before, {k: v for k, v in after.items() if before.get(k) != v}
+        new_tmp = {f for f in os.listdir(watched[2])} - tmp_before
+        for name in new_tmp:  # other programs share /tmp: only a file holding the photo would count
+            path = Path(watched[2]) / name
+            if path.is_file() and path.stat().st_size < 50_000_000:
+                assert b"fercore-privacy-marker" not in path.read_bytes(), path
+    finally:
+        p.close()
+
+
+@pytest.mark.skipif(bool(SCREENSHOTS), reason="checks the tiny test run")
+def test_clicking_a_heat_map_cell_sets_the_pickers(server, page, tiny_run):
+    from fercore.store.reader import open_run
+
+    ev = open_run(tiny_run).evidence("features.conv3")
+    order = [int(f) for f in ev["order_evidence"]]
+    au_ids = [int(a) for a in ev["au_ids"]]
+    row = 1
+    col = next(c for c in range(len(au_ids)) if c != int(ev["judged"][order[row]]))
+    want_f, want_au = order[row], au_ids[col]
+
+    page.goto(f"{server}/fau-map?layer=features.conv3&stat=share&distinct=0")
+    settle(page, "FAU map")
+    assert query(page).get("filter") != str(want_f) or query(page).get("au") != f"AU{want_au}"
+    grid = page.locator("[data-testid=stPlotlyChart]").first.locator(".nsewdrag[data-subplot=xy]")
+    grid.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    box = grid.bounding_box()
+    x = box["x"] + box["width"] * (col + 0.5) / len(au_ids)
+    y = box["y"] + box["height"] * (row + 0.5) / len(order)
+    page.mouse.move(x - 4, y - 2)
+    page.wait_for_timeout(200)
+    page.mouse.move(x, y)
+    page.wait_for_timeout(400)
+    page.mouse.click(x, y)
+    page.get_by_role("button", name=f"Open filter #{want_f} in the Filters view").wait_for(timeout=30_000)
+    page.wait_for_selector(IDLE)
+    assert query(page).get("filter") == str(want_f) and query(page).get("au") == f"AU{want_au}"
+    no_exceptions(page)
+    page.get_by_role("button", name=f"Open filter #{want_f} in the Filters view").click()
+    settle(page, "Filters")
+    page.get_by_role("heading", name=f"features.conv3 filter #{want_f} under the controls").wait_for()
+    assert page.get_by_text(f"AU{want_au}", exact=False).count() > 0
+
+
+@pytest.mark.skipif(bool(SCREENSHOTS), reason="checks the tiny test run")
+def test_a_link_reopens_the_view(server, browser, tiny_run):
+    from fercore.store.reader import open_run
+
+    ev = open_run(tiny_run).evidence("features.conv2")
+    f, au = int(ev["order_evidence"][-1]), int(ev["au_ids"][2])
+    p = new_page(browser)  # a new browser session: only the address carries the view
+    try:
+        p.goto(f"{server}/filters?run={tiny_run.name}&layer=features.conv2&filter={f}&au=AU{au}&distinct=1")
+        settle(p, "Filters")
+        no_exceptions(p)
+        p.get_by_role("heading", name=f"features.conv2 filter #{f} under the controls").wait_for()
+        p.get_by_role("heading", name=f"features.conv2 filter #{f}: top", exact=False).first.wait_for()
+        assert p.get_by_text("(distinct)", exact=False).count() > 0
+        assert p.get_by_text(f"**AU{au}", exact=False).count() == 0  # markdown rendered, not raw
+        q = query(p)
+        assert (q["run"], q["layer"], q["filter"], q["au"], q["distinct"]) == \
+            (tiny_run.name, "features.conv2", str(f), f"AU{au}", "1")
+        p.goto(f"{server}/overview?run=no-such-run-0000")
+        settle(p, "Overview")
+        assert p.get_by_text("no-such-run-0000", exact=False).count() > 0  # named, not a silent fall-back
+    finally:
+        p.close()
+
+
+# --------------------------------------------------------------- the README's command, empty cache
+def _listening(port: int) -> list[tuple[str, str]]:
+    """(file, local address) of every listening TCP socket on ``port`` (from /proc/net)."""
+    out = []
+    for name in ("tcp", "tcp6"):
+        path = Path("/proc/net") / name
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            parts = line.split()
+            local, state = parts[1], parts[3]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                out.append((name, local.rsplit(":", 1)[0]))
+    return out
+
+
+def _other_addresses() -> list[str]:
+    """This machine's IPv4 addresses other than loopback."""
+    try:
+        text = subprocess.run(["hostname", "-I"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        text = ""
+    return [a for a in text.split() if "." in a and not a.startswith("127.")]
+
+
+@pytest.fixture(scope="module")
+def build_server(tmp_path_factory):
+    """``streamlit run app/main.py`` as README says (port added), over an empty cache whose
+    default build is the tiny phantom run."""
+    from conftest import TINY_K, TINY_PHANTOM, TINY_TRAIN
+
+    cache = tmp_path_factory.mktemp("empty-cache")
+    spec = {"phantom": TINY_PHANTOM, "train_options": {**TINY_TRAIN, "epochs": 4, "folds": [0, 1, 2]},
+            "k": TINY_K}
+    env = dict(os.environ, FERCORE_CACHE=str(cache), FERCORE_APP_DEFAULT_BUILD=json.dumps(spec))
+    port = _free_port()
+    proc, url = _start([sys.executable, "-m", "streamlit", "run", "app/main.py", f"--server.port={port}"], env, port)
+    try:
+        yield url, port, cache
+    finally:
+        _stop(proc)
+
+
+def test_the_readme_command_listens_on_loopback_only(build_server):
+    url, port, _ = build_server
+    sockets = _listening(port)
+    assert sockets, f"nothing listens on port {port}"
+    assert all(addr == "0100007F" for _, addr in sockets), sockets  # 127.0.0.1, no 0.0.0.0, no [::]
+    for addr in _other_addresses():
+        with socket.socket() as s, pytest.raises(OSError):
+            s.settimeout(2)
+            s.connect((addr, port))
+
+
+def test_the_build_runs_on_the_server_and_outlives_its_tab(build_server, browser):
+    url, _, cache = build_server
+    first = new_page(browser)
+    first.goto(url)
+    first.get_by_text("builds the embedded default", exact=False).wait_for()
+    bar = "[data-testid=stProgress]"
+    first.locator(bar).first.wait_for()
+    first.get_by_text("Building the default run:", exact=False).first.wait_for()
+    assert first.get_by_text("you may close this tab", exact=False).count() > 0
+
+    second = new_page(browser)
+    try:
+        second.goto(url)
+        second.get_by_text("from another browser tab or by another user", exact=False).wait_for()
+        second.locator(bar).first.wait_for()
+        text_2 = second.get_by_text("Building the default run:", exact=False).first.inner_text()
+        text_1 = first.get_by_text("Building the default run:", exact=False).first.inner_text()
+        stages = []
+        for text in (text_2, text_1):  # one job: its stage, elapsed time and estimate in both tabs
+            m = re.search(r"\(stage (\d)/5", text)
+            assert m and "elapsed" in text and "left" in text, text
+            stages.append(int(m.group(1)))
+        assert 0 <= stages[1] - stages[0] <= 1  # read one after the other: the same stage, or the next
+        first.close()  # closing the tab that started it does not stop the build
+        second.get_by_role("heading", name="Overview").wait_for(timeout=600_000)
+        second.wait_for_selector(IDLE)
+        assert second.get_by_text("Mean test accuracy").count() > 0
+    finally:
+        second.close()
+    (run,) = [d for d in (cache / "runs").iterdir() if d.is_dir()]
+    assert (run / "records.h5").exists() and (run / "null" / "untrained" / "records.h5").exists()

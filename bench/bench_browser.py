@@ -1,0 +1,177 @@
+"""Dashboard speed in a real browser: time from a click to the page's script state ``notRunning``.
+
+A ``streamlit run app/main.py`` server is started over the cache (``$FERCORE_CACHE`` or
+``cache/``) and Debian's Chromium, driven by Playwright, clicks through it. Each figure is the
+time from the click (dispatched in the page) until ``[data-testid=stApp]`` has gone through
+``data-test-script-state=running`` back to ``notRunning``: the server's script run plus the round
+trips and the browser's work until the run is reported finished (charts may still be painting).
+
+Targets on the default run: a view switch and a filter switch at most 300 ms; the Runs view
+comparing three runs at most 1 s.
+
+    python bench/bench_browser.py                         # the newest run in the cache
+    python bench/bench_browser.py --run <run name> --json figures.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run"]
+IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
+
+#: Clicks ``selector`` and resolves with the ms until the script state went running -> notRunning.
+_TIMED_CLICK = """async (selector) => {
+  const app = document.querySelector('[data-testid=stApp]');
+  const el = document.querySelector(selector);
+  if (!el) return -2;
+  return await new Promise((resolve) => {
+    let running = false;
+    const t0 = performance.now();
+    const obs = new MutationObserver(() => {
+      const s = app.getAttribute('data-test-script-state');
+      if (s === 'running') running = true;
+      if (running && s === 'notRunning') { obs.disconnect(); resolve(performance.now() - t0); }
+    });
+    obs.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+    el.click();
+    setTimeout(() => { obs.disconnect(); resolve(-1); }, 60000);
+  });
+}"""
+
+
+#: Arms an observer that resolves (as ``window.__fercoreRun``) with the ms from the next key press
+#: until the script state went running -> notRunning.
+_ARM_KEY = """() => {
+  const app = document.querySelector('[data-testid=stApp]');
+  let t0 = null;
+  document.addEventListener('keydown', () => { if (t0 === null) t0 = performance.now(); },
+                            {capture: true, once: true});
+  window.__fercoreRun = new Promise((resolve) => {
+    let running = false;
+    const obs = new MutationObserver(() => {
+      const s = app.getAttribute('data-test-script-state');
+      if (s === 'running') running = true;
+      if (running && s === 'notRunning' && t0 !== null) { obs.disconnect(); resolve(performance.now() - t0); }
+    });
+    obs.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+    setTimeout(() => { obs.disconnect(); resolve(-1); }, 60000);
+  });
+}"""
+
+
+def _server(port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/main.py", f"--server.port={port}",
+                             "--server.address=127.0.0.1"], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
+                return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.terminate()
+    raise SystemExit("streamlit did not start")
+
+
+def _settle(page) -> None:
+    page.wait_for_selector(IDLE)
+    page.wait_for_timeout(600)
+    page.wait_for_selector(IDLE)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", help="run name to open (default: the one the dashboard opens first)")
+    ap.add_argument("--repeats", type=int, default=8)
+    ap.add_argument("--port", type=int, default=8599)
+    ap.add_argument("--json", help="also write the figures to this JSON file")
+    args = ap.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    proc = _server(args.port)
+    url = f"http://127.0.0.1:{args.port}"
+    rows = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(300_000)
+            page.goto(f"{url}/overview" + (f"?run={args.run}" if args.run else ""))
+            _settle(page)
+            views = ["filters", "fau-map", "upload", "overview"]
+            for v in views:  # warm every view once
+                page.evaluate(_TIMED_CLICK, f"[data-testid=stSidebarNav] a[href$='/{v}']")
+                _settle(page)
+            times = []
+            for i in range(args.repeats * len(views)):
+                ms = page.evaluate(_TIMED_CLICK, f"[data-testid=stSidebarNav] a[href$='/{views[i % len(views)]}']")
+                times.append(ms)
+                _settle(page)
+            rows.append(("switch view (round robin over 4 views)", times, 300))
+
+            page.evaluate(_TIMED_CLICK, "[data-testid=stSidebarNav] a[href$='/filters']")
+            _settle(page)
+            times = []
+            for i in range(args.repeats + 2):
+                picker = page.locator("[data-testid=stSelectbox] input[aria-label='Filter']")
+                picker.focus()
+                for _ in range(1 + i % 5):  # open the list and walk down it
+                    page.keyboard.press("ArrowDown")
+                page.locator("[role=option]").first.wait_for()
+                page.evaluate(_ARM_KEY)
+                page.keyboard.press("Enter")  # the filter is chosen: timed from this key press
+                ms = page.evaluate("() => window.__fercoreRun")
+                _settle(page)
+                if i >= 2:  # the first two fill the caches of new filters
+                    times.append(ms)
+            rows.append(("switch filter (Filters view, Filter picker, Enter)", times, 300))
+
+            page.evaluate(_TIMED_CLICK, "[data-testid=stSidebarNav] a[href$='/runs']")
+            _settle(page)
+            n_runs = len(page.locator("[data-testid=stMultiSelect] [data-baseweb=tag]").all())
+            times = []
+            for _ in range(args.repeats):
+                page.evaluate(_TIMED_CLICK, "[data-testid=stSidebarNav] a[href$='/overview']")
+                _settle(page)
+                times.append(page.evaluate(_TIMED_CLICK, "[data-testid=stSidebarNav] a[href$='/runs']"))
+                _settle(page)
+            rows.append((f"Runs view, {n_runs} runs compared", times, 1000))
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    print(f"\n{'what':48s} {'median ms':>10s} {'max ms':>8s}  target ms")
+    out = []
+    for what, times, target in rows:
+        bad = [t for t in times if t < 0]
+        ok = [t for t in times if t >= 0]
+        print(f"{what}: {[round(t) for t in times]}")
+        if not ok:
+            continue
+        med, mx = statistics.median(ok), max(ok)
+        print(f"{what:48s} {med:10.0f} {mx:8.0f}  {target}" + (f"  ({len(bad)} timed out)" if bad else ""))
+        out.append({"what": what, "median_ms": round(med), "max_ms": round(mx), "target_ms": target, "n": len(ok)})
+    load = os.getloadavg()[0]
+    print(f"(load average {load:.1f} on {os.cpu_count()} CPUs while measuring)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": out, "load": load}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

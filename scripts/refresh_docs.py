@@ -1,0 +1,171 @@
+"""Regenerate the dashboard's documentation from a fresh default build: the screenshots of every
+view (docs/screenshots/), the measured dashboard figures in README.md and docs/dashboard.md, and
+(with ``--stages``) the cost of each stage of the default build that weighs the build's progress
+bar (``app/jobs.py`` ``STAGE_SECONDS``).
+
+    python scripts/refresh_docs.py                    # the cache of $FERCORE_CACHE, else cache/
+    python scripts/refresh_docs.py --stages           # also time a default build in a fresh cache (~3 min)
+
+Steps: build the default run (cached when it exists); train, record and analyse two small
+comparison runs on the same phantom faces so that the Runs view has three runs to compare
+(``phantom-emotion`` and ``phantom-default`` with another initialisation, two folds each);
+``bench/bench_app.py`` (server time, AppTest) and ``bench/bench_browser.py`` (real browser, click
+to ``notRunning``) on the default run; the screenshots through the real-browser test in
+screenshot mode; then README.md's measured-table rows that start with ``| dashboard`` and the marked block of
+docs/dashboard.md (``<!-- refresh_docs:speed -->``) are rewritten with the figures. CI does not run
+this script (it trains for minutes); run it after a change that alters what the views show.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+#: The comparison runs of the Runs view: (preset, overrides).
+EXTRA_RUNS = (("phantom-emotion", {"folds": (1, 2)}), ("phantom-default", {"folds": (0, 1), "init_seed": 1}))
+
+
+def build_default(progress_log: list) -> Path:
+    from fercore.pipeline import build_default as build
+
+    t0 = time.perf_counter()
+    last = [None]
+
+    def progress(done, total, stage):
+        name = stage.split(" ")[0]
+        if name != last[0]:
+            progress_log.append((name, time.perf_counter() - t0))
+            last[0] = name
+
+    run = build(progress=progress)
+    progress_log.append(("end", time.perf_counter() - t0))
+    return Path(run)
+
+
+def stage_costs(log: list) -> dict[str, float]:
+    return {a: round(tb - ta, 1) for (a, ta), (_, tb) in zip(log, log[1:], strict=False) if a not in ("done", "end")}
+
+
+def extra_runs(default_run: Path) -> list[Path]:
+    from fercore.analysis.analyze import analyze
+    from fercore.recording.record import record
+    from fercore.store.reader import open_run
+    from fercore.training.presets import train_preset
+
+    data = Path(open_run(default_run).config["faceset"]["path"])
+    out = []
+    for preset, overrides in EXTRA_RUNS:
+        run = Path(train_preset(data, preset, **overrides))
+        reader = open_run(run)
+        if not reader.has_records:
+            record(run)
+        if not open_run(run).has_stats or (open_run(run).analysis_info().get("null") or None) != "untrained":
+            analyze(run, null="untrained")
+        out.append(run)
+    return out
+
+
+def run_json(cmd: list[str], env: dict) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        path = f.name
+    subprocess.run([*cmd, "--json", path], cwd=REPO, env=env, check=True)
+    return json.loads(Path(path).read_text())
+
+
+def replace_block(path: Path, marker: str, text: str) -> None:
+    """Replace what stands between ``<!-- refresh_docs:marker -->`` and ``<!-- /refresh_docs:marker -->``."""
+    body = path.read_text()
+    pat = re.compile(rf"(<!-- refresh_docs:{marker} -->\n).*?(<!-- /refresh_docs:{marker} -->)", re.S)
+    if not pat.search(body):
+        raise SystemExit(f"{path}: no <!-- refresh_docs:{marker} --> block")
+    path.write_text(pat.sub(lambda m: m.group(1) + text + m.group(2), body))
+
+
+def replace_rows(path: Path, prefix: str, rows: str) -> None:
+    """Replace the table rows of ``path`` that start with ``prefix`` by ``rows``, where the first
+    stood (a comment marker inside a Markdown table would end the table)."""
+    lines = path.read_text().splitlines(keepends=True)
+    at = [i for i, line in enumerate(lines) if line.startswith(prefix)]
+    if not at:
+        raise SystemExit(f"{path}: no table row starting with {prefix!r}")
+    keep = [line for i, line in enumerate(lines) if i not in at]
+    keep[at[0]:at[0]] = [rows]
+    path.write_text("".join(keep))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stages", action="store_true", help="also time a default build in a fresh cache")
+    ap.add_argument("--no-bench", action="store_true", help="screenshots only")
+    args = ap.parse_args()
+    env = dict(os.environ)
+    from fercore.store.layout import cache_dir
+
+    print(f"cache: {cache_dir()}")
+    if args.stages:
+        with tempfile.TemporaryDirectory() as fresh:
+            os.environ["FERCORE_CACHE"] = fresh
+            log: list = []
+            build_default(log)
+            print("stage costs of a fresh default build (s):", json.dumps(stage_costs(log)),
+                  f"(load {os.getloadavg()[0]:.1f}); put them in app/jobs.py STAGE_SECONDS")
+            os.environ.pop("FERCORE_CACHE")
+            if "FERCORE_CACHE" in env:
+                os.environ["FERCORE_CACHE"] = env["FERCORE_CACHE"]
+    log = []
+    default = build_default(log)
+    print(f"default run: {default.name} (ready in {log[-1][1]:.1f} s)")
+    for run in extra_runs(default):
+        print(f"comparison run: {run.name}")
+
+    if not args.no_bench:
+        app = run_json([sys.executable, "bench/bench_app.py", "--run", str(default)], env)
+        web = run_json([sys.executable, "bench/bench_browser.py", "--run", default.name], env)
+        server = {r["what"].split(" (")[0].split(",")[0]: r for r in app["rows"]}
+        browser = {r["what"].split(" (")[0].split(",")[0]: r for r in web["rows"]}
+        lines = ["| what | browser: click to idle, median ms | server (AppTest) median ms | target ms |",
+                 "|---|---:|---:|---:|"]
+        for key, label in (("switch view", "switch view (round robin over 4 views)"),
+                           ("switch filter", "switch filter (Filters view)"),
+                           ("Runs view", "Runs view, three runs compared")):
+            b, s = browser.get(key), server.get(key)
+            lines.append(f"| {label} | {b['median_ms'] if b else '–'} | {s['median_ms'] if s else '–'} | "
+                         f"{(b or s or {}).get('target_ms', '–')} |")
+        for r in app["rows"]:
+            if r["what"].startswith(("switch statistic", "upload")):
+                lines.append(f"| {r['what']} | – | {r['median_ms']} | {r['target_ms']} |")
+        when = time.strftime("%Y-%m-%d")
+        speed = ("\n".join(lines) + f"\n\nMeasured {when} on the default run `{default.name}` with "
+                 f"`python scripts/refresh_docs.py` (load average {web['load']:.1f} in the browser bench, "
+                 f"{app['load']:.1f} in the server bench, 2 cores).\n")
+        replace_block(REPO / "docs" / "dashboard.md", "speed", speed)
+        sv, sf = server.get("switch view"), server.get("switch filter")
+        bv, bf, br = browser.get("switch view"), browser.get("switch filter"), browser.get("Runs view")
+        up = next((r for r in app["rows"] if r["what"].startswith("upload:")), None)
+        readme = (f"| dashboard: switch view / filter, click to idle in a real browser; Runs view with three runs | "
+                  f"{bv['median_ms']} / {bf['median_ms']} ms; {br['median_ms']} ms | `python bench/bench_browser.py` |\n"
+                  f"| dashboard: the same, server time; an upload's analysis | "
+                  f"{sv['median_ms']} / {sf['median_ms']} ms; {up['median_ms'] if up else '–'} ms | "
+                  f"`python bench/bench_app.py` |\n")
+        replace_rows(REPO / "README.md", "| dashboard", readme)
+
+    shots = REPO / "docs" / "screenshots"
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "browser", "tests/app/test_browser.py", "-k",
+                    "every_view", "-p", "no:cacheprovider"], cwd=REPO, check=True,
+                   env={**env, "FERCORE_SCREENSHOTS": str(shots), "FERCORE_SCREENSHOTS_RUN": default.name})
+    print(f"screenshots: {', '.join(sorted(p.name for p in shots.glob('*.png')))}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
