@@ -419,3 +419,62 @@ def bars(values: np.ndarray, labels: list[str], *, title: str, base: np.ndarray 
     fig.update_layout(title=title, barmode="group", height=max(260, 22 * len(labels) + 120),
                       yaxis={"autorange": "reversed"}, margin={"l": 10, "r": 10, "t": 50, "b": 10})
     return fig
+
+
+def frames_player(images: np.ndarray, *, captions: list[str], size: int = 192) -> go.Figure:
+    """A sequence's frames as one figure with a frame slider and a play button (plotly
+    animation: it plays in the browser, no rerun per frame). ``images`` (T, S, S) uint8."""
+    t = len(images)
+    big = [resize(im, size) for im in images]
+
+    def trace(i: int) -> go.Image:
+        return go.Image(z=to_rgb(big[i]), hoverinfo="skip")
+
+    fig = go.Figure(data=[trace(0)], frames=[go.Frame(data=[trace(i)], name=str(i)) for i in range(t)])
+    steps = [{"args": [[str(i)], {"frame": {"duration": 0, "redraw": True}, "mode": "immediate"}],
+              "label": str(i), "method": "animate"} for i in range(t)]
+    fig.update_layout(
+        height=size + 150, width=size + 80, margin=dict(l=10, r=10, t=30, b=10),
+        title=dict(text=captions[0] if captions else "", font=dict(size=12)),
+        xaxis=dict(visible=False), yaxis=dict(visible=False),
+        updatemenus=[{"type": "buttons", "direction": "left", "x": 0.0, "y": -0.02, "xanchor": "left", "yanchor": "top",
+                      "buttons": [
+                          {"label": "▶ play", "method": "animate",
+                           "args": [None, {"frame": {"duration": 180, "redraw": True}, "fromcurrent": True}]},
+                          {"label": "❚❚", "method": "animate",
+                           "args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate"}]}]}],
+        sliders=[{"active": 0, "steps": steps, "x": 0.25, "len": 0.75, "y": -0.02, "yanchor": "top",
+                  "currentvalue": {"prefix": "frame "}, "pad": {"t": 0}}],
+    )
+    for i, fr in enumerate(fig.frames):
+        fr.layout = go.Layout(title=dict(text=captions[i] if i < len(captions) else ""))
+    return fig
+
+
+def time_panels(panels: list[tuple[str, dict[str, np.ndarray], str]], *, frame: int | None = None,
+                phases: np.ndarray | None = None) -> go.Figure:
+    """Stacked line panels over frames sharing the frame axis: each ``(title, {series: (T,)
+    values}, y label)``; a dashed line at ``frame``; the apex frames (or the micro-expression's
+    frames) shaded when ``phases`` marks them (:data:`fercore.data.faceset.PHASE_CODES`)."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=[p[0] for p in panels])
+    colours = ("#c2410c", "#2563eb", "#16a34a", "#9333ea", "#0891b2", "#ca8a04", "#db2777", "#4b5563")
+    for r, (_, series, ylabel) in enumerate(panels, start=1):
+        for j, (name, y) in enumerate(series.items()):
+            y = np.asarray(y, dtype=float)
+            fig.add_trace(go.Scatter(x=np.arange(len(y)), y=y, mode="lines+markers", name=name,
+                                     legendgroup=str(r), line=dict(color=colours[j % len(colours)]),
+                                     marker=dict(size=4)), row=r, col=1)
+        fig.update_yaxes(title_text=ylabel, row=r, col=1)
+    if phases is not None:
+        apex = np.flatnonzero(np.isin(np.asarray(phases), (2, 4)))
+        if len(apex):
+            fig.add_vrect(x0=apex.min() - 0.5, x1=apex.max() + 0.5, fillcolor="#fde68a", opacity=0.3, line_width=0)
+    if frame is not None:
+        fig.add_vline(x=frame, line_dash="dash", line_color="#6b7280")
+    fig.update_xaxes(title_text="frame", row=len(panels), col=1)
+    fig.update_layout(height=230 * len(panels) + 40, margin=dict(l=60, r=20, t=40, b=40),
+                      legend=dict(tracegroupgap=140))
+    return fig

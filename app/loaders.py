@@ -690,3 +690,42 @@ def running_job(run_dir: str | None = None):
     from app import jobs
 
     return jobs.registry().find("run", run_dir) if run_dir else jobs.registry().find("default", "")
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def sequence_table(run_dir: str, stamp: float) -> pd.DataFrame | None:
+    """One row per sequence of the run's FaceSet (``sequence``, ``subject``, ``expression`` — the
+    label of its labelled frames, ``frames``, ``micro`` frames), sorted; None when the FaceSet
+    keeps no sequences with frames."""
+    from fercore.data.faceset import PHASE_CODES
+    from fercore.data.sequences import sequence_index
+
+    fs = faceset(run_dir, stamp)
+    if fs.sequences is None or fs.frames is None:
+        return None
+    index = sequence_index(fs.sequences, fs.frames)
+    rows = []
+    for s, sid in enumerate(index.ids):
+        r = index.rows[s, : index.lengths[s]]
+        lab = fs.labels[r]
+        lab = lab[lab >= 0]
+        expr = fs.class_names[int(np.bincount(lab).argmax())] if len(lab) else "unlabelled"
+        micro = int((fs.phases[r] == PHASE_CODES["micro"]).sum()) if fs.phases is not None else 0
+        rows.append({"sequence": str(sid), "subject": str(fs.subjects[r[0]]), "expression": expr,
+                     "frames": int(len(r)), "micro frames": micro})
+    return pd.DataFrame(rows)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def sequence_view(run_dir: str, stamp: float, sequence: str) -> dict:
+    """One sequence through the run (:func:`fercore.recording.face.sequence_frames`) as plain
+    arrays: ``images``, ``labels``, ``phases``, ``probs``, ``intensity``, ``activation``,
+    ``class_names``, ``au_ids``."""
+    from fercore.recording.face import sequence_frames
+
+    r = reader(run_dir, stamp)
+    with _MODEL_LOCK:
+        sf = sequence_frames(r, sequence)
+    return {"images": sf.images, "labels": sf.labels, "phases": sf.phases, "probs": sf.probs,
+            "intensity": sf.intensity, "activation": sf.activation, "class_names": list(sf.class_names),
+            "au_ids": [int(a) for a in sf.au_ids]}
