@@ -110,7 +110,7 @@ if not temporal:
 else:
     n_seq = np.asarray(temporal["n_sequences"])
     rows = []
-    for j, a in enumerate(au_ids):
+    for j in range(len(au_ids)):
         f = int(temporal["best_filter"][j])
         rows.append({"AU": au_labels[j], "sequences showing it": int(n_seq[j]),
                      "best filter": f"#{f}" if f >= 0 else "—",
