@@ -64,7 +64,8 @@ def stable_hash(obj, *arrays: np.ndarray) -> str:
     for a in arrays:
         a = np.ascontiguousarray(a)
         h.update(str((a.dtype.str, a.shape)).encode())
-        h.update(a.tobytes() if a.dtype != object else "\x00".join(map(str, a.ravel())).encode())
+        # the array's own buffer (no copy of an N-image array; the same bytes as tobytes())
+        h.update(a.reshape(-1).view(np.uint8) if a.dtype != object else "\x00".join(map(str, a.ravel())).encode())
     return h.hexdigest()
 
 
