@@ -22,9 +22,10 @@ __all__ = ["FaceAnalysis", "SequenceFrames", "Upload", "analyze_face", "cached_m
 
 @functools.lru_cache(maxsize=4)
 def _load_model(run_dir: str, fold: int, mtime_ns: int) -> FERNet:
+    from fercore.training.loop import default_device
     from fercore.training.models import load_model
 
-    model = load_model(run_dir, fold=fold)
+    model = load_model(run_dir, fold=fold).to(default_device())  # CUDA when present
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -32,9 +33,9 @@ def _load_model(run_dir: str, fold: int, mtime_ns: int) -> FERNet:
 
 
 def cached_model(run_dir: str | Path, fold: int | None = None) -> FERNet:
-    """``fercore.training.models.load_model(run_dir, fold)`` in eval mode without gradients, kept
-    in a small LRU (``functools.lru_cache``) keyed by run directory, fold and the weights file's
-    modification time, so new weights are picked up."""
+    """``fercore.training.models.load_model(run_dir, fold)`` in eval mode without gradients (on CUDA
+    when present), kept in a small LRU (``functools.lru_cache``) keyed by run directory, fold and
+    the weights file's modification time, so new weights are picked up."""
     from fercore.store.layout import trained_folds
 
     run_dir = Path(run_dir).resolve()
@@ -175,7 +176,8 @@ def analyze_face(reader, face: np.ndarray, *, top: int = 8) -> FaceAnalysis:
     convs = conv_layers(model)
     layers = [name for name in (reader.layers if reader.has_records else convs) if name in convs] or convs
     last = convs[-1]
-    x = to_input(face[None], in_size=model.spec.in_size, method=_normalize_method(reader))
+    dev = next(model.parameters()).device
+    x = to_input(face[None], in_size=model.spec.in_size, method=_normalize_method(reader)).to(dev)
 
     acts: dict[str, torch.Tensor] = {}
 
@@ -196,7 +198,7 @@ def analyze_face(reader, face: np.ndarray, *, top: int = 8) -> FaceAnalysis:
 
     with torch.no_grad():
         logits = head(target)[0]  # (C,)
-    probs = torch.softmax(logits, 0).numpy().astype(np.float32)
+    probs = torch.softmax(logits, 0).cpu().numpy().astype(np.float32)
     n_classes = logits.shape[0]
     # Grad-CAM of every class in one backward pass: copy c of the map feeds class c's logit
     with torch.enable_grad():
@@ -207,12 +209,12 @@ def analyze_face(reader, face: np.ndarray, *, top: int = 8) -> FaceAnalysis:
     size = face.shape[0]
     cam = F.interpolate(cam[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
     peak = cam.flatten(1).max(1).values.clamp_min(1e-12)[:, None, None]
-    cam = torch.where(peak > 1e-12, cam / peak, torch.zeros_like(cam)).clamp(0, 1).numpy().astype(np.float32)
+    cam = torch.where(peak > 1e-12, cam / peak, torch.zeros_like(cam)).clamp(0, 1).cpu().numpy().astype(np.float32)
     names = tuple(reader.class_names) if len(reader.class_names) == n_classes else tuple(
         reader.config.get("class_names", [f"class {i}" for i in range(n_classes)]))
     cams = {names[c]: cam[c] for c in range(n_classes)}
 
-    activations = {name: acts[name][0].detach().numpy().astype(np.float32) for name in layers}
+    activations = {name: acts[name][0].detach().cpu().numpy().astype(np.float32) for name in layers}
     top_filters = {}
     for name, a in activations.items():
         mx = a.reshape(a.shape[0], -1).max(1)
@@ -303,7 +305,7 @@ def sequence_frames(reader, sequence: str) -> SequenceFrames:
     model = cached_model(reader.run_dir, reader.header.get("fold") if reader.has_records else None)
     x = to_input(fs.images[rows], in_size=model.spec.in_size, method=_normalize_method(reader))
     with torch.no_grad():
-        probs = torch.softmax(model(x), dim=1).numpy().astype(np.float32)
+        probs = torch.softmax(model(x.to(next(model.parameters()).device)), dim=1).cpu().numpy().astype(np.float32)
     activation = {layer: reader.max_activations(layer)[rows].astype(np.float32) for layer in reader.layers}
     return SequenceFrames(sequence=str(index.ids[s]), rows=rows, images=fs.images[rows], labels=fs.labels[rows],
                           phases=None if fs.phases is None else fs.phases[rows], probs=probs,
