@@ -40,14 +40,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def check_outputs(out: Path, montage: Path | None) -> None:
+    """``--out`` must name a .h5 FaceSet file and ``--montage`` (when given) a .png."""
+    if out.suffix.lower() not in (".h5", ".hdf5"):
+        raise ValueError(f"--out {out}: expected a .h5 file name (a FaceSet HDF5 file)")
+    if montage is not None and montage.suffix.lower() != ".png":
+        raise ValueError(f"--montage {montage}: expected a .png file name")
+
+
 def run(args: argparse.Namespace) -> int:
     from fercore.data.phantom import generate_faceset, montage
     from fercore.store.faceset_h5 import save_faceset
 
-    if args.out.suffix.lower() not in (".h5", ".hdf5"):
-        raise ValueError(f"--out {args.out}: expected a .h5 file name (a FaceSet HDF5 file)")
-    if args.montage is not None and args.montage.suffix.lower() != ".png":
-        raise ValueError(f"--montage {args.montage}: expected a .png file name")
+    check_outputs(args.out, args.montage)
     with tqdm_progress(disable=args.quiet) as progress:
         fs = generate_faceset(
             args.n, size=args.size, seed=args.seed, n_subjects=args.subjects, n_folds=args.folds,

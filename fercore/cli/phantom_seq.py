@@ -44,15 +44,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fercore.cli._progress import tqdm_progress
-    from fercore.cli.phantom import write_png
+    from fercore.cli.phantom import check_outputs, write_png
     from fercore.data.phantom.sequences import generate_sequences, sequence_montage
     from fercore.data.sequences import sequence_index
     from fercore.store.faceset_h5 import save_faceset
 
-    if args.out.suffix.lower() not in (".h5", ".hdf5"):
-        raise ValueError(f"--out {args.out}: expected a .h5 file name (a FaceSet HDF5 file)")
-    if args.montage is not None and args.montage.suffix.lower() != ".png":
-        raise ValueError(f"--montage {args.montage}: expected a .png file name")
+    check_outputs(args.out, args.montage)
     with tqdm_progress(disable=args.quiet) as progress:
         fs = generate_sequences(
             args.subjects, per_subject=args.per_subject, n_frames=args.frames, size=args.size, seed=args.seed,

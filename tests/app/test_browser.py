@@ -174,8 +174,8 @@ def test_every_view_and_an_upload(server, page, shots_dir, face_png):
     page.goto(f"{server}/overview" + (f"?run={run}" if run else ""))
     settle(page, "Overview")
     no_exceptions(page)
-    assert page.get_by_text("Mean test accuracy").count() > 0
-    assert page.get_by_text("within-emotion permutation test", exact=False).count() > 0  # the funnel
+    page.get_by_text("Mean test accuracy").first.wait_for(timeout=60_000)
+    page.get_by_text("within-emotion permutation test", exact=False).first.wait_for(timeout=60_000)  # the funnel
     assert page.get_by_text("No null network yet").count() == 0
     page.locator("[data-testid=stPlotlyChart]").nth(1).wait_for()  # confusion matrix, learning curves
     page.locator("[data-testid=stImage] img").first.wait_for()  # the montage
@@ -196,7 +196,7 @@ def test_every_view_and_an_upload(server, page, shots_dir, face_png):
     page.locator("[data-testid=stSidebarNav] a[href$='/sequences']").click()
     settle(page, "Sequences")
     no_exceptions(page)  # the phantom still images: the view says what to build instead
-    assert page.get_by_text("keeps no sequences", exact=False).count() > 0
+    page.get_by_text("keeps no sequences", exact=False).first.wait_for(timeout=60_000)
 
     page.locator("[data-testid=stSidebarNav] a[href$='/runs']").click()
     settle(page, "Runs")
@@ -213,7 +213,7 @@ def test_every_view_and_an_upload(server, page, shots_dir, face_png):
     no_exceptions(page)
     assert page.locator("[data-testid=stMetricValue]").first.inner_text().strip()
     assert page.locator("[data-testid=stImage] img").count() > 8  # crop, Grad-CAM and activation overlays
-    assert page.get_by_text("seen only drawn faces", exact=False).count() > 0  # a phantom-trained run
+    page.get_by_text("seen only drawn faces", exact=False).first.wait_for(timeout=60_000)  # a phantom-trained run
     shoot(page, shots_dir / "upload.png")
 
     for name in ("overview", "filters", "fau_map", "runs", "upload"):
@@ -303,7 +303,7 @@ def test_clicking_a_heat_map_cell_sets_the_pickers(server, page, tiny_run):
     page.get_by_role("button", name=f"Open filter #{want_f} in the Filters view").click()
     settle(page, "Filters")
     page.get_by_role("heading", name=f"features.conv3 filter #{want_f} under the controls").wait_for()
-    assert page.get_by_text(f"AU{want_au}", exact=False).count() > 0
+    page.get_by_text(f"AU{want_au}", exact=False).first.wait_for(timeout=60_000)
 
 
 @pytest.mark.skipif(bool(SCREENSHOTS), reason="checks the tiny test run")
@@ -319,14 +319,14 @@ def test_a_link_reopens_the_view(server, browser, tiny_run):
         no_exceptions(p)
         p.get_by_role("heading", name=f"features.conv2 filter #{f} under the controls").wait_for()
         p.get_by_role("heading", name=f"features.conv2 filter #{f}: top", exact=False).first.wait_for()
-        assert p.get_by_text("(distinct)", exact=False).count() > 0
+        p.get_by_text("(distinct)", exact=False).first.wait_for(timeout=60_000)
         assert p.get_by_text(f"**AU{au}", exact=False).count() == 0  # markdown rendered, not raw
         q = query(p)
         assert (q["run"], q["layer"], q["filter"], q["au"], q["distinct"]) == \
             (tiny_run.name, "features.conv2", str(f), f"AU{au}", "1")
         p.goto(f"{server}/overview?run=no-such-run-0000")
         settle(p, "Overview")
-        assert p.get_by_text("no-such-run-0000", exact=False).count() > 0  # named, not a silent fall-back
+        p.get_by_text("no-such-run-0000", exact=False).first.wait_for(timeout=60_000)  # named, not a silent fall-back
     finally:
         p.close()
 
@@ -393,7 +393,7 @@ def test_the_build_runs_on_the_server_and_outlives_its_tab(build_server, browser
     bar = "[data-testid=stProgress]"
     first.locator(bar).first.wait_for()
     first.get_by_text("Building the default run:", exact=False).first.wait_for()
-    assert first.get_by_text("you may close this tab", exact=False).count() > 0
+    first.get_by_text("you may close this tab", exact=False).first.wait_for(timeout=60_000)
 
     second = new_page(browser)
     try:
@@ -411,7 +411,7 @@ def test_the_build_runs_on_the_server_and_outlives_its_tab(build_server, browser
         first.close()  # closing the tab that started it does not stop the build
         second.get_by_role("heading", name="Overview").wait_for(timeout=600_000)
         second.wait_for_selector(IDLE)
-        assert second.get_by_text("Mean test accuracy").count() > 0
+        second.get_by_text("Mean test accuracy").first.wait_for(timeout=60_000)
     finally:
         second.close()
     (run,) = [d for d in (cache / "runs").iterdir() if d.is_dir()]
