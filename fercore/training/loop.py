@@ -587,6 +587,18 @@ def _train_round(fs, x_unit, x_norm, rnd: Round, spec, config, method, device, r
     return result
 
 
+def _augment_text(config: TrainConfig) -> str:
+    """The augmentation in words: Khorrami's ranges by name, other ranges spelt out."""
+    if not config.augment:
+        return "none"
+    a = config.augment_params
+    if a == AugmentParams():
+        return "Khorrami (flip, rotation, scale, translation, intensity)"
+    return (f"flip p {a.flip:g}, rotation +-{a.rotate_deg:g} deg, scale {a.scale[0]:g}-{a.scale[1]:g}, "
+            f"shift +-{100 * a.translate:g} %, gamma {a.gamma[0]:g}-{a.gamma[1]:g}, gain {a.gain[0]:g}-{a.gain[1]:g}, "
+            f"offset {a.offset[0]:g}-{a.offset[1]:g}")
+
+
 def _size_text(spec: ModelSpec) -> str:
     if spec.channels is None:
         return f"width {spec.width}"
@@ -622,7 +634,7 @@ def _protocol(fs: FaceSet, rounds: list[Round], spec: ModelSpec, config: TrainCo
         "model": f"{spec.arch} ({_size_text(spec)}, {spec.in_size}px input, dropout {'on' if spec.dropout else 'off'})",
         "epochs": config.epochs,
         "init": config.init,
-        "augmentation": "Khorrami (flip, rotation, scale, translation, intensity)" if config.augment else "none",
+        "augmentation": _augment_text(config),
         "best_checkpoint": "the epoch with the best validation accuracy is scored on test",
     }
     d["text"] = (

@@ -65,3 +65,12 @@ def test_phantom_default_trains_an_au_head_only_where_the_data_has_au_codes(tmp_
     assert config.au_weight == 0.0 and spec.n_aus == 0
     spec, _ = resolve("phantom-default", coded, width=0.5)  # a width override scales the paper's counts
     assert spec.channels is None and spec.width == 0.5
+
+
+def test_the_protocol_names_the_augmentation_that_was_used():
+    from fercore.training.loop import _augment_text
+    from fercore.training.presets import PRESETS
+
+    assert _augment_text(PRESETS["cpu-real"].config).startswith("flip p 0.5, rotation +-5 deg, scale 0.9-1.1")
+    assert _augment_text(PRESETS["khorrami-ckplus"].config).startswith("Khorrami")
+    assert _augment_text(PRESETS["phantom-default"].config) == "none"
