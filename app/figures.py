@@ -443,7 +443,7 @@ def frames_player(images: np.ndarray, *, captions: list[str], size: int = 192) -
                            "args": [None, {"frame": {"duration": 180, "redraw": True}, "fromcurrent": True}]},
                           {"label": "❚❚", "method": "animate",
                            "args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate"}]}]}],
-        sliders=[{"active": 0, "steps": steps, "x": 0.25, "len": 0.75, "y": -0.02, "yanchor": "top",
+        sliders=[{"active": 0, "steps": steps, "x": 0.32, "len": 0.68, "y": -0.02, "yanchor": "top",
                   "currentvalue": {"prefix": "frame "}, "pad": {"t": 0}}],
     )
     for i, fr in enumerate(fig.frames):

@@ -695,7 +695,8 @@ def running_job(run_dir: str | None = None):
 @st.cache_data(show_spinner=False, max_entries=16)
 def sequence_table(run_dir: str, stamp: float) -> pd.DataFrame | None:
     """One row per sequence of the run's FaceSet (``sequence``, ``subject``, ``expression`` — the
-    label of its labelled frames, ``frames``, ``micro`` frames), sorted; None when the FaceSet
+    label of its apex (or micro-expression) frames, else of its last labelled frame, ``frames``, ``micro`` frames), sorted;
+    None when the FaceSet
     keeps no sequences with frames."""
     from fercore.data.faceset import PHASE_CODES
     from fercore.data.sequences import sequence_index
@@ -708,8 +709,12 @@ def sequence_table(run_dir: str, stamp: float) -> pd.DataFrame | None:
     for s, sid in enumerate(index.ids):
         r = index.rows[s, : index.lengths[s]]
         lab = fs.labels[r]
+        for phase in ("apex", "micro"):  # the sequence's expression: its apex's (a micro-expression's)
+            if fs.phases is not None and (fs.phases[r] == PHASE_CODES[phase]).any():
+                lab = lab[fs.phases[r] == PHASE_CODES[phase]]
+                break
         lab = lab[lab >= 0]
-        expr = fs.class_names[int(np.bincount(lab).argmax())] if len(lab) else "unlabelled"
+        expr = fs.class_names[int(lab[-1])] if len(lab) else "unlabelled"
         micro = int((fs.phases[r] == PHASE_CODES["micro"]).sum()) if fs.phases is not None else 0
         rows.append({"sequence": str(sid), "subject": str(fs.subjects[r[0]]), "expression": expr,
                      "frames": int(len(r)), "micro frames": micro})

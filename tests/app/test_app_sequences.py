@@ -83,3 +83,14 @@ def test_a_run_of_still_images_says_there_is_nothing_to_play(tiny_cache, tiny_ru
     at.switch_page("views/sequences.py").run()
     assert not at.exception and not at.error
     assert "keeps no sequences" in texts(at) and "phantom-seq" in texts(at)
+
+
+def test_a_sequence_is_listed_by_the_expression_of_its_apex(seq_cache):
+    from app import loaders
+    from fercore.data.faceset import PHASE_CODES
+
+    cache, run, fs = seq_cache
+    t = loaders.sequence_table(str(run), loaders.records_stamp(str(run))).set_index("sequence")
+    for sid in np.unique(fs.sequences)[:6]:
+        rows = np.flatnonzero((fs.sequences == sid) & (fs.phases == PHASE_CODES["apex"]))
+        assert t.loc[sid, "expression"] == fs.class_names[fs.labels[rows[-1]]]
