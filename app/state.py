@@ -112,27 +112,29 @@ def _bind(key: str, name: str, value, on_change: Callable[[], None] | None):
     return changed
 
 
+def _valid(name: str, options: list, default):
+    """The shared value ``name`` made one of ``options`` (``default`` when it is unset or not
+    among them, else the first option) and stored back."""
+    value = get(name)
+    if value not in options:
+        value = default if default in options else options[0]
+        put(name, value)
+    return value
+
+
 def selectbox(where, label: str, options: Sequence, *, name: str, key: str, default=None,
               on_change: Callable[[], None] | None = None, **kw):
     """A selectbox bound to the shared value ``name`` (``default`` when it is unset or not among
     ``options``). ``where`` is ``st`` or a container. Returns the chosen option."""
     options = list(options)
-    value = get(name)
-    if value not in options:
-        value = default if default in options else options[0]
-        put(name, value)
-    cb = _bind(key, name, value, on_change)
+    cb = _bind(key, name, _valid(name, options, default), on_change)
     return where.selectbox(label, options, key=key, on_change=cb, **kw)
 
 
 def radio(where, label: str, options: Sequence, *, name: str, key: str, default=None, **kw):
     """A radio group bound to the shared value ``name`` (see :func:`selectbox`)."""
     options = list(options)
-    value = get(name)
-    if value not in options:
-        value = default if default in options else options[0]
-        put(name, value)
-    cb = _bind(key, name, value, None)
+    cb = _bind(key, name, _valid(name, options, default), None)
     return where.radio(label, options, key=key, on_change=cb, **kw)
 
 

@@ -21,6 +21,17 @@ TINY_PHANTOM = dict(n=320, size=48, seed=0)
 TINY_TRAIN = dict(width=0.125, epochs=5, folds=(0, 1))
 TINY_K = 8
 
+@pytest.fixture
+def one_thread():
+    """Small ops run much faster on one thread when the CPU is shared."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory) -> Path:
     """A cache folder holding one tiny real run; ``FERCORE_CACHE`` points at it for the session."""

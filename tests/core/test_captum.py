@@ -72,15 +72,6 @@ VGG13 = ModelSpec(arch="vgg13", in_size=32, n_classes=8, width=0.02, dropout=Tru
 NORMALIZE = "standardize"
 
 
-@pytest.fixture
-def one_thread():
-    """Small ops run much faster on one thread when the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def faces():
     """A FaceSet of 16 phantom faces, 48 x 48, two of each of the 8 classes."""

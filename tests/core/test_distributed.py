@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from test_train import make_faceset
 
 from fercore.recording.record import record_model
 from fercore.store.faceset_h5 import load_faceset, save_faceset
@@ -20,8 +21,6 @@ from fercore.training.loop import TrainConfig, train
 from fercore.training.models import ModelSpec, build_model, load_model
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(Path(__file__).parent))
-from test_train import make_faceset  # noqa: E402
 
 SPEC = ModelSpec(arch="zero_bias", in_size=16, n_classes=3, width=0.125, init_seed=3)
 CONFIG = TrainConfig(epochs=2, batch_size=8, lr=0.01, folds=[0], augment=True)

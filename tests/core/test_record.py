@@ -183,15 +183,6 @@ def _reference_deconv(model, x, layer, f, i, j, v):
     return sig[0, 0]
 
 
-@pytest.fixture
-def one_thread():
-    """Small ops run much faster on one thread when the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("arch", ["zero_bias", "vgg13"])
 def test_windowed_deconv_equals_full_map_deconv(arch, one_thread):
     torch.manual_seed(0)
