@@ -254,13 +254,16 @@ def test_several_faces_use_the_largest(tiny_cache, face_png):
 # ------------------------------------------------------------------------ building and rebuilding
 def test_empty_cache_builds_the_default_with_a_progress_bar(tiny_cache, tiny_run, tmp_path, monkeypatch):
     import shutil
+    import threading
 
     import fercore.pipeline
 
-    calls = []
+    calls, go = [], threading.Event()
 
     def fake_build(*, progress=None):  # the tiny run stands in for the default (same stages, smaller)
-        for done in range(0, 4001, 1000):
+        progress(0, 4000, "stage")
+        assert go.wait(60)  # finishes only after the test has seen the page that follows it
+        for done in range(1000, 4001, 1000):
             progress(done, 4000, "stage")
         calls.append(1)
         dest = tmp_path / "runs" / tiny_run.name
@@ -272,11 +275,33 @@ def test_empty_cache_builds_the_default_with_a_progress_bar(tiny_cache, tiny_run
     at.run()
     assert not at.exception
     assert "builds the embedded default" in texts(at)
+    go.set()
     finish_jobs(at)
     assert calls == [1]
     assert_clean(at)
     assert any(t.value == "Overview" for t in at.title)
     assert at.sidebar.selectbox(key="run_picker").value == str(tmp_path / "runs" / tiny_run.name)
+
+
+def test_a_default_build_that_fails_after_training_says_why(tiny_run, tmp_path, monkeypatch):
+    import shutil
+
+    import fercore.pipeline
+
+    def failing_build(*, progress=None):  # trained, then the recording stage fails
+        dest = tmp_path / "runs" / tiny_run.name
+        shutil.copytree(tiny_run, dest)
+        (dest / "records.h5").unlink()
+        raise OSError("No space left on device: records.h5.tmp")
+
+    monkeypatch.setattr(fercore.pipeline, "build_default", failing_build)
+    at = app(tmp_path)
+    at.run()
+    finish_jobs(at)
+    assert not at.exception
+    msg = " ".join(e.value for e in at.error)
+    assert "Building the default run failed" in msg and "No space left on device" in msg  # the cause
+    assert "records.h5 missing" in msg and at.button(key="rebuild_records")  # and what to do
 
 
 def test_rebuild_button_records_and_analyses_again(tiny_run, tmp_path):

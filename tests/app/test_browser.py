@@ -30,6 +30,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -58,7 +59,9 @@ def _start(cmd: list[str], env: dict, port: int):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
     pytest.importorskip("playwright.sync_api")
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    log = tempfile.NamedTemporaryFile("w+b", prefix="fercore-streamlit-", suffix=".log", delete=False)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc.log_path = log.name  # read by _server_log when a test fails
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while True:
@@ -74,6 +77,14 @@ def _start(cmd: list[str], env: dict, port: int):
         time.sleep(0.3)
 
 
+def _server_log(proc, tail: int = 4000) -> str:
+    """The last ``tail`` characters the server printed (for a failing assertion's message)."""
+    try:
+        return Path(proc.log_path).read_text(errors="replace")[-tail:]
+    except (AttributeError, OSError):
+        return "(no server log)"
+
+
 def _stop(proc) -> None:
     proc.terminate()
     try:
@@ -81,6 +92,8 @@ def _stop(proc) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    if getattr(proc, "log_path", None):
+        Path(proc.log_path).unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
@@ -369,13 +382,13 @@ def build_server(tmp_path_factory):
     port = _free_port()
     proc, url = _start([sys.executable, "-m", "streamlit", "run", "app/main.py", f"--server.port={port}"], env, port)
     try:
-        yield url, port, cache
+        yield url, port, cache, proc
     finally:
         _stop(proc)
 
 
 def test_the_readme_command_listens_on_loopback_only(build_server):
-    url, port, _ = build_server
+    url, port, _, _ = build_server
     sockets = _listening(port)
     assert sockets, f"nothing listens on port {port}"
     assert all(addr == "0100007F" for _, addr in sockets), sockets  # 127.0.0.1, no 0.0.0.0, no [::]
@@ -386,7 +399,7 @@ def test_the_readme_command_listens_on_loopback_only(build_server):
 
 
 def test_the_build_runs_on_the_server_and_outlives_its_tab(build_server, browser):
-    url, _, cache = build_server
+    url, _, cache, proc = build_server
     first = new_page(browser)
     first.goto(url)
     first.get_by_text("builds the embedded default", exact=False).wait_for()
@@ -409,9 +422,13 @@ def test_the_build_runs_on_the_server_and_outlives_its_tab(build_server, browser
             stages.append(int(m.group(1)))
         assert 0 <= stages[1] - stages[0] <= 1  # read one after the other: the same stage, or the next
         first.close()  # closing the tab that started it does not stop the build
-        second.get_by_role("heading", name="Overview").wait_for(timeout=600_000)
+        try:  # the build's end reruns the page, which then shows the run's overview
+            second.get_by_text("Mean test accuracy").first.wait_for(timeout=600_000)
+        except Exception as e:
+            page_text = second.locator("[data-testid=stMain]").inner_text(timeout=5_000)
+            raise AssertionError(f"the overview did not open after the build.\nPage:\n{page_text}\n"
+                                 f"Server log (tail):\n{_server_log(proc)}") from e
         second.wait_for_selector(IDLE)
-        second.get_by_text("Mean test accuracy").first.wait_for(timeout=60_000)
     finally:
         second.close()
     (run,) = [d for d in (cache / "runs").iterdir() if d.is_dir()]
