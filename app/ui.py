@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import time
 import traceback
+from collections.abc import Callable
 
 import numpy as np
 import streamlit as st
@@ -231,9 +232,13 @@ def null_missing(run_dir: str, *, key: str) -> None:
 
 
 # ---------------------------------------------------------------------------- downloads
-def csv_button(label: str, data: str, file_name: str, key: str) -> None:
-    st.download_button(label, data=data.encode(), file_name=file_name, mime="text/csv", key=key)
+def csv_button(label: str, data: str | Callable[[], str], file_name: str, key: str) -> None:
+    """A CSV download. Pass a callable to make the file only when the button is clicked (the
+    page's run then neither formats the table nor holds the file); a click does not rerun."""
+    payload = (lambda: data().encode()) if callable(data) else data.encode()
+    st.download_button(label, data=payload, file_name=file_name, mime="text/csv", key=key, on_click="ignore")
 
 
-def png_button(label: str, png: bytes, file_name: str, key: str) -> None:
-    st.download_button(label, data=png, file_name=file_name, mime="image/png", key=key)
+def png_button(label: str, png: bytes | Callable[[], bytes], file_name: str, key: str) -> None:
+    """A PNG download (``png`` may be a callable, as for :func:`csv_button`)."""
+    st.download_button(label, data=png, file_name=file_name, mime="image/png", key=key, on_click="ignore")

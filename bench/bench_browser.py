@@ -117,12 +117,14 @@ def main() -> int:
             for v in views:  # warm every view once
                 page.evaluate(_TIMED_CLICK, f"[data-testid=stSidebarNav] a[href$='/{v}']")
                 _settle(page)
-            times = []
+            times, per_view = [], {v: [] for v in views}
             for i in range(args.repeats * len(views)):
                 ms = page.evaluate(_TIMED_CLICK, f"[data-testid=stSidebarNav] a[href$='/{views[i % len(views)]}']")
                 times.append(ms)
+                per_view[views[i % len(views)]].append(ms)
                 _settle(page)
             rows.append(("switch view (round robin over 4 views)", times, 300))
+            rows += [(f"switch to {v} (of the round robin)", t, 300) for v, t in per_view.items()]
 
             page.evaluate(_TIMED_CLICK, "[data-testid=stSidebarNav] a[href$='/filters']")
             _settle(page)

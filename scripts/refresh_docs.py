@@ -141,6 +141,9 @@ def main() -> int:
             b, s = browser.get(key), server.get(key)
             lines.append(f"| {label} | {b['median_ms'] if b else '–'} | {s['median_ms'] if s else '–'} | "
                          f"{(b or s or {}).get('target_ms', '–')} |")
+        for r in web["rows"]:  # the round robin's views one by one
+            if r["what"].startswith("switch to "):
+                lines.append(f"| {r['what']} | {r['median_ms']} | – | {r['target_ms']} |")
         for r in app["rows"]:
             if r["what"].startswith(("switch statistic", "upload")):
                 lines.append(f"| {r['what']} | – | {r['median_ms']} | {r['target_ms']} |")

@@ -2,6 +2,8 @@
 beside it; selecting a cell (click, box or lasso) picks that filter and AU and offers to open the
 filter; the funnel of controls, the ranked filter × AU evidence, the data's AU × AU co-occurrence."""
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -63,7 +65,7 @@ st.caption("Rows: filters, labelled by the deepest stage of the funnel they reac
            "filter × AU pair that passes the beyond-emotion stage; the grey bars beside the map are each "
            "filter's KL selectivity. **Click a cell** (or use the box / lasso tools above the chart) to pick that "
            "filter and AU below. The camera icon saves the chart as PNG.")
-ui.csv_button("Heat map data (CSV)", figures.csv_text(df, index=True, index_label="filter"), f"{layer}_{key}.csv",
+ui.csv_button("Heat map data (CSV)", partial(figures.csv_text, df, index=True, index_label="filter"), f"{layer}_{key}.csv",
               "dl_heat")
 null = ev.get("null") or {}
 if key in null:
@@ -76,7 +78,7 @@ if len(cells) > 1:
                             for f, a in cells if a >= 0])
         sel = figures.sig3(sel) if len(sel) else sel
         st.dataframe(sel, hide_index=True, width="stretch")
-        ui.csv_button("Selected cells (CSV)", figures.csv_text(sel), f"{layer}_selection.csv", "dl_selection")
+        ui.csv_button("Selected cells (CSV)", partial(figures.csv_text, sel), f"{layer}_selection.csv", "dl_selection")
 
 st.markdown("**Open a filter** — select a cell in the heat map, or pick here:")
 c1, c2, c3 = st.columns([2, 2, 1])
@@ -100,11 +102,11 @@ st.dataframe(table, hide_index=True, width="stretch", height=320,
 st.caption("Pairs whose distinct top-K share is above the AU's base rate, ranked by the deepest stage of the "
            "funnel they reach, then the within-emotion test's q, then the excess share. The same table for "
            "every layer: `python -m fercore analyze --csv FILE`.")
-ui.csv_button("Evidence table (CSV)", loaders.evidence_csv(run_dir, stamp, (layer,)), f"{layer}_evidence.csv",
+ui.csv_button("Evidence table (CSV)", partial(loaders.evidence_csv, run_dir, stamp, (layer,)), f"{layer}_evidence.csv",
               "dl_matches")
 
 st.subheader("AU × AU co-occurrence in the data set")
 fig2, cooc = loaders.cooc_heatmap(run_dir, stamp)
 st.plotly_chart(fig2, key="au_cooc")
-ui.csv_button("AU co-occurrence (CSV)", figures.csv_text(cooc, index=True, index_label="AU"), "au_cooccurrence.csv",
+ui.csv_button("AU co-occurrence (CSV)", partial(figures.csv_text, cooc, index=True, index_label="AU"), "au_cooccurrence.csv",
               "dl_cooc")

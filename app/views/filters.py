@@ -5,6 +5,8 @@ reaches; one filter's verdict stage by stage, its figures beside the null networ
 Layer, filter, AU and *distinct* are the shared view state (:mod:`app.state`): what the FAU map
 selected is shown here, and the address reproduces it."""
 
+from functools import partial
+
 import pandas as pd
 import streamlit as st
 
@@ -50,7 +52,7 @@ captions = tuple(f"#{f} AU{int(ev['au_ids'][judged[f]])}\n{figures.STAGE_SHORT[i
 grid_png = loaders.filter_grid_png(run_dir, stamp, layer, kind, tuple(int(i) for i in order), captions)
 st.subheader(f"All {n} filters of {layer}")
 st.image(grid_png, caption=f"{n} filters, {'top patch' if kind == 'patch' else 'deconvnet projection'} each, "
-                           f"in {order_by} order")
+                           f"in {order_by} order", output_format="PNG")
 st.caption(f"Under each filter: its number, the AU it is judged by and the deepest stage of the funnel it reaches "
            f"for it ({figures.STAGE_LEGEND}). {int((depth >= 3).sum())} of {n} filters pass beyond emotion. "
            "Pick one below, or click a cell in the FAU map.")
@@ -68,7 +70,7 @@ with st.expander("Filters and controls (table)"):
     st.dataframe(grid_table, hide_index=True, width="stretch", key="filters_controls",
                  column_config={c: st.column_config.NumberColumn(format="%.3g")
                                 for c in ("distinct share", "excess share", "q (Benjamini-Hochberg)", "KL selectivity")})
-    ui.csv_button("Filters and controls (CSV)", figures.csv_text(grid_table), f"{layer}_controls.csv", "dl_controls")
+    ui.csv_button("Filters and controls (CSV)", partial(figures.csv_text, grid_table), f"{layer}_controls.csv", "dl_controls")
 
 filters = [int(i) for i in order]
 f = state.selectbox(st, "Filter", filters, name="filter", key="filters_filter", on_change=_filter_changed,
@@ -98,11 +100,11 @@ st.caption(f"Figures at AU{au}, each beside the null network's 95th percentile o
 p = loaders.filter_panels(run_dir, stamp, layer, f, distinct)
 st.subheader(f"{layer} filter #{f}: top {p['n']} images" + (" (distinct)" if distinct else ""))
 st.markdown("**Top patches** (activation values)")
-st.image(p["patches"], caption=p["captions"], width=96)
+st.image(p["patches"], caption=p["captions"], width=96, output_format="PNG")
 st.markdown("**Source images** with the receptive field box, label and AUs")
-st.image(p["sources"], caption=p["source_captions"], width=128)
+st.image(p["sources"], caption=p["source_captions"], width=128, output_format="PNG")
 st.markdown("**Deconvnet projections**")
-st.image(p["deconv"], caption=p["captions"], width=96)
+st.image(p["deconv"], caption=p["captions"], width=96, output_format="PNG")
 ui.png_button("Top-K sources (PNG)", p["sources_png"], f"{layer}_{f}_topk.png", "dl_topk")
 st.subheader("AU profile against the base rates")
 share = ev["share_distinct"][f] if distinct else ev["share_raw"][f]
@@ -112,4 +114,4 @@ fig = figures.bars(share, au_labels, base=ev["base_rate"], value_name=f"share of
 st.plotly_chart(fig, key="au_profile")
 profile = figures.sig3(pd.DataFrame({"AU": au_ids, "AU name": au_labels, f"{which} share": share,
                                      "base rate": ev["base_rate"]}))
-ui.csv_button("AU profile (CSV)", figures.csv_text(profile), f"{layer}_{f}_au_profile.csv", "dl_profile")
+ui.csv_button("AU profile (CSV)", partial(figures.csv_text, profile), f"{layer}_{f}_au_profile.csv", "dl_profile")

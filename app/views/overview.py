@@ -2,6 +2,8 @@
 distinct top-K / beyond emotion / in the AU's region, beside the null network), confusion matrix,
 learning curves."""
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -33,14 +35,14 @@ with col_acc:
     if len(m["folds"]):
         folds = figures.sig3(m["folds"])
         st.dataframe(folds, hide_index=True, width="stretch")
-        ui.csv_button("Accuracy per fold (CSV)", figures.csv_text(folds), "accuracy_per_fold.csv", "dl_folds")
+        ui.csv_button("Accuracy per fold (CSV)", partial(figures.csv_text, folds), "accuracy_per_fold.csv", "dl_folds")
     else:
         st.info("metrics.json holds no per-fold accuracy.")
 with col_layers:
     st.subheader("Model layers")
     layers = loaders.layer_table(run_dir, stamp)
     st.dataframe(layers, hide_index=True, width="stretch")
-    ui.csv_button("Layers (CSV)", figures.csv_text(layers), "layers.csv", "dl_layers")
+    ui.csv_button("Layers (CSV)", partial(figures.csv_text, layers), "layers.csv", "dl_layers")
 
 st.subheader("AU-selective filters: the funnel of controls")
 ui.honest_summary(run_dir, stamp, key="overview")
@@ -51,7 +53,7 @@ with col_conf:
         st.plotly_chart(loaders.confusion_figure(run_dir, stamp), key="confusion")
         conf = m["confusion"]
         table = pd.DataFrame(conf.astype(int), index=list(reader.class_names), columns=list(reader.class_names))
-        ui.csv_button("Confusion matrix (CSV)", table.to_csv(index_label="true class \\ predicted class"),
+        ui.csv_button("Confusion matrix (CSV)", partial(table.to_csv, index_label="true class \\ predicted class"),
                       "confusion.csv", "dl_conf")
     else:
         st.info("metrics.json holds no confusion matrix.")
@@ -60,7 +62,7 @@ with col_curves:
         per_fold = st.toggle("Show each fold's curve", key="overview_per_fold",
                              help="the mean over folds with a band of ± one standard deviation; on: every fold too")
         st.plotly_chart(loaders.curves_figure(run_dir, stamp, per_fold), key="curves")
-        ui.csv_button("Learning curves (CSV)", figures.csv_text(m["curves"]), "learning_curves.csv", "dl_curves")
+        ui.csv_button("Learning curves (CSV)", partial(figures.csv_text, m["curves"]), "learning_curves.csv", "dl_curves")
     else:
         st.info("metrics.json holds no learning curves.")
 
@@ -68,9 +70,9 @@ st.subheader("Data set")
 img, counts = loaders.montage(run_dir, stamp)
 col_img, col_counts = st.columns([3, 1])
 with col_img:
-    st.image(img, caption="One row per class: " + ", ".join(counts["class"]), clamp=True)
-    ui.png_button("Montage (PNG)", figures.png_bytes(img), "montage.png", "dl_montage")
+    st.image(img, caption="One row per class: " + ", ".join(counts["class"]), clamp=True, output_format="PNG")
+    ui.png_button("Montage (PNG)", partial(figures.png_bytes, img), "montage.png", "dl_montage")
 with col_counts:
     st.dataframe(counts, hide_index=True, width="stretch")
     st.caption(f"{int(np.sum(counts['images']))} images in all")
-    ui.csv_button("Counts (CSV)", figures.csv_text(counts), "class_counts.csv", "dl_counts")
+    ui.csv_button("Counts (CSV)", partial(figures.csv_text, counts), "class_counts.csv", "dl_counts")

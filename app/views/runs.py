@@ -1,6 +1,8 @@
 """Runs: every run in the cache in one table, and two or three of them side by side — accuracy,
 per-class accuracy, the funnel of controls per layer and the same filter × AU map."""
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -26,7 +28,7 @@ st.dataframe(table, hide_index=True, width="stretch",
                             "run": st.column_config.TextColumn(help="the run's directory in the cache")})
 st.caption(f"{len(runs)} runs in the cache. *Source*: what the training faces are (phantom: drawn faces). "
            "*Analysed*: the filter × AU analysis is stored; *null network*: the control it was compared with.")
-ui.csv_button("Runs (CSV)", figures.csv_text(table), "runs.csv", "dl_runs")
+ui.csv_button("Runs (CSV)", partial(figures.csv_text, table), "runs.csv", "dl_runs")
 
 st.subheader("Compare runs")
 options = list(by_dir)
@@ -60,7 +62,7 @@ with c_acc:
                                       "sd (%)": 100 * (cards[d]["sd"] or np.nan)} for d in picked]))
     st.markdown("**Accuracy**")
     st.dataframe(acc, hide_index=True, width="stretch")
-    ui.csv_button("Accuracy (CSV)", figures.csv_text(acc), "runs_accuracy.csv", "dl_runs_acc")
+    ui.csv_button("Accuracy (CSV)", partial(figures.csv_text, acc), "runs_accuracy.csv", "dl_runs_acc")
 with c_cls:
     classes = sorted({c for d in picked for c in cards[d]["per_class"]})
     fig = go.Figure([go.Bar(name=names[d], x=classes, y=[cards[d]["per_class"].get(c, np.nan) for c in classes])
@@ -71,7 +73,7 @@ with c_cls:
     st.plotly_chart(fig, key="runs_per_class")
     per_class = figures.sig3(pd.DataFrame({names[d]: [cards[d]["per_class"].get(c, np.nan) for c in classes]
                                            for d in picked}, index=classes))
-    ui.csv_button("Accuracy per class (CSV)", figures.csv_text(per_class, index=True, index_label="class"),
+    ui.csv_button("Accuracy per class (CSV)", partial(figures.csv_text, per_class, index=True, index_label="class"),
                   "runs_per_class.csv", "dl_runs_cls")
 
 st.markdown("**AU-selective filters per layer: the funnel of controls** (run · null network)")
@@ -90,7 +92,7 @@ if frames:
     cols = ["run"] + [c for c in funnel.columns if c != "run"]
     st.dataframe(funnel[cols], hide_index=True, width="stretch",
                  column_config={"AUs beyond emotion": st.column_config.TextColumn(width="large")})
-    ui.csv_button("Funnels (CSV)", figures.csv_text(funnel[cols]), "runs_funnel.csv", "dl_runs_funnel")
+    ui.csv_button("Funnels (CSV)", partial(figures.csv_text, funnel[cols]), "runs_funnel.csv", "dl_runs_funnel")
 
 analysed = [d for d in picked if cards[d]["analysed"]]
 common = [layer for layer in cards[analysed[0]]["layers"] if all(layer in cards[d]["layers"] for d in analysed)] \
@@ -110,5 +112,5 @@ for col, d in zip(map_cols, analysed, strict=True):
     with col:
         fig, df = loaders.plain_map(d, stamps[d], layer, stat, distinct, names[d])
         st.plotly_chart(fig, key=f"runs_map_{letters[picked.index(d)]}")
-        ui.csv_button(f"{names[d][:1]}: map data (CSV)", figures.csv_text(df, index=True, index_label="filter"),
+        ui.csv_button(f"{names[d][:1]}: map data (CSV)", partial(figures.csv_text, df, index=True, index_label="filter"),
                       f"{by_dir[d]['name']}_{layer}_{stat}.csv", f"dl_runs_map_{letters[picked.index(d)]}")

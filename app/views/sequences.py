@@ -5,6 +5,8 @@ stored under ``temporal``).
 
 Layer and AU are the shared view state (:mod:`app.state`)."""
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -100,7 +102,7 @@ with right:
     curves = pd.DataFrame({"frame": np.arange(t_n), "label": lab, "predicted": [names[p] for p in pred],
                            **{k: np.asarray(s, dtype=float) for k, s in {**series_f, **series_a}.items()},
                            **{f"p({k})": s for k, s in series_p.items()}})
-    ui.csv_button("These curves (CSV)", figures.csv_text(figures.sig3(curves)), f"{seq}_curves.csv", "dl_seq_curves")
+    ui.csv_button("These curves (CSV)", partial(figures.csv_text, figures.sig3(curves)), f"{seq}_curves.csv", "dl_seq_curves")
 
 st.subheader(f"Filters in time over all sequences, {layer}")
 if not temporal:
@@ -126,4 +128,4 @@ else:
                "expression's curve (summed AU intensities) in sequences that show an expression without the AU; and "
                "the filter with the largest r minus that control (its specificity). An r near 1 only says the filter rises as "
                "the face moves; the still-image funnel says whether it follows the AU beyond the emotion.")
-    ui.csv_button("Filters in time (CSV)", figures.csv_text(tt), f"{layer}_temporal.csv", "dl_temporal")
+    ui.csv_button("Filters in time (CSV)", partial(figures.csv_text, tt), f"{layer}_temporal.csv", "dl_temporal")

@@ -6,6 +6,8 @@ profiles.
 The photo stays in this browser session: it is never written to disk, logged, or put in a cache
 that other sessions share (:func:`app.loaders.decode_and_crop`)."""
 
+from functools import partial
+
 import streamlit as st
 
 from app import figures, loaders, ui
@@ -79,8 +81,8 @@ with c2:
     crop_how = ("centre crop" if crop["centre_crop"] else
                 "aligned to the run's eye and mouth positions" if crop.get("canonical") else "face box crop")
     st.image(figures.resize(face, 192), caption=f"{crop_how}, {face.shape[0]}×{face.shape[1]} px (network input)",
-             width=192)
-    ui.png_button("Aligned crop (PNG)", figures.png_bytes(face), "face.png", "dl_face")
+             width=192, output_format="PNG")
+    ui.png_button("Aligned crop (PNG)", partial(figures.png_bytes, face), "face.png", "dl_face")
 
 a = loaders.analyze_face(run_dir, stamp, face)
 with c3:
@@ -126,12 +128,12 @@ with c_lm_text:
 with c_lm:
     img = loaders.landmark_figure(face, lm, au if lm is not None else None)
     st.image(img, caption="crop with landmarks and AU region" if lm is not None else "crop (no landmarks fitted)",
-             width=192)
+             width=192, output_format="PNG")
 
 st.subheader("Grad-CAM per class, weighted by the class probability")
 st.image(a["gradcam_png"], caption=[f"{c} (p = {p:.2f})" for c, p in zip(a["class_names"], a["probs"], strict=True)],
-         width=128)
-st.image(a["gradcam_bar"], width=258)
+         width=128, output_format="PNG")
+st.image(a["gradcam_bar"], width=258, output_format="PNG")
 st.caption("Each class's Grad-CAM (last conv layer, normalised to 0–1) times its probability: colour and opacity "
            "grow with the product, so a class the network gives p ≈ 0 leaves the face grey.")
 ui.png_button("Grad-CAM (PNG)", a["gradcam_tile"], "gradcam.png", "dl_cam")
@@ -143,8 +145,8 @@ for layer, pngs in a["maps_png"].items():
     top = a["top_filters"].get(layer, [])[:8]
     f_count, h, w = a["map_shapes"][layer]
     st.markdown(f"**{layer}** — {f_count} filters, maps {h}×{w}")
-    st.image(pngs, caption=[f"#{f}: max {v:.3g}" for f, v in top], width=128)
-    st.image(a["maps_bar"][layer], width=258)
+    st.image(pngs, caption=[f"#{f}: max {v:.3g}" for f, v in top], width=128, output_format="PNG")
+    st.image(a["maps_bar"][layer], width=258, output_format="PNG")
 
 st.subheader("Most active filters: what they respond to in the data set")
 layer = st.selectbox("Layer", list(a["top_filters"]), index=len(a["top_filters"]) - 1, key="upload_layer")
@@ -155,7 +157,8 @@ for f, v in a["top_filters"][layer][:4]:
     cols = st.columns([3, 2])
     with cols[0]:
         st.markdown(f"**#{f}** activation {v:.3g} on this face; its top-K patches in the data set:")
-        st.image([figures.resize(p, 72) for p in t["patch"]], caption=[f"{x:.3g}" for x in t["activation"]], width=72)
+        st.image([figures.resize(p, 72) for p in t["patch"]], caption=[f"{x:.3g}" for x in t["activation"]], width=72,
+                 output_format="PNG")
     with cols[1]:
         r = rows.get(f)
         if r is not None:

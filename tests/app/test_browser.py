@@ -298,6 +298,18 @@ def test_clicking_a_heat_map_cell_sets_the_pickers(server, page, tiny_run):
     page.goto(f"{server}/fau-map?layer=features.conv3&stat=share&distinct=0")
     settle(page, "FAU map")
     assert query(page).get("filter") != str(want_f) or query(page).get("au") != f"AU{want_au}"
+
+    # The map's CSV is made when its button is clicked (not on every run): the file is the map.
+    with page.expect_download(timeout=30_000) as dl:
+        page.get_by_role("button", name="Heat map data (CSV)").click()
+    assert dl.value.suggested_filename == "features.conv3_share_raw.csv"
+    lines = Path(dl.value.path()).read_text().splitlines()
+    header = lines[0].split(",")
+    assert header[:3] == ["filter", "stage reached", "KL selectivity"] and header[3:] == [f"AU{a}" for a in au_ids]
+    assert [ln.split(",")[0] for ln in lines[1:]] == [f"filter {f}" for f in order]
+    for cell in (c for ln in lines[1:] for c in ln.split(",")[2:] if c):
+        assert len(cell.lstrip("-").replace(".", "").lstrip("0")) <= 3 or "e" in cell, cell  # 3 significant digits
+    page.wait_for_selector(IDLE)
     grid = page.locator("[data-testid=stPlotlyChart]").first.locator(".nsewdrag[data-subplot=xy]")
     grid.scroll_into_view_if_needed()
     page.wait_for_timeout(500)
