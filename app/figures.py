@@ -171,27 +171,51 @@ def tile(images: list[np.ndarray], *, cols: int, pad: int = 2, fill: int = 255) 
 
 
 def captioned_tiles(tiles: list[np.ndarray], captions: list[str], *, cols: int, pad: int = 6,
-                    font_size: int = 11) -> np.ndarray:
-    """(H, W) uint8: equal grey tiles in a grid, each with up to two lines of caption under it
-    (Pillow's built-in font; plain ASCII draws everywhere)."""
+                    font_size: int = 11, lines: int = 2) -> np.ndarray:
+    """(H, W) uint8, or (H, W, 3) when the tiles are RGB: equal tiles in a grid, each with up to
+    ``lines`` lines of caption under it (Pillow's built-in font; plain ASCII draws everywhere).
+    A caption's ``\n`` starts a line; a line wider than the tile wraps at spaces.
+
+    One image instead of one per tile: a browser lays out and fetches one element, not K."""
     from PIL import Image, ImageDraw, ImageFont
 
     if not tiles:
         return np.full((1, 1), 255, np.uint8)
     h, w = tiles[0].shape[:2]
+    rgb = any(np.asarray(t).ndim == 3 for t in tiles)
     line = font_size + 3
-    cell_w, cell_h = w + pad, h + 2 * line + pad
+    cols = max(1, min(cols, len(tiles)))
+    cell_w, cell_h = w + pad, h + lines * line + pad
     rows = (len(tiles) + cols - 1) // cols
-    canvas = Image.new("L", (cols * cell_w - pad, rows * cell_h - pad), 255)
+    canvas = Image.new("RGB" if rgb else "L", (cols * cell_w - pad, rows * cell_h - pad), (255,) * (3 if rgb else 1))
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default(size=font_size)
+    ink = (40,) * (3 if rgb else 1)
     for i, (img, cap) in enumerate(zip(tiles, captions, strict=False)):
         r, c = divmod(i, cols)
         x, y = c * cell_w, r * cell_h
-        canvas.paste(Image.fromarray(np.asarray(img if img.ndim == 2 else img[..., 0], np.uint8)), (x, y))
-        for k, text in enumerate(str(cap).split("\n")[:2]):
-            draw.text((x, y + h + 1 + k * line), text, fill=40, font=font)
+        a = np.asarray(img, np.uint8)
+        a = to_rgb(a) if rgb else (a if a.ndim == 2 else a[..., 0])
+        canvas.paste(Image.fromarray(a), (x, y))
+        for k, text in enumerate(_wrap(str(cap), draw, font, w)[:lines]):
+            draw.text((x, y + h + 1 + k * line), text, fill=ink, font=font)
     return np.asarray(canvas)
+
+
+def _wrap(text: str, draw, font, width: int) -> list[str]:
+    """``text`` as lines no wider than ``width`` pixels (words kept whole; a ``\n`` breaks)."""
+    out = []
+    for para in text.split("\n"):
+        cur = ""
+        for word in para.split(" "):
+            trial = f"{cur} {word}" if cur else word
+            if cur and draw.textlength(trial, font=font) > width:
+                out.append(cur)
+                cur = word
+            else:
+                cur = trial
+        out.append(cur)
+    return out
 
 
 def png_bytes(img: np.ndarray) -> bytes:

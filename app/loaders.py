@@ -420,31 +420,36 @@ def filter_panels(run_dir: str, stamp: float, layer: str, f: int, distinct: bool
     Returns
     -------
     dict
-        ``patches``, ``deconv``, ``sources`` (lists of PNG bytes, best first), ``captions``
-        (activation values), ``source_captions`` (image index, label, AUs), ``sources_png``
-        (one PNG of all source images), ``n`` (images listed).
+        ``patches``, ``deconv``, ``sources``: one PNG each, the top-K best first in a grid of
+        tiles with their captions drawn under them (activation values; image index, label and
+        AUs under the sources); ``table`` (rank, image, label, AUs, activation); ``sources_png``
+        (the sources PNG, for download); ``n`` (images listed).
     """
     t = topk(run_dir, stamp, layer, f, distinct)
     fs = faceset(run_dir, stamp)
     scale = max(1, 128 // fs.size)
     size_in = int(reader(run_dir, stamp).header.get("image_size", fs.size))
-    out = {"patches": [], "deconv": [], "sources": [], "captions": [], "source_captions": []}
-    src = []
+    patches, deconv, sources, acts, src_caps, rows = [], [], [], [], [], []
     for i, idx in enumerate(t["index"]):
         if idx < 0:
             continue
-        out["patches"].append(figures.png_bytes(figures.resize(t["patch"][i], 96)))
-        out["deconv"].append(figures.png_bytes(figures.resize(figures.to_uint8(t["deconv"][i]), 96)))
-        face = figures.resize(fs.images[idx], size_in)
-        img = figures.draw_box(face, t["box"][i], scale=scale)
-        src.append(img)
-        out["sources"].append(figures.png_bytes(img))
+        patches.append(figures.resize(t["patch"][i], 96))
+        deconv.append(figures.resize(figures.to_uint8(t["deconv"][i]), 96))
+        sources.append(figures.draw_box(figures.resize(fs.images[idx], size_in), t["box"][i], scale=scale))
         label = fs.class_names[fs.labels[idx]] if fs.labels[idx] >= 0 else "unlabelled"
         present = [f"AU{int(a)}" for a, v in zip(fs.au_ids, fs.aus[idx], strict=True) if v > 0]
-        out["captions"].append(f"act {t['activation'][i]:.3g}")
-        out["source_captions"].append(f"#{idx} {label}: " + (" ".join(present) if present else "no AU"))
-    out["sources_png"] = figures.png_bytes(figures.tile(src, cols=8)) if src else b""
-    out["n"] = len(src)
+        acts.append(f"act {t['activation'][i]:.3g}")
+        src_caps.append(f"#{idx} {label}\n" + (" ".join(present) if present else "no AU"))
+        rows.append({"rank": len(rows) + 1, "image": int(idx), "label": label, "AUs present": " ".join(present),
+                     "activation": float(t["activation"][i])})
+    cols = 12  # 96 px tiles: a row fits the wide layout beside the sidebar
+    out = {"patches": figures.png_bytes(figures.captioned_tiles(patches, acts, cols=cols, lines=1)),
+           "deconv": figures.png_bytes(figures.captioned_tiles(deconv, acts, cols=cols, lines=1)),
+           "sources": figures.png_bytes(figures.captioned_tiles(
+               sources, src_caps, cols=max(1, 1150 // (sources[0].shape[1] + 6)) if sources else 1, lines=3)),
+           "table": figures.sig3(pd.DataFrame(rows, columns=["rank", "image", "label", "AUs present", "activation"])),
+           "n": len(sources)}
+    out["sources_png"] = out["sources"]
     return out
 
 

@@ -99,12 +99,16 @@ st.caption(f"Figures at AU{au}, each beside the null network's 95th percentile o
 
 p = loaders.filter_panels(run_dir, stamp, layer, f, distinct)
 st.subheader(f"{layer} filter #{f}: top {p['n']} images" + (" (distinct)" if distinct else ""))
-st.markdown("**Top patches** (activation values)")
-st.image(p["patches"], caption=p["captions"], width=96, output_format="PNG")
-st.markdown("**Source images** with the receptive field box, label and AUs")
-st.image(p["sources"], caption=p["source_captions"], width=128, output_format="PNG")
+st.markdown("**Top patches** (activation value under each)")
+st.image(p["patches"], width="content", output_format="PNG")
+st.markdown("**Source images** with the receptive field box; image number, label and AUs present under each")
+st.image(p["sources"], width="content", output_format="PNG")
 st.markdown("**Deconvnet projections**")
-st.image(p["deconv"], caption=p["captions"], width=96, output_format="PNG")
+st.image(p["deconv"], width="content", output_format="PNG")
+with st.expander(f"The top {p['n']} images (table)"):
+    st.dataframe(p["table"], hide_index=True, width="stretch",
+                 column_config={"activation": st.column_config.NumberColumn(format="%.3g")})
+    ui.csv_button("Top-K images (CSV)", partial(figures.csv_text, p["table"]), f"{layer}_{f}_topk.csv", "dl_topk_csv")
 ui.png_button("Top-K sources (PNG)", p["sources_png"], f"{layer}_{f}_topk.png", "dl_topk")
 st.subheader("AU profile against the base rates")
 share = ev["share_distinct"][f] if distinct else ev["share_raw"][f]

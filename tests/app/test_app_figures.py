@@ -43,6 +43,23 @@ def test_tile_lays_out_rows_with_padding():
     assert out[5, 5] == 4 and out[0, 4] == 255
 
 
+def test_captioned_tiles_keep_colour_and_wrap_long_captions():
+    red = np.zeros((20, 30, 3), np.uint8)
+    red[..., 0] = 255
+    grey = np.full((20, 30), 128, np.uint8)
+    out = figures.captioned_tiles([red, grey, red], ["a", "b", "c"], cols=2, pad=4, lines=3)
+    line = 11 + 3
+    assert out.shape == (2 * (20 + 3 * line + 4) - 4, 2 * (30 + 4) - 4, 3)  # 2 x 2 cells, RGB
+    assert (out[:20, :30] == red).all() and (out[:20, 34:64] == 128).all()  # tiles pasted unchanged
+    one = figures.captioned_tiles([grey], ["AU1 AU2"], cols=4, lines=3)
+    assert one.ndim == 2 and one.shape[1] == 30  # grey in, grey out; cols capped at the tile count
+    wrapped = figures.captioned_tiles([grey], ["AU1 AU2 AU4 AU5 AU26"], cols=1, lines=3)
+    ink = [(wrapped[20 + 1 + k * line: 20 + 1 + (k + 1) * line] < 128).any() for k in range(3)]
+    assert ink[0] and ink[1]  # wider than the 30 px tile: it goes on in the next line
+    short = figures.captioned_tiles([grey], ["AU1"], cols=1, lines=3)
+    assert not (short[20 + 1 + line:] < 128).any()  # a short caption stays on one line
+
+
 def test_to_uint8_constant_and_range():
     assert figures.to_uint8(np.zeros((3, 3))).tolist() == [[128] * 3] * 3
     u = figures.to_uint8(np.array([[-1.0, 0.0, 1.0]]))

@@ -197,7 +197,7 @@ def test_every_view_and_an_upload(server, page, shots_dir, face_png):
     page.locator("[data-testid=stSidebarNav] a[href$='/filters']").click()
     settle(page, "Filters")
     no_exceptions(page)
-    page.locator("[data-testid=stImage] img").nth(8).wait_for()  # the filter grid
+    page.locator("[data-testid=stImage] img").nth(3).wait_for()  # the filter grid, top patches, sources, deconv
     shoot(page, shots_dir / "filters.png")
 
     page.locator("[data-testid=stSidebarNav] a[href$='/fau-map']").click()
