@@ -11,7 +11,8 @@ comparison runs on the same phantom faces so that the Runs view has three runs t
 (``phantom-emotion`` and ``phantom-default`` with another initialisation, two folds each);
 ``bench/bench_app.py`` (server time, AppTest) and ``bench/bench_browser.py`` (real browser, click
 to ``notRunning``) on the default run; the screenshots through the real-browser test in
-screenshot mode; then README.md's measured-table rows that start with ``| dashboard`` and the marked block of
+screenshot mode, and the Sequences view's on a run of phantom sequences (``phantom-default``,
+folds 0-1, on 40 subjects x 8 sequences x 16 frames, in ``<cache>/docs-sequences``); then README.md's measured-table rows that start with ``| dashboard`` and the marked block of
 docs/dashboard.md (``<!-- refresh_docs:speed -->``) are rewritten with the figures. CI does not run
 this script (it trains for minutes); run it after a change that alters what the views show.
 """
@@ -73,6 +74,76 @@ def extra_runs(default_run: Path) -> list[Path]:
             analyze(run, null="untrained")
         out.append(run)
     return out
+
+
+#: The Sequences view's screenshot shows a run on phantom sequences, kept in a cache of its own
+#: (``<cache>/docs-sequences``) so that the Runs view and the benches see only the three runs above.
+SEQUENCE_DATA = {"n_subjects": 40, "n_frames": 16, "seed": 0}
+SEQUENCE_RUN = ("phantom-default", {"folds": (0, 1)})
+
+
+def sequence_run(cache: Path) -> Path:
+    """Generate (or reuse) phantom sequences in ``cache`` and train, record and analyse a run on
+    them against the untrained null; returns the run directory."""
+    from fercore.analysis.analyze import analyze
+    from fercore.data.phantom.sequences import generate_sequences
+    from fercore.recording.record import record
+    from fercore.store.faceset_h5 import save_faceset
+    from fercore.store.reader import open_run
+    from fercore.training.presets import train_preset
+
+    data = cache / "datasets" / "phantom-seq.h5"
+    if not data.exists():
+        data.parent.mkdir(parents=True, exist_ok=True)
+        save_faceset(generate_sequences(SEQUENCE_DATA["n_subjects"], n_frames=SEQUENCE_DATA["n_frames"],
+                                        seed=SEQUENCE_DATA["seed"]), data)
+    preset, overrides = SEQUENCE_RUN
+    run = Path(train_preset(data, preset, root=cache / "runs", **overrides))
+    if not open_run(run).has_records:
+        record(run)
+    if not open_run(run).has_stats or (open_run(run).analysis_info().get("null") or None) != "untrained":
+        analyze(run, null="untrained")
+    return run
+
+
+def sequences_screenshot(cache: Path, run: Path, out: Path, port: int = 8631) -> None:
+    """The Sequences view of ``run`` in Chromium, as the browser tests take their screenshots."""
+    import urllib.request
+
+    sys.path.insert(0, str(REPO / "tests" / "app"))
+    from playwright.sync_api import sync_playwright
+    from test_browser import CHROMIUM, CHROMIUM_ARGS, IDLE, shoot
+
+    env = dict(os.environ, FERCORE_CACHE=str(cache))
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/main.py", f"--server.port={port}"],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("streamlit did not start for the Sequences screenshot") from None
+                time.sleep(0.3)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(120_000)
+            page.goto(f"http://127.0.0.1:{port}/sequences?run={run.name}&layer=features.conv3")
+            page.get_by_role("heading", name="Sequences").first.wait_for()
+            page.wait_for_selector(IDLE)
+            page.locator("[data-testid=stPlotlyChart]").nth(1).wait_for()
+            page.wait_for_timeout(1500)
+            page.wait_for_selector(IDLE)
+            if page.locator("[data-testid=stException]").count():
+                raise SystemExit("the Sequences view shows an exception")
+            shoot(page, out)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def run_json(cmd: list[str], env: dict) -> dict:
@@ -169,6 +240,12 @@ def main() -> int:
     subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "browser", "tests/app/test_browser.py", "-k",
                     "every_view", "-p", "no:cacheprovider"], cwd=REPO, check=True,
                    env={**env, "FERCORE_SCREENSHOTS": str(shots), "FERCORE_SCREENSHOTS_RUN": default.name})
+    from fercore.store.layout import cache_dir
+
+    seq_cache = cache_dir() / "docs-sequences"
+    seq = sequence_run(seq_cache)
+    print(f"sequence run: {seq.name} (in {seq_cache})")
+    sequences_screenshot(seq_cache, seq, shots / "sequences.png")
     print(f"screenshots: {', '.join(sorted(p.name for p in shots.glob('*.png')))}")
     return 0
 
