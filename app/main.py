@@ -109,7 +109,6 @@ if not runs:
     _follow_default_build(job)
     st.stop()
 info = _pick_run(runs, url.get("run"))
-ui.job_outcome("default", "")  # a default build that failed after its run was trained: say why here too
 try:
     with ui.guarded(f"The {page.title} view"):
         page.run()

@@ -128,6 +128,7 @@ def _require_run() -> tuple[str, float, object] | None:
     stamp = loaders.records_stamp(run_dir)
     r = loaders.reader(run_dir, stamp)
     if not r.has_records or not r.has_stats:
+        job_outcome("default", "")  # the default build failed after this run was trained: say why
         st.error(r.records_error or f"Run {r.name} has records but no filter–AU statistics yet "
                  f"(the analysis step did not run or was interrupted).")
         run_job_or_follow(loaders.start_rebuild, run_dir, key="rebuild_records",
