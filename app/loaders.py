@@ -422,8 +422,8 @@ def filter_panels(run_dir: str, stamp: float, layer: str, f: int, distinct: bool
     dict
         ``patches``, ``deconv``, ``sources``: one PNG each, the top-K best first in a grid of
         tiles with their captions drawn under them (activation values; image index, label and
-        AUs under the sources); ``table`` (rank, image, label, AUs, activation); ``sources_png``
-        (the sources PNG, for download); ``n`` (images listed).
+        AUs under the sources; also the download); ``table`` (rank, image, label, AUs,
+        activation); ``n`` (images listed).
     """
     t = topk(run_dir, stamp, layer, f, distinct)
     fs = faceset(run_dir, stamp)
@@ -449,7 +449,6 @@ def filter_panels(run_dir: str, stamp: float, layer: str, f: int, distinct: bool
                sources, src_caps, cols=max(1, 1150 // (sources[0].shape[1] + 6)) if sources else 1, lines=3)),
            "table": figures.sig3(pd.DataFrame(rows, columns=["rank", "image", "label", "AUs present", "activation"])),
            "n": len(sources)}
-    out["sources_png"] = out["sources"]
     return out
 
 

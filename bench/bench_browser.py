@@ -73,9 +73,11 @@ _ARM_KEY = """() => {
 }"""
 
 
-def _server(port: int) -> subprocess.Popen:
+def _server(port: int, env: dict | None = None) -> subprocess.Popen:
+    """``streamlit run app/main.py`` on loopback ``port`` (environment ``env``, default this
+    process's), returned once it answers its health check."""
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/main.py", f"--server.port={port}",
-                             "--server.address=127.0.0.1"], cwd=REPO, stdout=subprocess.DEVNULL,
+                             "--server.address=127.0.0.1"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

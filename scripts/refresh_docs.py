@@ -108,25 +108,13 @@ def sequence_run(cache: Path) -> Path:
 
 def sequences_screenshot(cache: Path, run: Path, out: Path, port: int = 8631) -> None:
     """The Sequences view of ``run`` in Chromium, as the browser tests take their screenshots."""
-    import urllib.request
-
-    sys.path.insert(0, str(REPO / "tests" / "app"))
+    sys.path[:0] = [str(REPO / "bench"), str(REPO / "tests" / "app")]
+    from bench_browser import CHROMIUM, CHROMIUM_ARGS, IDLE, _server
     from playwright.sync_api import sync_playwright
-    from test_browser import CHROMIUM, CHROMIUM_ARGS, IDLE, shoot
+    from test_browser import shoot
 
-    env = dict(os.environ, FERCORE_CACHE=str(cache))
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/main.py", f"--server.port={port}"],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    proc = _server(port, dict(os.environ, FERCORE_CACHE=str(cache)))
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("streamlit did not start for the Sequences screenshot") from None
-                time.sleep(0.3)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1600, "height": 1000})

@@ -109,7 +109,7 @@ with st.expander(f"The top {p['n']} images (table)"):
     st.dataframe(p["table"], hide_index=True, width="stretch",
                  column_config={"activation": st.column_config.NumberColumn(format="%.3g")})
     ui.csv_button("Top-K images (CSV)", partial(figures.csv_text, p["table"]), f"{layer}_{f}_topk.csv", "dl_topk_csv")
-ui.png_button("Top-K sources (PNG)", p["sources_png"], f"{layer}_{f}_topk.png", "dl_topk")
+ui.png_button("Top-K sources (PNG)", p["sources"], f"{layer}_{f}_topk.png", "dl_topk")
 st.subheader("AU profile against the base rates")
 share = ev["share_distinct"][f] if distinct else ev["share_raw"][f]
 which = "distinct top-K" if distinct else "top-K"

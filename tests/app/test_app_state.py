@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from test_app import _keep_cache_env, app, assert_clean, texts  # noqa: F401 (the autouse fixture)
+from test_app import _keep_cache_env, _upload, _upload_page, app, assert_clean, texts  # noqa: F401 (the autouse fixture)
 
 from app import figures, jobs
 
@@ -123,11 +123,7 @@ def _png(img: Image.Image) -> bytes:
 
 
 def test_centre_crop_is_said_in_the_captions(tiny_cache):
-    at = app(tiny_cache)
-    at.run()
-    at.switch_page("views/upload.py").run()
-    at.file_uploader(key="upload_file").set_value(("wall.png", _png(Image.new("L", (200, 160), 128)), "image/png"))
-    at.run()
+    at = _upload(_upload_page(tiny_cache), "wall.png", _png(Image.new("L", (200, 160), 128)))
     at.button(key="centre_crop_btn").click().run()
     assert_clean(at)
     captions = " ".join(c.value for c in at.caption) + " ".join(
@@ -146,9 +142,7 @@ def test_a_phantom_trained_run_says_so_and_offers_a_run_on_photos(tiny_run, tmp_
     at = app(tmp_path)
     at.query_params["run"] = tiny_run.name
     at.run()
-    at.switch_page("views/upload.py").run()
-    at.file_uploader(key="upload_file").set_value(("astronaut.png", face_png, "image/png"))
-    at.run()
+    _upload(at.switch_page("views/upload.py").run(), "astronaut.png", face_png)
     assert_clean(at)
     warned = " ".join(w.value for w in at.warning)
     assert "seen only drawn faces" in warned and "means little" in warned
@@ -171,11 +165,7 @@ def test_landmarks_and_an_au_region_are_drawn_when_the_crop_has_them(tiny_cache,
         return {**out, "landmarks": lm[0] * out["image"].shape[0] / 48.0, "fit": "given"}
 
     monkeypatch.setattr(loaders, "_decode_and_crop", with_landmarks)
-    at = app(tiny_cache)
-    at.run()
-    at.switch_page("views/upload.py").run()
-    at.file_uploader(key="upload_file").set_value(("astronaut.png", face_png, "image/png"))
-    at.run()
+    at = _upload(_upload_page(tiny_cache), "astronaut.png", face_png)
     assert_clean(at)
     assert "The 68 landmarks" in texts(at)
     au = at.selectbox(key="upload_region_au")
@@ -188,11 +178,7 @@ def test_no_landmarks_is_said_and_nothing_is_drawn(tiny_cache, face_png):
 
     face = np.full((48, 48), 90, np.uint8)
     assert np.array_equal(loaders.landmark_figure(face, None, 12, scale=2), figures.to_rgb(figures.resize(face, 96)))
-    at = app(tiny_cache)
-    at.run()
-    at.switch_page("views/upload.py").run()
-    at.file_uploader(key="upload_file").set_value(("astronaut.png", face_png, "image/png"))
-    at.run()
+    at = _upload(_upload_page(tiny_cache), "astronaut.png", face_png)
     assert_clean(at)
     t = texts(at)
     assert "The 68 landmarks" in t or "No landmarks were fitted" in t
