@@ -14,7 +14,8 @@ import streamlit as st
 
 from fercore.analysis.criteria import STAGE_LABELS, STAGES
 
-__all__ = ["funnel_caption", "funnel_display", "funnel_frame", "null_badge", "null_badge_text", "summary_table", "verdict_lines"]
+__all__ = ["funnel_caption", "funnel_display", "funnel_frame", "funnel_line", "funnel_line_text", "null_badge",
+           "null_badge_text", "summary_table", "verdict_lines"]
 
 
 def funnel_caption(criteria: dict, k: int) -> str:
@@ -73,13 +74,9 @@ def summary_table(summary: dict, *, key: str | None = None) -> None:
     if summary.get("warnings"):
         st.caption("The counts are withheld: with the warning above they would not be evidence.")
         return
-    st.dataframe(funnel_display(summary), hide_index=True, width="stretch", key=key,
-                 column_config={"AUs beyond emotion": st.column_config.TextColumn(width="medium"),
-                                "filters": st.column_config.NumberColumn(width="small"),
-                                "expected false": st.column_config.TextColumn(
-                                    help="expected false discoveries among the filters beyond emotion "
-                                         "(Benjamini–Hochberg's bound)")})
-    st.caption(funnel_caption(summary["criteria"], summary["k"]))
+    st.table(funnel_display(summary), hide_index=True, border="horizontal")
+    st.caption(funnel_caption(summary["criteria"], summary["k"]) + " **expected false**: the expected false "
+               "discoveries among the filters beyond emotion (Benjamini–Hochberg's bound).")
     if summary.get("untestable_aus"):
         st.caption("Untestable (too few units within the emotions show the AU and its absence): "
                    + " ".join(f"AU{a}" for a in summary["untestable_aus"]))
@@ -87,12 +84,38 @@ def summary_table(summary: dict, *, key: str | None = None) -> None:
                        file_name="funnel.csv", mime="text/csv", key=None if key is None else f"{key}_csv")
 
 
+def funnel_line_text(summary: dict, layer: str) -> str | None:
+    """One layer's funnel in a line: each stage's count of filters with the null network's
+    beside it, and the AUs beyond emotion (None when the summary has no such layer)."""
+    row = next((r for r in summary.get("layers", []) if r["layer"] == layer), None)
+    if row is None:
+        return None
+    parts = []
+    for s in STAGES:
+        n = row["stages"][s]["filters"]
+        parts.append(f"{STAGE_LABELS[s]} **{n}**" + (f" (null {row['null_stages'][s]['filters']})"
+                                                    if "null_stages" in row else ""))
+    aus = ", ".join(f"AU{a}" for a in row["stages"]["beyond_emotion"]["aus"]) or "none"
+    return f"**{layer}**, {row['n_filters']} filters: " + " → ".join(parts) + f"; AUs beyond emotion: {aus}"
+
+
+def funnel_line(summary: dict, layer: str) -> None:
+    """Draw :func:`funnel_line_text` (or the warnings that withhold the counts)."""
+    for w in summary.get("warnings", []):
+        st.warning(w)
+    if summary.get("warnings"):
+        return
+    text = funnel_line_text(summary, layer)
+    if text:
+        st.markdown(text + "  \n:gray[Filters that reach each stage of the funnel of controls; the stages, their "
+                           "thresholds and every layer: the Overview.]")
+
+
 def verdict_lines(rows: list[dict], au: str) -> None:
     """The funnel of one filter × AU, stage by stage, naming what fails and by how much."""
     marks = {True: "✓", False: "✗", None: "–"}
-    st.markdown(f"**{au}** — " + " · ".join(f"{r['label']} {marks[r['passed']]}" for r in rows))
-    for r in rows:
-        st.caption(f"{marks[r['passed']]} {r['label']}: {r['detail']}")
+    st.markdown(f"**{au}** — " + " · ".join(f"{r['label']} {marks[r['passed']]}" for r in rows) + "  \n"
+                + "  \n".join(f":gray[{marks[r['passed']]} {r['label']}: {r['detail']}]" for r in rows))
 
 
 def null_badge_text(value: float, null_p95: float | None, *, digits: int = 3) -> str:

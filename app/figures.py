@@ -1,4 +1,6 @@
-"""Small drawing helpers of the dashboard: image conversions, boxes, overlays, plotly figures.
+"""Small drawing helpers of the dashboard: image conversions, boxes, overlays, captioned tiles,
+tables for display and CSV, and the Sequences view's frame player (a plotly animation, which
+plays in the browser; every other chart is a Vega-Lite spec of :mod:`app.charts`).
 
 Pure functions of arrays; no file access, no models. Images are ``(H, W)`` uint8 grey or
 ``(H, W, 3)`` uint8 RGB.
@@ -11,8 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-#: Colours of the dashboard (the theme's primary colour first).
-ACCENT = "#c2410c"
+#: Colour of receptive-field boxes.
 BOX_RGB = (234, 88, 12)
 #: How a filter's deepest stage of the funnel (0 none ... 4 in the AU's region) is shown.
 STAGE_NAMES = ("none", "raw", "distinct top-K", "beyond emotion", "in the AU's region")
@@ -21,8 +22,6 @@ STAGE_MARKS = ("·", "raw", "distinct", "✓ beyond emotion", "✓ in region")
 STAGE_SHORT = ("-", "raw", "dist", "+emo", "+reg")
 STAGE_LEGEND = ("- none, raw = raw top-K, dist = distinct top-K, +emo = beyond emotion, "
                 "+reg = in the AU's region")
-#: Height of one filter row in the FAU map (px).
-ROW_PX = 14
 #: −log10 q is drawn up to this (q below 1e-12 reads as "at least 12").
 NEG_LOG10_CAP = 12.0
 
@@ -150,6 +149,13 @@ def sig3(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     return out
 
 
+def sig3_style(df: pd.DataFrame, digits: int = 3):
+    """A pandas Styler that writes every float of ``df`` with ``digits`` significant digits (NaN
+    as "–"), for ``st.table`` (which would otherwise print floats with four decimals)."""
+    fmt = {c: f"{{:.{digits}g}}" for c in df.columns if df[c].dtype.kind == "f"}
+    return df.style.format(fmt, na_rep="–")
+
+
 def csv_text(df: pd.DataFrame, *, index: bool = False, index_label: str | None = None) -> str:
     """CSV of a table with numbers to 3 significant digits (``%.3g``) and NaN as an empty cell."""
     return df.to_csv(index=index, index_label=index_label, float_format="%.3g")
@@ -229,153 +235,9 @@ def png_bytes(img: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def heatmap(z: np.ndarray, *, x: list[str], y: list[str], title: str, zlabel: str, diverging: bool = False,
-            height: int | None = None, zrange: tuple[float, float] | None = None) -> go.Figure:
-    """A plain plotly heat map (AU co-occurrence, the Runs view's side-by-side maps): AU labels
-    on the top axis as well as the bottom. ``diverging`` centres a red-blue scale on 0."""
-    z = np.asarray(z, dtype=float)
-    fig = go.Figure(go.Heatmap(z=z, x=x, y=y, **_scale(diverging, zrange), colorbar=_colorbar(zlabel, zrange),
-                               hovertemplate="%{y} × %{x}<br>" + zlabel + " %{z:.3g}<extra></extra>"))
-    fig.update_layout(title=title, height=height or max(360, ROW_PX * len(y) + 200),
-                      margin={"l": 10, "r": 10, "t": 110, "b": 10},
-                      yaxis={"autorange": "reversed", "type": "category"},
-                      xaxis={"type": "category", "tickangle": -45})
-    _top_labels(fig, x, xref="x")
-    return fig
-
-
-def _scale(diverging: bool, zrange: tuple[float, float] | None) -> dict:
-    if diverging:
-        lim = max(abs(zrange[0]), abs(zrange[1])) if zrange else None
-        return dict(colorscale="RdBu_r", zmid=0.0, **({"zmin": -lim, "zmax": lim} if lim else {}))
-    return dict(colorscale="Oranges", **({"zmin": zrange[0], "zmax": zrange[1]} if zrange else {}))
-
-
-def _colorbar(zlabel: str, zrange: tuple[float, float] | None, capped: bool = False) -> dict:
-    bar = {"title": {"text": zlabel, "side": "right"}, "len": 0.5, "y": 1.0, "yanchor": "top", "thickness": 14}
-    if capped and zrange:
-        ticks = np.linspace(zrange[0], zrange[1], 7)
-        bar.update(tickvals=list(ticks), ticktext=[f"{t:g}" for t in ticks[:-1]] + [f"≥{ticks[-1]:g}"])
-    return bar
-
-
-def _top_labels(fig: go.Figure, x: list[str], *, xref: str) -> None:
-    """The column labels once more above the plot (tall maps are read from the top)."""
-    for label in x:
-        fig.add_annotation(x=label, y=1.0, xref=xref, yref="paper", yanchor="bottom", text=label, showarrow=False,
-                           textangle=-45, font={"size": 11}, yshift=4)
-
-
-def fau_map(z: np.ndarray, *, aus: list[str], rows: list[str], filters: np.ndarray, title: str, zlabel: str,
-            kl: np.ndarray, diverging: bool = False, zrange: tuple[float, float] | None = None,
-            capped: bool = False, marks: np.ndarray | None = None) -> go.Figure:
-    """The FAU map: filters (rows, in the given order) × AUs, a per-filter KL column beside it.
-
-    Parameters
-    ----------
-    z : (F, A) float
-        The values shown, rows already in display order.
-    aus : list of str, length A
-        Column labels (``AU12``).
-    rows : list of str, length F
-        Row labels (unique).
-    filters : (F,) int
-        The filter index of each row (returned by a selection as ``customdata``).
-    kl : (F,) float
-        KL selectivity of each row's filter (the column beside the map).
-    zrange : (lo, hi), optional
-        Fixed colour range (``capped`` writes "≥ hi" on the top tick).
-    marks : (F, A) bool, optional
-        Cells drawn with a ring (pairs that pass beyond emotion).
-
-    Returns
-    -------
-    plotly Figure
-        Cells are selectable (click, box, lasso through Streamlit's ``on_select``): an invisible
-        point sits on every cell with ``customdata = (filter, AU column, value)``, because plotly's
-        heat map trace itself reports no selection. A KL bar carries ``(filter, -1)``.
-    """
-    from plotly.subplots import make_subplots
-
-    z = np.asarray(z, dtype=float)
-    n_f, n_a = z.shape
-    filters = np.asarray(filters, dtype=int)
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.86, 0.14], horizontal_spacing=0.012)
-    fig.add_trace(go.Heatmap(z=z, x=aus, y=rows, **_scale(diverging, zrange), hoverinfo="skip",
-                             colorbar={**_colorbar(zlabel, zrange, capped), "x": 1.01}), row=1, col=1)
-    ai, fi = np.meshgrid(np.arange(n_a), np.arange(n_f))
-    # One point per cell, drawn as (empty) text rather than as markers: the browser draws 2,304
-    # transparent SVG markers (conv3) in about a second and WebGL ones erratically in software, while
-    # text points cost about nothing; hover, click and box / lasso selection work the same.
-    fig.add_trace(go.Scatter(x=[aus[a] for a in ai.ravel()], y=[rows[r] for r in fi.ravel()], mode="text",
-                             customdata=np.stack([filters[fi.ravel()], ai.ravel(), z.ravel()], axis=1),
-                             hovertemplate="%{y} × %{x}<br>" + zlabel + " %{customdata[2]:.3g}<extra></extra>",
-                             showlegend=False, name="cells"),
-                  row=1, col=1)
-    if marks is not None and np.any(marks):
-        yi, xi = np.nonzero(np.asarray(marks, bool))
-        fig.add_trace(go.Scatter(x=[aus[i] for i in xi], y=[rows[i] for i in yi], mode="markers", hoverinfo="skip",
-                                 marker={"symbol": "circle-open", "size": 9, "color": "black", "line": {"width": 1.5}},
-                                 name="beyond emotion", showlegend=False), row=1, col=1)
-    kl = np.asarray(kl, dtype=float)
-    fig.add_trace(go.Bar(x=kl, y=rows, orientation="h", marker_color="#64748b", showlegend=False, name="KL",
-                         customdata=np.stack([filters, np.full(n_f, -1)], axis=1),
-                         hovertemplate="%{y}<br>KL selectivity %{x:.3g}<extra></extra>"), row=1, col=2)
-    fig.update_layout(title={"text": title, "y": 0.995, "yanchor": "top"},
-                      height=max(360, ROW_PX * n_f + 230), margin={"l": 10, "r": 10, "t": 120, "b": 10},
-                      bargap=0.15)
-    # Fixed ranges: autorange would pad for the (invisible) markers, shifting the cells off the
-    # plot area's edges.
-    fig.update_yaxes(range=[n_f - 0.5, -0.5], autorange=False, type="category", row=1, col=1)
-    fig.update_xaxes(range=[-0.5, n_a - 0.5], autorange=False, type="category", tickangle=-45, row=1, col=1)
-    fig.update_xaxes(title_text="KL selectivity", row=1, col=2, side="bottom")
-    _top_labels(fig, aus, xref="x")
-    fig.add_annotation(x=0.5, y=1.0, xref="x2 domain", yref="paper", yanchor="bottom", text="KL", showarrow=False,
-                       font={"size": 11}, yshift=4)
-    return fig
-
-
-def selected_cells(event) -> list[tuple[int, int]]:
-    """(filter, AU column) of every cell a selection event of :func:`fau_map` names, in the order
-    given (a KL bar gives (filter, -1)); points of other traces are ignored."""
-    try:
-        points = event["selection"]["points"]
-    except (KeyError, TypeError):
-        points = getattr(getattr(event, "selection", None), "points", None) or []
-    out = []
-    for p in points or []:
-        cd = p.get("customdata") if isinstance(p, dict) else None
-        if isinstance(cd, dict):
-            cd = [cd.get("0"), cd.get("1")]
-        if not isinstance(cd, list | tuple) or len(cd) < 2 or cd[0] is None or cd[1] is None:
-            continue
-        try:
-            cell = (int(cd[0]), int(cd[1]))
-        except (TypeError, ValueError):
-            continue
-        if cell not in out:
-            out.append(cell)
-    return out
-
-
-def confusion_figure(conf: np.ndarray, class_names: list[str]) -> go.Figure:
-    """Row-normalised confusion matrix (true rows, predicted columns) with counts in the cells."""
-    conf = np.asarray(conf, dtype=float)
-    rows = conf.sum(axis=1, keepdims=True)
-    norm = np.divide(conf, rows, out=np.zeros_like(conf), where=rows > 0)
-    fig = go.Figure(go.Heatmap(z=norm, x=list(class_names), y=list(class_names), colorscale="Oranges", zmin=0, zmax=1,
-                               text=conf.astype(int), texttemplate="%{text}",
-                               colorbar={"title": "share of row"},
-                               hovertemplate="true %{y} → predicted %{x}<br>%{text} images<extra></extra>"))
-    fig.update_layout(title="Confusion matrix (all test folds)", xaxis_title="predicted", yaxis_title="true",
-                      yaxis={"autorange": "reversed"}, height=420, margin={"l": 10, "r": 10, "t": 50, "b": 10})
-    return fig
-
-
 #: Learning-curve series in words (metrics.json keys them in snake case).
 SERIES_NAMES = {"train_acc": "training accuracy", "val_acc": "validation accuracy", "test_acc": "test accuracy",
                 "train_loss": "training loss", "val_loss": "validation loss"}
-_SERIES_COLOURS = ("#c2410c", "#2563eb", "#16a34a", "#9333ea")
 
 
 def series_name(key: str) -> str:
@@ -384,65 +246,6 @@ def series_name(key: str) -> str:
         return SERIES_NAMES[key]
     words = {"acc": "accuracy", "val": "validation", "train": "training"}
     return " ".join(words.get(w, w) for w in str(key).split("_"))
-
-
-def curves_figure(curves: pd.DataFrame, *, per_fold: bool = False) -> go.Figure:
-    """Learning curves in two panels, accuracy and loss: the mean over folds with a band of ± one
-    standard deviation, and (``per_fold``) each fold's own line.
-
-    ``curves`` is long: columns ``fold``, ``epoch``, ``series`` (in words), ``value``."""
-    from plotly.subplots import make_subplots
-
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Accuracy", "Loss"), horizontal_spacing=0.1)
-    for i, (series, g) in enumerate(curves.groupby("series", sort=True)):
-        col = 2 if "loss" in str(series) else 1
-        colour = _SERIES_COLOURS[i % len(_SERIES_COLOURS)]
-        stats = g.groupby("epoch")["value"].agg(["mean", "std", "count"]).reset_index()
-        sd = stats["std"].fillna(0.0)
-        lo, hi = stats["mean"] - sd, stats["mean"] + sd
-        band = _rgba(colour, 0.18)
-        fig.add_trace(go.Scatter(x=stats["epoch"], y=hi, mode="lines", line={"width": 0}, hoverinfo="skip",
-                                 showlegend=False, legendgroup=str(series)), row=1, col=col)
-        fig.add_trace(go.Scatter(x=stats["epoch"], y=lo, mode="lines", line={"width": 0}, fill="tonexty",
-                                 fillcolor=band, hoverinfo="skip", showlegend=False, legendgroup=str(series)),
-                      row=1, col=col)
-        n = int(stats["count"].max())
-        fig.add_trace(go.Scatter(x=stats["epoch"], y=stats["mean"], mode="lines+markers", line={"color": colour},
-                                 name=f"{series} (mean ± sd, {n} folds)", legendgroup=str(series),
-                                 hovertemplate=f"{series}<br>epoch %{{x}}: %{{y:.3g}}<extra></extra>"),
-                      row=1, col=col)
-        if per_fold:
-            for fold, gf in g.groupby("fold", sort=True):
-                fig.add_trace(go.Scatter(x=gf["epoch"], y=gf["value"], mode="lines",
-                                         line={"color": colour, "width": 0.8}, opacity=0.45, showlegend=False,
-                                         legendgroup=str(series),
-                                         hovertemplate=f"fold {fold} {series}<br>epoch %{{x}}: %{{y:.3g}}<extra></extra>"),
-                              row=1, col=col)
-    fig.update_xaxes(title_text="epoch", dtick=1)
-    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
-    fig.update_yaxes(title_text="loss", rangemode="tozero", row=1, col=2)
-    fig.update_layout(title="Learning curves", height=420, margin={"l": 10, "r": 10, "t": 70, "b": 10},
-                      legend={"orientation": "h", "y": -0.25})
-    return fig
-
-
-def _rgba(hex_colour: str, alpha: float) -> str:
-    h = hex_colour.lstrip("#")
-    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
-    return f"rgba({r},{g},{b},{alpha})"
-
-
-def bars(values: np.ndarray, labels: list[str], *, title: str, base: np.ndarray | None = None,
-         base_name: str = "base rate", value_name: str = "value") -> go.Figure:
-    """Horizontal bars (optionally beside base rates)."""
-    fig = go.Figure(go.Bar(y=labels, x=np.asarray(values, dtype=float), orientation="h", name=value_name,
-                           marker_color=ACCENT))
-    if base is not None:
-        fig.add_trace(go.Bar(y=labels, x=np.asarray(base, dtype=float), orientation="h", name=base_name,
-                             marker_color="#94a3b8"))
-    fig.update_layout(title=title, barmode="group", height=max(260, 22 * len(labels) + 120),
-                      yaxis={"autorange": "reversed"}, margin={"l": 10, "r": 10, "t": 50, "b": 10})
-    return fig
 
 
 def frames_player(images: np.ndarray, *, captions: list[str], size: int = 192) -> go.Figure:
@@ -472,33 +275,4 @@ def frames_player(images: np.ndarray, *, captions: list[str], size: int = 192) -
     )
     for i, fr in enumerate(fig.frames):
         fr.layout = go.Layout(title=dict(text=captions[i] if i < len(captions) else ""))
-    return fig
-
-
-def time_panels(panels: list[tuple[str, dict[str, np.ndarray], str]], *, frame: int | None = None,
-                phases: np.ndarray | None = None) -> go.Figure:
-    """Stacked line panels over frames sharing the frame axis: each ``(title, {series: (T,)
-    values}, y label)``; a dashed line at ``frame``; the apex frames (or the micro-expression's
-    frames) shaded when ``phases`` marks them (:data:`fercore.data.faceset.PHASE_CODES`)."""
-    from plotly.subplots import make_subplots
-
-    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                        subplot_titles=[p[0] for p in panels])
-    colours = ("#c2410c", "#2563eb", "#16a34a", "#9333ea", "#0891b2", "#ca8a04", "#db2777", "#4b5563")
-    for r, (_, series, ylabel) in enumerate(panels, start=1):
-        for j, (name, y) in enumerate(series.items()):
-            y = np.asarray(y, dtype=float)
-            fig.add_trace(go.Scatter(x=np.arange(len(y)), y=y, mode="lines+markers", name=name,
-                                     legendgroup=str(r), line=dict(color=colours[j % len(colours)]),
-                                     marker=dict(size=4)), row=r, col=1)
-        fig.update_yaxes(title_text=ylabel, row=r, col=1)
-    if phases is not None:
-        apex = np.flatnonzero(np.isin(np.asarray(phases), (2, 4)))
-        if len(apex):
-            fig.add_vrect(x0=apex.min() - 0.5, x1=apex.max() + 0.5, fillcolor="#fde68a", opacity=0.3, line_width=0)
-    if frame is not None:
-        fig.add_vline(x=frame, line_dash="dash", line_color="#6b7280")
-    fig.update_xaxes(title_text="frame", row=len(panels), col=1)
-    fig.update_layout(height=230 * len(panels) + 40, margin=dict(l=60, r=20, t=40, b=40),
-                      legend=dict(tracegroupgap=140))
     return fig

@@ -3,7 +3,8 @@
 Views call these functions and lay out what they return; no rule of the analysis lives here (what
 counts as AU-selective, which AU a filter is judged by, how an upload is preprocessed: all in
 fercore). ``st.cache_resource`` holds objects shared by every browser session (run readers,
-FaceSets) and figures (see :func:`_spec`); ``st.cache_data`` holds arrays and tables keyed by
+FaceSets) and chart specs (one object per key, never changed by a view, so a chart keeps its
+element id and its selection across runs); ``st.cache_data`` holds arrays and tables keyed by
 their (hashable) arguments. An uploaded photo is the exception: what is
 computed from it stays in its browser session's state (:func:`decode_and_crop`), never in a
 cache other sessions share. The server-side builds (default run, rebuilt records, null network)
@@ -23,7 +24,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import figures
+from app import charts, figures
 
 # The model of a run is shared by every browser connected to the server; a forward pass must not
 # interleave with another one on the same module objects.
@@ -184,25 +185,14 @@ def metrics_view(run_dir: str, stamp: float) -> dict:
 def curves_figure(run_dir: str, stamp: float, per_fold: bool):
     """The learning-curve panels of a run (None without curves in metrics.json)."""
     m = metrics_view(run_dir, stamp)
-    return None if m["curves"] is None else _spec(figures.curves_figure(m["curves"], per_fold=per_fold))
+    return None if m["curves"] is None else charts.curves(m["curves"], per_fold=per_fold)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def confusion_figure(run_dir: str, stamp: float):
     """The confusion matrix of a run (None without one in metrics.json)."""
     m = metrics_view(run_dir, stamp)
-    return None if m["confusion"] is None else _spec(
-        figures.confusion_figure(m["confusion"], list(reader(run_dir, stamp).class_names)))
-
-
-def _spec(fig):
-    """A figure as every run must see it. Figures are cached with ``st.cache_resource``: one
-    object, the same spec on a cache miss and on every hit. (From st.cache_data's pickle a plotly
-    Figure comes back with axis references spelled out that the original left implicit; a
-    changed spec gives the chart a new element id, and the click that triggered the rerun is
-    lost. A dict instead would be validated by plotly again on every run: 100 ms for the
-    128-row FAU map.) ``st.plotly_chart`` copies the figure (``to_dict``), never changes it."""
-    return fig
+    return None if m["confusion"] is None else charts.confusion(m["confusion"], list(reader(run_dir, stamp).class_names))
 
 
 # ------------------------------------------------------------------------------------ analysis
@@ -319,9 +309,9 @@ def _short(stat: str) -> str:
             "spatial": "in region"}[stat]
 
 
-def _rows(ev, order) -> list[str]:
+def _rows(ev, order, marks=figures.STAGE_MARKS) -> list[str]:
     depth = np.asarray(ev["stage"]).max(axis=1)
-    return [f"#{int(f)} {figures.STAGE_MARKS[int(depth[f])]}" for f in order]
+    return [f"#{int(f)} {marks[int(depth[f])]}" for f in order]
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -338,14 +328,14 @@ def fau_heatmap(run_dir: str, stamp: float, layer: str, stat: str, distinct: boo
     z = z[order]
     depth = np.asarray(ev["stage"]).max(axis=1)
     label = stat_label(stat, distinct)
-    fig = figures.fau_map(z, aus=au_short, rows=_rows(ev, order), filters=order, kl=np.asarray(ev["kl"])[order],
+    fig = charts.fau_map(z, aus=au_short, rows=_rows(ev, order), filters=order, kl=np.asarray(ev["kl"])[order],
                           marks=np.asarray(ev["beyond_emotion"])[order], title=f"{layer}: filters × AUs — {label}",
                           zlabel=_short(stat), diverging=stat in _DIVERGING, zrange=zrange,
                           capped=stat == "q_emotion")
     df = pd.DataFrame(z, index=[f"filter {int(f)}" for f in order], columns=au_short)
     df.insert(0, "KL selectivity", np.asarray(ev["kl"], dtype=float)[order])
     df.insert(0, "stage reached", [figures.STAGE_NAMES[int(depth[f])] for f in order])
-    return _spec(fig), df, label
+    return fig, df, label
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -357,10 +347,10 @@ def plain_map(run_dir: str, stamp: float, layer: str, stat: str, distinct: bool,
     au_short = [f"AU{int(a)}" for a in ev["au_ids"]]
     z, zrange = _map_values(ev, stat, distinct)
     z = z[order]
-    fig = figures.heatmap(z, x=au_short, y=_rows(ev, order), title=title, zlabel=_short(stat),
-                          diverging=stat in _DIVERGING, zrange=zrange)
+    fig = charts.heatmap(z, x=au_short, y=_rows(ev, order, figures.STAGE_SHORT), title=title, zlabel=_short(stat),
+                         diverging=stat in _DIVERGING, zrange=zrange, capped=stat == "q_emotion", cell_width=13)
     df = pd.DataFrame(z, index=[f"filter {int(f)}" for f in order], columns=au_short)
-    return _spec(fig), df
+    return fig, df
 
 
 def filter_order(run_dir: str, stamp: float, layer: str, by: str) -> np.ndarray:
@@ -379,9 +369,9 @@ def cooc_heatmap(run_dir: str, stamp: float):
     """The data set's AU × AU co-occurrence: (figure, data frame)."""
     cooc = reader(run_dir, stamp).analysis_arrays()["au_cooc"]
     au_short = [f"AU{int(a)}" for a in reader(run_dir, stamp).au_ids]
-    fig = figures.heatmap(cooc, x=au_short, y=au_short, title="P(column AU present | row AU present)",
-                          zlabel="co-occurrence", height=560)
-    return _spec(fig), pd.DataFrame(cooc, index=au_short, columns=au_short)
+    fig = charts.heatmap(cooc, x=au_short, y=au_short, title="P(column AU present | row AU present)",
+                         zlabel="co-occurrence", zrange=(0.0, 1.0), height=24 * len(au_short), cell_width=24)
+    return fig, pd.DataFrame(cooc, index=au_short, columns=au_short)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

@@ -27,6 +27,7 @@ PAGES = [
     st.Page(_VIEWS / "overview.py", title="Overview", icon=":material/dashboard:", url_path="overview"),
     st.Page(_VIEWS / "filters.py", title="Filters", icon=":material/grid_view:", url_path="filters"),
     st.Page(_VIEWS / "fau_map.py", title="FAU map", icon=":material/grid_on:", url_path="fau-map"),
+    st.Page(_VIEWS / "evidence.py", title="Evidence", icon=":material/table_rows:", url_path="evidence"),
     st.Page(_VIEWS / "sequences.py", title="Sequences", icon=":material/movie:", url_path="sequences"),
     st.Page(_VIEWS / "upload.py", title="Upload", icon=":material/add_a_photo:", url_path="upload"),
     st.Page(_VIEWS / "runs.py", title="Runs", icon=":material/compare:", url_path="runs"),

@@ -1,6 +1,7 @@
 """FAU map: filters × action units under a chosen stored figure, with each filter's KL selectivity
-beside it; selecting a cell (click, box or lasso) picks that filter and AU and offers to open the
-filter; the funnel of controls, the ranked filter × AU evidence, the data's AU × AU co-occurrence."""
+beside it and the layer's funnel of controls in a line above; selecting a cell (a click, or a box
+dragged over several) picks that filter and AU and offers to open the filter. The ranked evidence
+and the AU co-occurrence have a view of their own (Evidence)."""
 
 from functools import partial
 
@@ -8,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import components, figures, loaders, state, ui
+from app import charts, components, figures, loaders, state, ui
 
 st.title("FAU map")
 ctx = ui.require_run()
@@ -18,9 +19,6 @@ run_dir, stamp, reader = ctx
 au_labels = loaders.au_labels(run_dir, stamp)
 au_ids = [int(a) for a in reader.au_ids]
 au_short = [f"AU{a}" for a in au_ids]
-
-with st.expander("AU-selective filters: the funnel of controls", expanded=True):
-    summary = ui.honest_summary(run_dir, stamp, key="fau")
 
 
 def _layer_changed() -> None:
@@ -38,6 +36,10 @@ c1, c2, c3, c4 = st.columns([2, 3, 3, 1])
 layer = state.selectbox(c1, "Layer", layers, name="layer", key="fau_layer", default=layers[-1],
                         on_change=_layer_changed)
 ev = loaders.evidence(run_dir, stamp, layer)
+summary = loaders.summary(run_dir, stamp)
+components.funnel_line(summary, layer)
+if not summary.get("null"):
+    ui.null_missing(run_dir, key="fau")
 stat = state.selectbox(c2, "Figure", loaders.statistics(ev), name="stat", key="fau_stat",
                        format_func=loaders.STATISTICS.get)
 order_by = c3.radio("Order filters by", ["evidence", "cluster", "index"], horizontal=True, key="fau_order",
@@ -49,9 +51,10 @@ distinct = state.toggle(c4, "Distinct", name="distinct", key="fau_distinct",
 
 fig, df, zname = loaders.fau_heatmap(run_dir, stamp, layer, stat, distinct, order_by)
 key = loaders.stored_figure(stat, distinct)
-event = st.plotly_chart(fig, key="fau_heatmap", on_select="rerun", selection_mode=("points", "box", "lasso"))
+event = st.vega_lite_chart(fig, key="fau_heatmap", on_select="rerun", width="content")
 
-cells = figures.selected_cells(event)
+order = loaders.filter_order(run_dir, stamp, layer, order_by)
+cells = charts.selected_cells(event, order, len(au_ids))
 pick = (layer, tuple(cells))
 if cells and st.session_state.get("fau_last_pick") != pick:  # a new selection moves the pickers to it
     st.session_state["fau_last_pick"] = pick
@@ -61,16 +64,17 @@ if cells and st.session_state.get("fau_last_pick") != pick:  # a new selection m
     state.put("filter", int(f_pick))
     state.put("au", au_ids[int(a_pick)] if a_pick >= 0 else au_ids[int(ev["judged"][f_pick])])
 
-st.caption("Rows: filters, labelled by the deepest stage of the funnel they reach for any AU; a ring marks a "
+null = ev.get("null") or {}
+null_line = ("  \n**Null network, 95th percentile over its filters** (same layer, same figure, per AU): "
+             + " · ".join(f"{a} {v:.3g}" for a, v in zip(au_short, null[key], strict=True) if np.isfinite(v))
+             if key in null else "")
+st.markdown(":gray[Rows: filters, labelled by the deepest stage of the funnel they reach for any AU; a ring marks a "
            "filter × AU pair that passes the beyond-emotion stage; the grey bars beside the map are each "
-           "filter's KL selectivity. **Click a cell** (or use the box / lasso tools above the chart) to pick that "
-           "filter and AU below. The camera icon saves the chart as PNG.")
+           "filter's KL selectivity. **Click a cell** to pick that filter and AU below, or **drag a box** over "
+           "several (the strongest is picked; a double click clears the box); a click on a KL bar picks the "
+           "filter. The chart's menu (⋯, top right) saves it as PNG.]" + null_line)
 ui.csv_button("Heat map data (CSV)", partial(figures.csv_text, df, index=True, index_label="filter"), f"{layer}_{key}.csv",
               "dl_heat")
-null = ev.get("null") or {}
-if key in null:
-    st.markdown("**Null network, 95th percentile over its filters** (same layer, same figure, per AU): "
-                + " · ".join(f"{a} {v:.3g}" for a, v in zip(au_short, null[key], strict=True) if np.isfinite(v)))
 if len(cells) > 1:
     with st.expander(f"{len(cells)} cells selected (the pickers show the strongest)"):
         values = np.asarray(ev[key], dtype=float)
@@ -81,32 +85,13 @@ if len(cells) > 1:
         ui.csv_button("Selected cells (CSV)", partial(figures.csv_text, sel), f"{layer}_selection.csv", "dl_selection")
 
 st.markdown("**Open a filter** — select a cell in the heat map, or pick here:")
-c1, c2, c3 = st.columns([2, 2, 1])
+c1, c2 = st.columns([1, 1])
 filters = [int(f) for f in loaders.filter_order(run_dir, stamp, layer, order_by)]
 f = state.selectbox(c1, "Filter", filters, name="filter", key="fau_filter", on_change=_filter_changed)
 au = state.selectbox(c2, "AU", au_ids, name="au", key="fau_au", format_func=lambda a: au_labels[au_ids.index(a)])
 j = au_ids.index(au)
-value = float(df[f"AU{au}"].iloc[filters.index(f)])
-c3.markdown(f"**{zname}**  \n{value:.3g}")
 components.null_badge(float(ev[key][f, j]), float(null[key][j]) if key in null else None,
                       label=f"filter #{f} × AU{au}, {loaders.STATISTICS[stat]}")
 components.verdict_lines(loaders.verdict(run_dir, stamp, layer, f, j), au_labels[j])
 if st.button(f"Open filter #{f} in the Filters view", key="open_filter", type="primary"):
     st.switch_page("views/filters.py")
-
-st.subheader("Ranked filter × AU evidence")
-table = loaders.evidence_table(run_dir, stamp, (layer,))
-st.dataframe(table, hide_index=True, width="stretch", height=320,
-             column_config={c: st.column_config.NumberColumn(format="%.3g") for c in table.columns
-                            if table[c].dtype.kind == "f"})
-st.caption("Pairs whose distinct top-K share is above the AU's base rate, ranked by the deepest stage of the "
-           "funnel they reach, then the within-emotion test's q, then the excess share. The same table for "
-           "every layer: `python -m fercore analyze --csv FILE`.")
-ui.csv_button("Evidence table (CSV)", partial(loaders.evidence_csv, run_dir, stamp, (layer,)), f"{layer}_evidence.csv",
-              "dl_matches")
-
-st.subheader("AU × AU co-occurrence in the data set")
-fig2, cooc = loaders.cooc_heatmap(run_dir, stamp)
-st.plotly_chart(fig2, key="au_cooc")
-ui.csv_button("AU co-occurrence (CSV)", partial(figures.csv_text, cooc, index=True, index_label="AU"), "au_cooccurrence.csv",
-              "dl_cooc")

@@ -10,7 +10,7 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from app import components, figures, loaders, state, ui
+from app import charts, components, figures, loaders, state, ui
 
 st.title("Filters")
 ctx = ui.require_run()
@@ -110,12 +110,14 @@ with st.expander(f"The top {p['n']} images (table)"):
                  column_config={"activation": st.column_config.NumberColumn(format="%.3g")})
     ui.csv_button("Top-K images (CSV)", partial(figures.csv_text, p["table"]), f"{layer}_{f}_topk.csv", "dl_topk_csv")
 ui.png_button("Top-K sources (PNG)", p["sources"], f"{layer}_{f}_topk.png", "dl_topk")
-st.subheader("AU profile against the base rates")
+st.subheader(f"Filter #{f}: AU profile against the base rates")
 share = ev["share_distinct"][f] if distinct else ev["share_raw"][f]
 which = "distinct top-K" if distinct else "top-K"
-fig = figures.bars(share, au_labels, base=ev["base_rate"], value_name=f"share of {which}",
-                   title=f"Filter #{f}: how often each AU is present in its {which} images")
-st.plotly_chart(fig, key="au_profile")
+# The title stays the same from filter to filter: only the chart's data changes, which Streamlit
+# updates in place instead of drawing a new chart.
+fig = charts.bars({f"share of {which}": share, "base rate": ev["base_rate"]}, au_labels, value_title="share of images",
+                  title=f"How often each AU is present in the filter's {which} images", domain=(0.0, 1.0))
+st.vega_lite_chart(fig, key="au_profile", width="content")
 profile = figures.sig3(pd.DataFrame({"AU": au_ids, "AU name": au_labels, f"{which} share": share,
                                      "base rate": ev["base_rate"]}))
 ui.csv_button("AU profile (CSV)", partial(figures.csv_text, profile), f"{layer}_{f}_au_profile.csv", "dl_profile")

@@ -30,18 +30,20 @@ with col_acc:
             items = pd.DataFrame({"what": [k.replace("_", " ") for k in m["protocol_items"]],
                                   "value": [", ".join(map(str, v)) if isinstance(v, list) else str(v)
                                             for v in m["protocol_items"].values()]})
-            st.dataframe(items, hide_index=True, width="stretch",
-                         column_config={"value": st.column_config.TextColumn(width="large")})
+            st.table(items, hide_index=True, border="horizontal")
     if len(m["folds"]):
         folds = figures.sig3(m["folds"])
-        st.dataframe(folds, hide_index=True, width="stretch")
-        ui.csv_button("Accuracy per fold (CSV)", partial(figures.csv_text, folds), "accuracy_per_fold.csv", "dl_folds")
+        st.markdown("**Test accuracy per fold:** " + " · ".join(f"{v:.3g}" for v in folds["test accuracy"]))
+        with st.expander("Per fold: test and validation accuracy, best epoch, test images"):
+            st.table(figures.sig3_style(folds), hide_index=True, border="horizontal")
+            ui.csv_button("Accuracy per fold (CSV)", partial(figures.csv_text, folds), "accuracy_per_fold.csv",
+                          "dl_folds")
     else:
         st.info("metrics.json holds no per-fold accuracy.")
 with col_layers:
     st.subheader("Model layers")
     layers = loaders.layer_table(run_dir, stamp)
-    st.dataframe(layers, hide_index=True, width="stretch")
+    st.table(layers, hide_index=True, border="horizontal")
     ui.csv_button("Layers (CSV)", partial(figures.csv_text, layers), "layers.csv", "dl_layers")
 
 st.subheader("AU-selective filters: the funnel of controls")
@@ -50,7 +52,7 @@ ui.honest_summary(run_dir, stamp, key="overview")
 col_conf, col_curves = st.columns([1, 1])
 with col_conf:
     if m["confusion"] is not None:
-        st.plotly_chart(loaders.confusion_figure(run_dir, stamp), key="confusion")
+        st.vega_lite_chart(loaders.confusion_figure(run_dir, stamp), key="confusion", width="content")
         conf = m["confusion"]
         table = pd.DataFrame(conf.astype(int), index=list(reader.class_names), columns=list(reader.class_names))
         ui.csv_button("Confusion matrix (CSV)", partial(table.to_csv, index_label="true class \\ predicted class"),
@@ -61,7 +63,7 @@ with col_curves:
     if m["curves"] is not None:
         per_fold = st.toggle("Show each fold's curve", key="overview_per_fold",
                              help="the mean over folds with a band of ± one standard deviation; on: every fold too")
-        st.plotly_chart(loaders.curves_figure(run_dir, stamp, per_fold), key="curves")
+        st.vega_lite_chart(loaders.curves_figure(run_dir, stamp, per_fold), key="curves", width="content")
         ui.csv_button("Learning curves (CSV)", partial(figures.csv_text, m["curves"]), "learning_curves.csv", "dl_curves")
     else:
         st.info("metrics.json holds no learning curves.")
@@ -73,6 +75,6 @@ with col_img:
     st.image(img, caption="One row per class: " + ", ".join(counts["class"]), clamp=True, output_format="PNG")
     ui.png_button("Montage (PNG)", partial(figures.png_bytes, img), "montage.png", "dl_montage")
 with col_counts:
-    st.dataframe(counts, hide_index=True, width="stretch")
+    st.table(counts, hide_index=True, border="horizontal")
     st.caption(f"{int(np.sum(counts['images']))} images in all")
     ui.csv_button("Counts (CSV)", partial(figures.csv_text, counts), "class_counts.csv", "dl_counts")

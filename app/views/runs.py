@@ -5,10 +5,9 @@ from functools import partial
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
-from app import figures, loaders, state, ui
+from app import charts, figures, loaders, state, ui
 
 st.title("Runs")
 ui.show_notes()
@@ -65,12 +64,10 @@ with c_acc:
     ui.csv_button("Accuracy (CSV)", partial(figures.csv_text, acc), "runs_accuracy.csv", "dl_runs_acc")
 with c_cls:
     classes = sorted({c for d in picked for c in cards[d]["per_class"]})
-    fig = go.Figure([go.Bar(name=names[d], x=classes, y=[cards[d]["per_class"].get(c, np.nan) for c in classes])
-                     for d in picked])
-    fig.update_layout(title="Test accuracy per class (all folds)", barmode="group", height=340,
-                      yaxis={"range": [0, 1.02], "title": "accuracy"}, margin={"l": 10, "r": 10, "t": 50, "b": 10},
-                      legend={"orientation": "h", "y": -0.2})
-    st.plotly_chart(fig, key="runs_per_class")
+    fig = charts.bars({names[d]: [cards[d]["per_class"].get(c, np.nan) for c in classes] for d in picked}, classes,
+                      title="Test accuracy per class (all folds)", horizontal=False, value_title="accuracy",
+                      domain=(0.0, 1.0))
+    st.vega_lite_chart(fig, key="runs_per_class", width="content")
     per_class = figures.sig3(pd.DataFrame({names[d]: [cards[d]["per_class"].get(c, np.nan) for c in classes]
                                            for d in picked}, index=classes))
     ui.csv_button("Accuracy per class (CSV)", partial(figures.csv_text, per_class, index=True, index_label="class"),
@@ -106,11 +103,12 @@ layer = state.selectbox(c1, "Layer", common, name="layer", key="runs_layer", def
 stat = state.selectbox(c2, "Figure", loaders.statistics(loaders.evidence(analysed[0], stamps[analysed[0]], layer)), name="stat", key="runs_stat",
                        format_func=loaders.STATISTICS.get)
 distinct = state.toggle(c3, "Distinct", name="distinct", key="runs_distinct")
-st.caption(loaders.stat_label(stat, distinct))
+st.caption(f"{loaders.stat_label(stat, distinct)}; rows: filters, each with the deepest stage of the funnel it "
+           f"reaches ({figures.STAGE_LEGEND})")
 map_cols = st.columns(len(analysed))
 for col, d in zip(map_cols, analysed, strict=True):
     with col:
         fig, df = loaders.plain_map(d, stamps[d], layer, stat, distinct, names[d])
-        st.plotly_chart(fig, key=f"runs_map_{letters[picked.index(d)]}")
+        st.vega_lite_chart(fig, key=f"runs_map_{letters[picked.index(d)]}", width="content")
         ui.csv_button(f"{names[d][:1]}: map data (CSV)", partial(figures.csv_text, df, index=True, index_label="filter"),
                       f"{by_dir[d]['name']}_{layer}_{stat}.csv", f"dl_runs_map_{letters[picked.index(d)]}")

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import figures, loaders, state, ui
+from app import charts, figures, loaders, state, ui
 
 st.title("Sequences")
 ctx = ui.require_run()
@@ -91,11 +91,11 @@ with right:
     series_f = {f"filter #{f}": acts[:, f] for f in filters}
     series_a = {au_labels[au_ids.index(a)]: v["intensity"][:, au_ids.index(a)] for a in picked_aus}
     series_p = {names[c]: v["probs"][:, c] for c in np.unique(np.r_[pred, v["labels"][v["labels"] >= 0]])}
-    fig = figures.time_panels([("Filters: maximum activation per frame", series_f, "activation"),
+    fig = charts.time_panels([("Filters: maximum activation per frame", series_f, "activation"),
                                ("AUs: intensity per frame", series_a, "intensity"),
                                ("The run's prediction", series_p, "probability")],
                               frame=frame, phases=v["phases"])
-    st.plotly_chart(fig, key="seq_curves")
+    st.vega_lite_chart(fig, key="seq_curves", width="content")
     st.caption("Shaded: the apex frames (or the micro-expression's frames). Activation is the filter's spatial "
                "maximum on the frame, as recorded; intensity is the ground truth (phantom) or the codes of the apex "
                "frames (CK+).")

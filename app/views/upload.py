@@ -10,7 +10,7 @@ from functools import partial
 
 import streamlit as st
 
-from app import figures, loaders, ui
+from app import charts, figures, loaders, ui
 from fercore.data.preprocess import ImageDecodeError, NoFaceError
 
 st.title("Upload a face")
@@ -104,8 +104,8 @@ with c3:
         else:
             st.caption("No run in the cache is trained on photographs yet: import a data set "
                        "(`python -m fercore import ...`) and train on it (`python -m fercore train ...`).")
-    st.plotly_chart(figures.bars(a["probs"], a["class_names"], title="Class probabilities",
-                                 value_name="probability"), key="probs")
+    st.vega_lite_chart(charts.bars({"probability": a["probs"]}, a["class_names"], title="Class probabilities",
+                                   value_title="probability", domain=(0.0, 1.0)), key="probs", width="content")
     ui.csv_button("Probabilities (CSV)", "class,probability\n" + "\n".join(
         f"{c},{p:.3g}" for c, p in zip(a["class_names"], a["probs"], strict=True)), "probabilities.csv", "dl_probs")
 

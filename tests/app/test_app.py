@@ -107,9 +107,10 @@ def test_overview_shows_accuracy_protocol_layers_and_data(tiny_cache, tiny_run):
     assert at.sidebar.selectbox(key="run_picker").value == str(tiny_run)
     assert "Mean test accuracy" in at.metric[0].label and "%" in at.metric[0].value
     assert "Protocol:" in texts(at) and "subject" in texts(at)
-    layers = next(d.value for d in at.dataframe if "receptive field (px)" in d.value.columns)
+    layers = next(d.value for d in at.table if "receptive field (px)" in d.value.columns)
     assert list(layers["layer"])[0] == "features.conv1" and (layers["filters"] > 0).all()
-    assert len(at.get("plotly_chart")) >= 2  # confusion matrix and learning curves
+    assert len(at.get("vega_lite_chart")) >= 2  # confusion matrix and learning curves
+    assert "Test accuracy per fold:" in texts(at)
     assert len(at.get("image")) >= 1  # the montage
     assert {b.label for b in at.get("download_button")} >= {"Accuracy per fold (CSV)", "Montage (PNG)"}
 
@@ -153,8 +154,9 @@ def test_fau_map_every_statistic_and_order(tiny_cache):
         at.radio(key="fau_order").set_value(order).run()
         assert_clean(at)
     labels = {b.label for b in at.get("download_button")}
-    assert {"Evidence table (CSV)", "Heat map data (CSV)", "AU co-occurrence (CSV)"} <= labels
-    assert len(at.dataframe[0].value) > 0
+    assert "Heat map data (CSV)" in labels
+    (chart,) = at.get("vega_lite_chart")
+    assert set(chart.proto.selection_mode) == {"box", "cell", "kl"}  # a click, a box and a KL bar all pick
 
 
 def test_fau_map_opens_the_chosen_filter(tiny_cache):

@@ -64,9 +64,3 @@ def test_to_uint8_constant_and_range():
     assert figures.to_uint8(np.zeros((3, 3))).tolist() == [[128] * 3] * 3
     u = figures.to_uint8(np.array([[-1.0, 0.0, 1.0]]))
     assert u.min() == 0 and u.max() == 255
-
-
-def test_confusion_figure_normalises_rows():
-    fig = figures.confusion_figure(np.array([[3, 1], [0, 0]]), ["a", "b"])
-    z = np.asarray(fig.data[0].z)
-    assert np.allclose(z[0], [0.75, 0.25]) and np.allclose(z[1], 0)

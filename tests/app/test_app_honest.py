@@ -14,11 +14,11 @@ from streamlit.testing.v1 import AppTest
 from test_app import _keep_cache_env, app, assert_clean, finish_jobs, texts  # noqa: F401 (the autouse fixture)
 
 STAGE_COLUMNS = ("raw", "distinct top-K", "beyond emotion", "in the AU's region")
-VIEWS = ("views/overview.py", "views/filters.py", "views/fau_map.py", "views/upload.py")
+VIEWS = ("views/overview.py", "views/filters.py", "views/fau_map.py", "views/evidence.py", "views/upload.py")
 
 
 def funnel_frame(at: AppTest):
-    (df,) = [d.value for d in at.dataframe if "beyond emotion" in d.value.columns]
+    (df,) = [d.value for d in at.table if "beyond emotion" in d.value.columns]
     return df
 
 
@@ -44,21 +44,45 @@ def test_overview_shows_the_funnel_beside_the_null(tiny_cache, tiny_run, tiny_nu
     assert not [b for b in at.button if b.key.startswith("build_null")]
 
 
-def test_fau_map_shows_the_funnel_null_values_verdict_and_evidence(tiny_cache, tiny_run, tiny_null):
+def test_fau_map_shows_the_layers_funnel_null_values_and_verdict(tiny_cache, tiny_run, tiny_null):
+    from fercore.store.reader import open_run
+
     at = app(tiny_cache)
     at.run()
     at.switch_page("views/fau_map.py").run()
     assert_clean(at)
-    assert_funnel(at)
     t = texts(at)
+    summary = open_run(tiny_run).summary()
+    conv3 = next(r for r in summary["layers"] if r["layer"] == "features.conv3")
+    raw, raw_null = conv3["stages"]["raw"]["filters"], conv3["null_stages"]["raw"]["filters"]
+    assert f"**features.conv3**, {conv3['n_filters']} filters: raw **{raw}** (null {raw_null}) → distinct top-K" in t
     assert "Null network, 95th percentile over its filters" in t
     for stage in ("raw", "distinct top-K", "beyond emotion", "in the AU's region"):
         assert f" {stage}: " in t  # one verdict line per stage
+    spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
+    rows = spec["hconcat"][0]["layer"][0]["encoding"]["y"]["axis"]["labelExpr"]
+    labels = json.loads(rows.split("[datum.value]")[0])
+    assert len(labels) == conv3["n_filters"] and all(r.split()[0].startswith("#") for r in labels)
+
+
+def test_evidence_view_ranks_the_pairs_and_shows_the_co_occurrence(tiny_cache, tiny_run, tiny_null):
+    at = app(tiny_cache)
+    at.run()
+    at.switch_page("views/evidence.py").run()
+    assert_clean(at)
     (table,) = [d.value for d in at.dataframe if "verdict" in d.value.columns]
     assert {"stage reached", "q (Benjamini-Hochberg)", "units the test rests on"} <= set(table.columns)
     assert all(v.startswith(("passes every control", "fails ")) for v in table["verdict"])
-    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert all(r.split()[0].startswith("#") for r in spec["data"][0]["y"])
+    assert set(table["layer"]) == {"features.conv3"}  # the layer picked (the last by default)
+    (cooc,) = at.get("vega_lite_chart")
+    assert "co-occurrence" in cooc.proto.spec
+    at.selectbox(key="evidence_layer").set_value("features.conv2").run()
+    assert_clean(at)
+    (table,) = [d.value for d in at.dataframe if "verdict" in d.value.columns]
+    assert set(table["layer"]) <= {"features.conv2"}
+    assert {b.label for b in at.get("download_button")} >= {"Evidence table, features.conv2 (CSV)",
+                                                           "Evidence table, every layer (CSV)",
+                                                           "AU co-occurrence (CSV)"}
 
 
 def test_filter_page_shows_the_verdict_and_null_badges(tiny_cache, tiny_null):
@@ -119,7 +143,7 @@ def test_a_weak_run_shows_warnings_instead_of_counts(tiny_run, tmp_path):
     at.run()
     assert not at.exception
     assert "weak run" in " ".join(w.value for w in at.warning)
-    assert not [d for d in at.dataframe if "beyond emotion" in d.value.columns]
+    assert not [d for d in at.table if "beyond emotion" in d.value.columns]
 
 
 def test_every_view_only_reads_what_analyze_stored(tiny_cache, tiny_null, face_png, monkeypatch):

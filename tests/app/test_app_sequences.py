@@ -47,13 +47,19 @@ def test_a_sequence_plays_with_its_curves_and_the_filters_in_time(seq_cache):
     assert_clean(at)
     seq = at.selectbox(key="seq_sequence")
     assert len(seq.options) == len(np.unique(fs.sequences))
-    player, curves = at.get("plotly_chart")[:2]
+    (player,) = at.get("plotly_chart")
+    (curves,) = at.get("vega_lite_chart")
     import json
+
+    import pyarrow as pa
 
     spec = json.loads(player.proto.spec)
     assert len(spec["frames"]) == 8 and spec["layout"]["updatemenus"][0]["buttons"][0]["label"].startswith("▶")
     panels = json.loads(curves.proto.spec)
-    names = {tr["name"] for tr in panels["data"]}
+    assert [v["title"] for v in panels["vconcat"]][:2] == ["Filters: maximum activation per frame",
+                                                           "AUs: intensity per frame"]
+    data = {d.name: pa.ipc.open_stream(d.data.data).read_pandas() for d in curves.proto.datasets}
+    names = set(data["p0"]["series"]) | set(data["p1"]["series"])
     assert any(n.startswith("filter #") for n in names) and any(n.startswith("AU") for n in names)
     table = at.dataframe[0].value
     assert {"best filter", "median r over those sequences", "sequences showing it"} <= set(table.columns)

@@ -36,6 +36,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.browser
@@ -172,6 +173,45 @@ def shoot(page, path: Path) -> None:
     page.set_viewport_size({"width": width, "height": 1000})
 
 
+def _tooltip(page, x: float, y: float) -> dict:
+    """The chart's tooltip at a point of the page, as {field: value} (empty where there is none)."""
+    page.mouse.move(x, y)
+    page.wait_for_timeout(150)
+    tip = page.locator("#vg-tooltip-element")
+    if not tip.count() or not tip.is_visible():
+        return {}
+    cells = [c.strip() for c in tip.inner_text().split("\n") if c.strip()]
+    return dict(zip(cells[0::2], cells[1::2], strict=False))
+
+
+def _find_cell(page, rows: list[int], aus: list[str], row: int, col: int) -> tuple[float, float]:
+    """Where the FAU map draws row ``row`` × column ``col`` (``rows``: the filter of each row,
+    ``aus``: the column names). The cells' size is fixed (``charts.ROW_PX`` by ``charts.COL_PX``),
+    so one cell named by its tooltip locates every other; the target's own tooltip is checked."""
+    from app import charts
+
+    canvas = page.locator("[data-testid=stVegaLiteChart] :is(canvas, svg.marks)").first
+    canvas.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    box = canvas.bounding_box()
+    tip = {}
+    for fy in np.linspace(0.05, 0.5, 10):  # a point inside the map, below its header
+        for fx in np.linspace(0.15, 0.6, 6):
+            x0, y0 = box["x"] + box["width"] * fx, box["y"] + box["height"] * fy
+            tip = _tooltip(page, x0, y0)
+            if "filter" in tip and "AU" in tip:
+                break
+        if "filter" in tip and "AU" in tip:
+            break
+    assert "filter" in tip, "no FAU map cell answered with a tooltip"
+    r0, c0 = rows.index(int(tip["filter"])), aus.index(tip["AU"])
+    x, y = x0 + (col - c0) * charts.COL_PX, y0 + (row - r0) * charts.ROW_PX
+    page.mouse.move(x - 4, y - 2)
+    at = _tooltip(page, x, y)
+    assert (at.get("filter"), at.get("AU")) == (str(rows[row]), aus[col]), (at, rows[row], aus[col])
+    return x, y
+
+
 def no_exceptions(page) -> None:
     assert page.locator("[data-testid=stException]").count() == 0
     assert page.locator("[data-testid=stAlertContentError]").count() == 0
@@ -190,7 +230,7 @@ def test_every_view_and_an_upload(server, page, shots_dir, face_png):
     page.get_by_text("Mean test accuracy").first.wait_for(timeout=60_000)
     page.get_by_text("within-emotion permutation test", exact=False).first.wait_for(timeout=60_000)  # the funnel
     assert page.get_by_text("No null network yet").count() == 0
-    page.locator("[data-testid=stPlotlyChart]").nth(1).wait_for()  # confusion matrix, learning curves
+    page.locator("[data-testid=stVegaLiteChart] :is(canvas, svg.marks)").nth(1).wait_for()  # confusion matrix, learning curves
     page.locator("[data-testid=stImage] img").first.wait_for()  # the montage
     shoot(page, shots_dir / "overview.png")
 
@@ -203,8 +243,15 @@ def test_every_view_and_an_upload(server, page, shots_dir, face_png):
     page.locator("[data-testid=stSidebarNav] a[href$='/fau-map']").click()
     settle(page, "FAU map")
     no_exceptions(page)
-    page.locator("[data-testid=stPlotlyChart] .heatmaplayer, [data-testid=stPlotlyChart] .hm").first.wait_for()
+    page.locator("[data-testid=stVegaLiteChart] :is(canvas, svg.marks)").first.wait_for()
     shoot(page, shots_dir / "fau_map.png")
+
+    page.locator("[data-testid=stSidebarNav] a[href$='/evidence']").click()
+    settle(page, "Evidence")
+    no_exceptions(page)
+    page.locator("[data-testid=stDataFrame]").first.wait_for()
+    page.locator("[data-testid=stVegaLiteChart] :is(canvas, svg.marks)").first.wait_for()  # the AU co-occurrence
+    shoot(page, shots_dir / "evidence.png")
 
     page.locator("[data-testid=stSidebarNav] a[href$='/sequences']").click()
     settle(page, "Sequences")
@@ -229,7 +276,7 @@ def test_every_view_and_an_upload(server, page, shots_dir, face_png):
     page.get_by_text("seen only drawn faces", exact=False).first.wait_for(timeout=60_000)  # a phantom-trained run
     shoot(page, shots_dir / "upload.png")
 
-    for name in ("overview", "filters", "fau_map", "runs", "upload"):
+    for name in ("overview", "filters", "fau_map", "evidence", "runs", "upload"):
         assert (shots_dir / f"{name}.png").stat().st_size > 10_000
 
 
@@ -310,16 +357,7 @@ def test_clicking_a_heat_map_cell_sets_the_pickers(server, page, tiny_run):
     for cell in (c for ln in lines[1:] for c in ln.split(",")[2:] if c):
         assert len(cell.lstrip("-").replace(".", "").lstrip("0")) <= 3 or "e" in cell, cell  # 3 significant digits
     page.wait_for_selector(IDLE)
-    grid = page.locator("[data-testid=stPlotlyChart]").first.locator(".nsewdrag[data-subplot=xy]")
-    grid.scroll_into_view_if_needed()
-    page.wait_for_timeout(500)
-    box = grid.bounding_box()
-    x = box["x"] + box["width"] * (col + 0.5) / len(au_ids)
-    y = box["y"] + box["height"] * (row + 0.5) / len(order)
-    page.mouse.move(x - 4, y - 2)
-    page.wait_for_timeout(200)
-    page.mouse.move(x, y)
-    page.wait_for_timeout(400)
+    x, y = _find_cell(page, order, [f"AU{a}" for a in au_ids], row, col)
     page.mouse.click(x, y)
     page.get_by_role("button", name=f"Open filter #{want_f} in the Filters view").wait_for(timeout=30_000)
     page.wait_for_selector(IDLE)

@@ -1,0 +1,372 @@
+"""Vega-Lite specs of the dashboard's charts, drawn by ``st.vega_lite_chart``.
+
+Pure functions of arrays and tables that return a spec (a dict; its tables ride in
+``spec["datasets"]`` as data frames, which Streamlit sends as Arrow). Vega-Lite draws a large map
+on a canvas in one pass, where a plotly chart in Streamlit redrew its SVG twice on every page
+(docs/dashboard.md, "Reading these figures"); the chart's menu saves it as PNG.
+
+Grids (the FAU map, co-occurrence, confusion) put rows and columns on integer positions with the
+labels written by the axes, so that a box drawn over the map (an interval selection) names the
+cells under it: :func:`selected_cells` turns either selection of :func:`fau_map` into
+``(filter, AU column)`` pairs.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+#: Colours of the dashboard (the theme's primary colour first), and of series in order.
+ACCENT = "#c2410c"
+SERIES_COLOURS = ("#c2410c", "#2563eb", "#16a34a", "#9333ea", "#0891b2", "#ca8a04", "#db2777", "#4b5563")
+#: Height of one filter row in the FAU map (px), width of one AU column.
+ROW_PX = 14
+COL_PX = 30
+#: Cells without a value (an AU the layer cannot be tested for).
+MISSING = "#e5e7eb"
+_SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"
+#: Every spec's sizing: ``width`` and ``height`` are the plot's own, and axes, legends and titles
+#: come on top ("fit", Streamlit's default for single views, would shrink the plot to make room).
+_PAD = {"type": "pad"}
+
+
+def _finite(a) -> list:
+    """Floats with NaN / inf as None (null in the chart: drawn as :data:`MISSING`)."""
+    a = np.asarray(a, dtype=float).ravel()
+    return [float(v) if np.isfinite(v) else None for v in a]
+
+
+def _labels(names: list[str]) -> str:
+    """A Vega expression mapping an axis position to its label."""
+    return f"{json.dumps([str(n) for n in names], ensure_ascii=False)}[datum.value] || ''"
+
+
+def _colour(field: str, title: str, *, diverging: bool, zrange: tuple[float, float] | None,
+            capped: bool = False) -> dict:
+    """A continuous colour encoding: oranges, or red-blue centred on 0 when ``diverging``; a fixed
+    ``zrange`` keeps colours comparable between layers and runs; ``capped`` writes "≥" on the top."""
+    scale: dict = {"scheme": "oranges"}
+    if diverging:
+        lim = max(abs(zrange[0]), abs(zrange[1])) if zrange else None
+        scale = {"scheme": "redblue", "reverse": True, "domainMid": 0.0, **({"domain": [-lim, lim]} if lim else {})}
+    elif zrange:
+        scale["domain"] = [float(zrange[0]), float(zrange[1])]
+    legend: dict = {"title": title, "orient": "right", "gradientLength": 220}
+    if capped and zrange:
+        legend["labelExpr"] = f"datum.value >= {zrange[1]:g} ? '≥' + datum.label : datum.label"
+    return {"condition": {"test": f"!isValid(datum.{field})", "value": MISSING},
+            "field": field, "type": "quantitative", "scale": {**scale, "clamp": True}, "legend": legend}
+
+
+def _grid_axes(n_cols: int, n_rows: int, cols: list[str], rows: list[str], *, col_title: str | None,
+               row_title: str | None, col_angle: int = -45) -> tuple[dict, dict]:
+    """Position encodings of a grid: ``col`` and ``row`` on integer positions, each cell spanning
+    ±0.5; the labels come from the axes."""
+    x = {"field": "x0", "type": "quantitative", "title": col_title,
+         "scale": {"domain": [-0.5, n_cols - 0.5], "nice": False, "zero": False},
+         "axis": {"values": list(range(n_cols)), "labelExpr": _labels(cols), "grid": False, "labelAngle": col_angle,
+                  "labelAlign": "right" if col_angle else "center", "labelOverlap": False, "orient": "bottom",
+                  "ticks": False, "domain": False}}
+    y = {"field": "y0", "type": "quantitative", "title": row_title,
+         "scale": {"domain": [-0.5, n_rows - 0.5], "nice": False, "zero": False, "reverse": True},
+         "axis": {"values": list(range(n_rows)), "labelExpr": _labels(rows), "grid": False, "labelOverlap": False,
+                  "ticks": False, "domain": False, "labelLimit": 220}}
+    return x, y
+
+
+def _cells(z: np.ndarray) -> pd.DataFrame:
+    """One row per cell of ``z``: ``row``, ``col``, its span ``x0..x1`` / ``y0..y1``, ``value``."""
+    z = np.asarray(z, dtype=float)
+    n_r, n_c = z.shape
+    ri, ci = np.divmod(np.arange(n_r * n_c), n_c)
+    return pd.DataFrame({"row": ri, "col": ci, "x0": ci - 0.5, "x1": ci + 0.5, "y0": ri - 0.5, "y1": ri + 0.5,
+                         "value": _finite(z)})
+
+
+def _top_labels(text: str, x: dict, y: dict, *, angle: int = -45) -> dict:
+    """A layer that writes the column labels (field ``text`` of the cells in row 0) above the
+    grid: tall maps are read from the top. ``x`` and ``y`` are the grid's position encodings
+    (a layer that shares an axis must repeat its definition, or Vega-Lite thins the labels)."""
+    return {"transform": [{"filter": {"field": "row", "equal": 0}}],
+            "mark": {"type": "text", "align": "left" if angle else "center", "baseline": "middle",
+                     "angle": 360 + angle if angle else 0, "dy": -8, "dx": 4 if angle else 0, "fontSize": 11,
+                     "color": "#4b5563"},
+            "encoding": {"x": {**x, "field": "col"}, "y": {**{k: v for k, v in y.items() if k != "field"}, "datum": -0.5},
+                         "text": {"field": text}}}
+
+
+def heatmap(z: np.ndarray, *, x: list[str], y: list[str], title: str, zlabel: str, diverging: bool = False,
+            zrange: tuple[float, float] | None = None, capped: bool = False, height: int | None = None,
+            cell_width: int = COL_PX) -> dict:
+    """A plain heat map (AU co-occurrence, the Runs view's side-by-side maps): column labels on
+    the top axis as well as the bottom, the value on hover."""
+    z = np.asarray(z, dtype=float)
+    n_r, n_c = z.shape
+    xe, ye = _grid_axes(n_c, n_r, x, y, col_title=None, row_title=None)
+    cells = _cells(z).assign(row_name=[y[r] for r in np.repeat(np.arange(n_r), n_c)],
+                             col_name=[x[c] for c in np.tile(np.arange(n_c), n_r)])
+    base = {"mark": {"type": "rect"},
+            "encoding": {"x": xe, "x2": {"field": "x1"}, "y": ye, "y2": {"field": "y1"},
+                         "color": _colour("value", zlabel, diverging=diverging, zrange=zrange, capped=capped),
+                         "tooltip": [{"field": "row_name", "title": "row"}, {"field": "col_name", "title": "column"},
+                                     {"field": "value", "title": zlabel, "format": ".3g"}]}}
+    return {"$schema": _SCHEMA, "autosize": _PAD, "title": title, "datasets": {"cells": cells}, "data": {"name": "cells"},
+            "width": max(200, cell_width * n_c), "height": height or max(200, ROW_PX * n_r),
+            "layer": [base, _top_labels("col_name", xe, ye)], "config": {"view": {"stroke": None}}}
+
+
+def fau_map(z: np.ndarray, *, aus: list[str], rows: list[str], filters: np.ndarray, title: str, zlabel: str,
+            kl: np.ndarray, diverging: bool = False, zrange: tuple[float, float] | None = None,
+            capped: bool = False, marks: np.ndarray | None = None) -> dict:
+    """The FAU map: filters (rows, in the given order) × AUs, a per-filter KL column beside it.
+
+    Parameters
+    ----------
+    z : (F, A) float
+        The values shown, rows already in display order.
+    aus : list of str, length A
+        Column labels (``AU12``).
+    rows : list of str, length F
+        Row labels.
+    filters : (F,) int
+        The filter index of each row.
+    kl : (F,) float
+        KL selectivity of each row's filter (the bars beside the map).
+    zrange : (lo, hi), optional
+        Fixed colour range (``capped`` writes "≥ hi" on the top of the legend).
+    marks : (F, A) bool, optional
+        Cells drawn with a ring (pairs that pass beyond emotion).
+
+    Returns
+    -------
+    Vega-Lite spec with three selections for ``st.vega_lite_chart(on_select="rerun")``: ``cell``
+    (a click on a cell: its ``filter`` and ``col``), ``box`` (a box dragged over the map: its
+    ``x0`` and ``y0`` ranges in cell positions) and ``kl`` (a click on a bar: its ``filter``).
+    """
+    z = np.asarray(z, dtype=float)
+    n_f, n_a = z.shape
+    filters = np.asarray(filters, dtype=int)
+    xe, ye = _grid_axes(n_a, n_f, aus, rows, col_title=None, row_title=None)
+    cells = _cells(z).assign(filter=filters[np.repeat(np.arange(n_f), n_a)],
+                             au=[aus[c] for c in np.tile(np.arange(n_a), n_f)],
+                             ring=(np.zeros(z.shape, bool) if marks is None else np.asarray(marks, bool)).ravel())
+    height = ROW_PX * n_f
+    tooltip = [{"field": "filter", "title": "filter"}, {"field": "au", "title": "AU"},
+               {"field": "value", "title": zlabel, "format": ".3g"}]
+    heat = {"mark": {"type": "rect", "strokeWidth": 2},
+            "params": [{"name": "cell", "select": {"type": "point", "fields": ["filter", "col"], "toggle": "event.shiftKey"}},
+                       {"name": "box", "select": {"type": "interval", "encodings": ["x", "y"], "clear": "dblclick"}}],
+            "encoding": {"x": xe, "x2": {"field": "x1"}, "y": ye, "y2": {"field": "y1"},
+                         "color": _colour("value", zlabel, diverging=diverging, zrange=zrange, capped=capped),
+                         "stroke": {"condition": {"param": "cell", "empty": False, "value": "#111827"}, "value": None},
+                         "tooltip": tooltip}}
+    ring = {"transform": [{"filter": "datum.ring"}],
+            "mark": {"type": "point", "shape": "circle", "filled": False, "color": "#111827", "size": 70,
+                     "strokeWidth": 1.5},
+            "encoding": {"x": {**xe, "field": "col"}, "y": {**ye, "field": "row"}, "tooltip": tooltip}}
+    layers = [heat, _top_labels("au", xe, ye)] + ([ring] if marks is not None and np.any(marks) else [])
+    bars = pd.DataFrame({"row": np.arange(n_f), "filter": filters, "name": rows, "kl": _finite(kl),
+                         "y0": np.arange(n_f) - 0.4, "y1": np.arange(n_f) + 0.4, "zero": 0.0})
+    kl_view = {"data": {"name": "kl"}, "width": 110, "height": height,
+               "mark": {"type": "rect", "color": "#64748b"},
+               "params": [{"name": "kl", "select": {"type": "point", "fields": ["filter"]}}],
+               "encoding": {"x": {"field": "zero", "type": "quantitative", "title": "KL selectivity",
+                                  "axis": {"orient": "top", "tickCount": 3, "grid": False}},
+                            "x2": {"field": "kl"},
+                            "y": {"field": "y0", "type": "quantitative", "axis": None,
+                                  "scale": {"domain": [-0.5, n_f - 0.5], "nice": False, "zero": False, "reverse": True}},
+                            "y2": {"field": "y1"},
+                            "opacity": {"condition": {"param": "kl", "empty": True, "value": 1.0}, "value": 0.4},
+                            "tooltip": [{"field": "name", "title": "row"}, {"field": "kl", "title": "KL selectivity",
+                                                                            "format": ".3g"}]}}
+    return {"$schema": _SCHEMA, "autosize": _PAD, "title": {"text": title, "anchor": "start"},
+            "datasets": {"cells": cells, "kl": bars},
+            "hconcat": [{"data": {"name": "cells"}, "width": max(240, COL_PX * n_a), "height": height,
+                         "layer": layers}, kl_view],
+            "spacing": 8, "config": {"view": {"stroke": None}}}
+
+
+def selected_cells(event, filters: np.ndarray, n_cols: int) -> list[tuple[int, int]]:
+    """(filter, AU column) of every cell a selection of :func:`fau_map` names: a clicked cell,
+    the cells under a box (centres inside it, in row order) or a KL bar's filter as (filter, -1).
+    ``filters`` is the filter of each row in display order."""
+    try:
+        sel = event["selection"]
+    except (KeyError, TypeError):
+        sel = getattr(event, "selection", None) or {}
+    filters = np.asarray(filters, dtype=int)
+    out: list[tuple[int, int]] = []
+
+    def add(cell):
+        if cell not in out:
+            out.append(cell)
+
+    for p in _get(sel, "cell") or []:
+        try:
+            add((int(p["filter"]), int(p["col"])))
+        except (KeyError, TypeError, ValueError):
+            continue
+    box = _get(sel, "box") or {}
+    xs, ys = _get(box, "x0"), _get(box, "y0")
+    if xs and ys and len(xs) == 2 and len(ys) == 2:
+        x_lo, x_hi = sorted(float(v) for v in xs)
+        y_lo, y_hi = sorted(float(v) for v in ys)
+        for r in range(len(filters)):
+            if y_lo <= r <= y_hi:
+                for c in range(n_cols):
+                    if x_lo <= c <= x_hi:
+                        add((int(filters[r]), c))
+    for p in _get(sel, "kl") or []:
+        try:
+            add((int(p["filter"]), -1))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def _get(d, key):
+    try:
+        return d[key]
+    except (KeyError, TypeError, IndexError):
+        return getattr(d, key, None)
+
+
+def confusion(conf: np.ndarray, class_names: list[str]) -> dict:
+    """Row-normalised confusion matrix (true rows, predicted columns) with the counts in the cells."""
+    conf = np.asarray(conf, dtype=float)
+    totals = conf.sum(axis=1, keepdims=True)
+    norm = np.divide(conf, totals, out=np.zeros_like(conf), where=totals > 0)
+    names = list(class_names)
+    n = len(names)
+    xe, ye = _grid_axes(n, n, names, names, col_title="predicted", row_title="true", col_angle=-30)
+    cells = _cells(norm).assign(count=conf.astype(int).ravel(), true=[names[r] for r in np.repeat(np.arange(n), n)],
+                                predicted=[names[c] for c in np.tile(np.arange(n), n)])
+    tooltip = [{"field": "true"}, {"field": "predicted"}, {"field": "count", "title": "images"},
+               {"field": "value", "title": "share of row", "format": ".3g"}]
+    return {"$schema": _SCHEMA, "autosize": _PAD, "title": "Confusion matrix (all test folds)", "datasets": {"cells": cells},
+            "data": {"name": "cells"}, "width": 360, "height": 330,
+            "layer": [{"mark": "rect", "encoding": {"x": xe, "x2": {"field": "x1"}, "y": ye, "y2": {"field": "y1"},
+                                                    "color": _colour("value", "share of row", diverging=False,
+                                                                     zrange=(0.0, 1.0)),
+                                                    "tooltip": tooltip}},
+                      {"mark": {"type": "text", "fontSize": 11},
+                       "encoding": {"x": {**xe, "field": "col"}, "y": {**ye, "field": "row"},
+                                    "text": {"field": "count"},
+                                    "color": {"condition": {"test": "datum.value > 0.6", "value": "white"},
+                                              "value": "#111827"},
+                                    "tooltip": tooltip}}]}
+
+
+def curves(frame: pd.DataFrame, *, per_fold: bool = False) -> dict:
+    """Learning curves in two panels, accuracy and loss: the mean over folds with a band of ± one
+    standard deviation, and (``per_fold``) each fold's own line.
+
+    ``frame`` is long: columns ``fold``, ``epoch``, ``series`` (in words), ``value``."""
+    stats = (frame.groupby(["series", "epoch"])["value"].agg(["mean", "std", "count"]).reset_index())
+    stats["std"] = stats["std"].fillna(0.0)
+    stats = stats.assign(lo=stats["mean"] - stats["std"], hi=stats["mean"] + stats["std"])
+    folds = int(stats["count"].max()) if len(stats) else 0
+    stats["panel"] = _panel(stats["series"])
+    stats["series"] = stats["series"] + f" (mean ± sd, {folds} folds)"
+    names = sorted(stats["series"].unique())
+    colour = {"field": "series", "type": "nominal", "title": None,
+              "scale": {"domain": names, "range": list(SERIES_COLOURS[:len(names)])},
+              "legend": {"orient": "bottom", "columns": 2, "labelLimit": 320, "symbolOpacity": 1}}
+
+    def panel(kind: str, title: str) -> dict:
+        keep = {"filter": {"field": "panel", "equal": kind}}
+        y_scale = {"zero": True} if kind == "loss" else {"domain": [0, 1.02], "nice": False}
+        x = {"field": "epoch", "type": "quantitative", "title": "epoch", "axis": {"tickMinStep": 1}}
+        layers = [{"data": {"name": "stats"}, "transform": [keep], "mark": {"type": "area", "opacity": 0.18},
+                   "encoding": {"x": x, "y": {"field": "lo", "type": "quantitative", "title": kind, "scale": y_scale},
+                                "y2": {"field": "hi"}, "color": colour}},
+                  {"data": {"name": "stats"}, "transform": [keep], "mark": {"type": "line", "point": True},
+                   "encoding": {"x": x, "y": {"field": "mean", "type": "quantitative"}, "color": colour,
+                                "tooltip": [{"field": "series"}, {"field": "epoch"},
+                                            {"field": "mean", "format": ".3g"}, {"field": "std", "title": "sd",
+                                                                                 "format": ".3g"}]}}]
+        if per_fold:
+            layers.append({"data": {"name": "folds"}, "transform": [keep],
+                           "mark": {"type": "line", "strokeWidth": 0.8, "opacity": 0.45},
+                           "encoding": {"x": x, "y": {"field": "value", "type": "quantitative"},
+                                        "detail": {"field": "fold", "type": "nominal"}, "color": colour,
+                                        "tooltip": [{"field": "fold"}, {"field": "series"}, {"field": "epoch"},
+                                                    {"field": "value", "format": ".3g"}]}})
+        return {"title": title, "width": 210, "height": 220, "layer": layers}
+
+    datasets = {"stats": stats}
+    if per_fold:
+        datasets["folds"] = frame.assign(series=frame["series"] + f" (mean ± sd, {folds} folds)",
+                                         panel=_panel(frame["series"]))
+    return {"$schema": _SCHEMA, "autosize": _PAD, "title": "Learning curves", "datasets": datasets,
+            "hconcat": [panel("accuracy", "Accuracy"), panel("loss", "Loss")]}
+
+
+def _panel(series: pd.Series) -> pd.Series:
+    """Which learning-curve panel a series belongs to: "loss" or "accuracy"."""
+    return series.astype(str).str.contains("loss").map({True: "loss", False: "accuracy"})
+
+
+def bars(values: dict[str, np.ndarray], labels: list[str], *, title: str, horizontal: bool = True,
+         value_title: str = "value", domain: tuple[float, float] | None = None) -> dict:
+    """Bars per label, one bar per series side by side (``values``: series name -> (L,) values in
+    the order of ``labels``); the first series in the accent colour."""
+    names = list(values)
+    frame = pd.DataFrame([{"label": str(lab), "series": s, "value": v}
+                          for s in names for lab, v in zip(labels, _finite(values[s]), strict=True)])
+    colours = [ACCENT, "#94a3b8"] + list(SERIES_COLOURS[1:]) if len(names) <= 2 else list(SERIES_COLOURS)
+    value = {"field": "value", "type": "quantitative", "title": value_title,
+             **({"scale": {"domain": list(domain), "nice": False}} if domain else {})}
+    cat = {"field": "label", "type": "nominal", "sort": [str(lab) for lab in labels], "title": None,
+           "axis": {"labelLimit": 260}}
+    enc = {"color": {"field": "series", "type": "nominal", "title": None, "sort": names,
+                     "scale": {"domain": names, "range": colours[:len(names)]},
+                     "legend": {"orient": "bottom"} if len(names) > 1 else None},
+           "tooltip": [{"field": "label", "title": "what"}, {"field": "series"}, {"field": "value", "format": ".3g"}]}
+    offset = {"field": "series", "type": "nominal", "sort": names} if len(names) > 1 else None
+    if horizontal:
+        enc.update(y=cat, x=value, **({"yOffset": offset} if offset else {}))
+        size = {"height": max(120, len(labels) * (10 + 8 * len(names))), "width": 460}
+    else:
+        enc.update(x={**cat, "axis": {"labelAngle": -30}}, y=value, **({"xOffset": offset} if offset else {}))
+        size = {"height": 240, "width": max(320, 24 * len(labels) * len(names))}
+    return {"$schema": _SCHEMA, "autosize": _PAD, "title": title, "datasets": {"bars": frame}, "data": {"name": "bars"},
+            "mark": {"type": "bar"}, "encoding": enc, **size}
+
+
+def time_panels(panels: list[tuple[str, dict[str, np.ndarray], str]], *, frame: int | None = None,
+                phases: np.ndarray | None = None) -> dict:
+    """Stacked line panels over frames sharing the frame axis: each ``(title, {series: (T,)
+    values}, y label)``; a dashed rule at ``frame``; the apex frames (or the micro-expression's
+    frames) shaded when ``phases`` marks them (:data:`fercore.data.faceset.PHASE_CODES`)."""
+    datasets: dict[str, pd.DataFrame] = {}
+    views = []
+    apex = np.flatnonzero(np.isin(np.asarray(phases), (2, 4))) if phases is not None else np.array([], int)
+    for i, (title, series, ylabel) in enumerate(panels):
+        rows = [{"frame": t, "series": name, "value": v} for name, y in series.items()
+                for t, v in enumerate(_finite(y))]
+        datasets[f"p{i}"] = pd.DataFrame(rows, columns=["frame", "series", "value"])
+        x = {"field": "frame", "type": "quantitative", "title": "frame" if i == len(panels) - 1 else None,
+             "axis": {"tickMinStep": 1}}
+        layers = []
+        if len(apex):
+            layers.append({"data": {"values": [{"a": float(apex.min()) - 0.5, "b": float(apex.max()) + 0.5}]},
+                           "mark": {"type": "rect", "color": "#fde68a", "opacity": 0.4},
+                           "encoding": {"x": {"field": "a", "type": "quantitative"}, "x2": {"field": "b"}}})
+        layers.append({"data": {"name": f"p{i}"}, "mark": {"type": "line", "point": {"size": 16}},
+                       "encoding": {"x": x, "y": {"field": "value", "type": "quantitative", "title": ylabel},
+                                    "color": {"field": "series", "type": "nominal", "title": None,
+                                              "scale": {"range": list(SERIES_COLOURS)},
+                                              "legend": {"orient": "right", "labelLimit": 220}},
+                                    "tooltip": [{"field": "series"}, {"field": "frame"},
+                                                {"field": "value", "format": ".3g"}]}})
+        if frame is not None:
+            layers.append({"data": {"values": [{"f": int(frame)}]},
+                           "mark": {"type": "rule", "strokeDash": [4, 3], "color": "#6b7280"},
+                           "encoding": {"x": {"field": "f", "type": "quantitative"}}})
+        views.append({"title": title, "width": 560, "height": 170, "layer": layers,
+                      "resolve": {"scale": {"color": "independent"}}})
+    return {"$schema": _SCHEMA, "autosize": _PAD, "datasets": datasets, "vconcat": views,
+            "resolve": {"scale": {"color": "independent"}, "legend": {"color": "independent"}}}
