@@ -122,7 +122,8 @@ def sequences_screenshot(cache: Path, run: Path, out: Path, port: int = 8631) ->
             page.goto(f"http://127.0.0.1:{port}/sequences?run={run.name}&layer=features.conv3")
             page.get_by_role("heading", name="Sequences").first.wait_for()
             page.wait_for_selector(IDLE)
-            page.locator("[data-testid=stPlotlyChart]").nth(1).wait_for()
+            page.locator("[data-testid=stPlotlyChart]").first.wait_for()  # the frame player
+            page.locator("[data-testid=stVegaLiteChart] :is(canvas, svg.marks)").first.wait_for()  # the curves
             page.wait_for_timeout(1500)
             page.wait_for_selector(IDLE)
             if page.locator("[data-testid=stException]").count():
@@ -194,7 +195,7 @@ def main() -> int:
         browser = {r["what"].split(" (")[0].split(",")[0]: r for r in web["rows"]}
         lines = ["| what | browser: click to idle, median ms | server (AppTest) median ms | target ms |",
                  "|---|---:|---:|---:|"]
-        for key, label in (("switch view", "switch view (round robin over 4 views)"),
+        for key, label in (("switch view", "switch view (round robin over 5 views)"),
                            ("switch filter", "switch filter (Filters view)"),
                            ("Runs view", "Runs view, three runs compared")):
             b, s = browser.get(key), server.get(key)
@@ -214,10 +215,10 @@ def main() -> int:
         sv, sf = server.get("switch view"), server.get("switch filter")
         bv, bf, br = browser.get("switch view"), browser.get("switch filter"), browser.get("Runs view")
         up = next((r for r in app["rows"] if r["what"].startswith("upload:")), None)
-        views = {v: browser.get(f"switch to {v}") for v in ("filters", "upload", "overview", "fau-map")}
+        views = {v: browser.get(f"switch to {v}") for v in ("filters", "upload", "overview", "fau-map", "evidence")}
         per_view = " / ".join(str(r["median_ms"]) if r else "–" for r in views.values())
-        readme = (f"| dashboard, click to idle in a real browser: switch view to Filters / Upload / Overview / FAU map "
-                  f"(all four: {bv['median_ms']}); switch filter; Runs view with three runs | "
+        readme = (f"| dashboard, click to idle in a real browser: switch view to Filters / Upload / Overview / FAU map / "
+                  f"Evidence (all five: {bv['median_ms']}); switch filter; Runs view with three runs | "
                   f"{per_view} ms; {bf['median_ms']} ms; {br['median_ms']} ms | `python bench/bench_browser.py` |\n"
                   f"| dashboard: the same, server time; an upload's analysis | "
                   f"{sv['median_ms']} / {sf['median_ms']} ms; {up['median_ms'] if up else '–'} ms | "
