@@ -1,9 +1,10 @@
 """Vega-Lite specs of the dashboard's charts, drawn by ``st.vega_lite_chart``.
 
 Pure functions of arrays and tables that return a spec (a dict; its tables ride in
-``spec["datasets"]`` as data frames, which Streamlit sends as Arrow). Vega-Lite draws a large map
-on a canvas in one pass, where a plotly chart in Streamlit redrew its SVG twice on every page
-(docs/dashboard.md, "Reading these figures"); the chart's menu saves it as PNG.
+``spec["datasets"]`` as data frames, which Streamlit sends as Arrow). Vega-Lite draws a chart in
+one pass (more than 2,000 marks on a canvas), where Streamlit's plotly component drew each chart
+twice when it mounted (docs/dashboard.md, "Reading these figures"); the chart's menu saves it as
+PNG.
 
 Grids (the FAU map, co-occurrence, confusion) put rows and columns on integer positions with the
 labels written by the axes, so that a box drawn over the map (an interval selection) names the
@@ -320,7 +321,7 @@ def bars(values: dict[str, np.ndarray], labels: list[str], *, title: str, horizo
     value = {"field": "value", "type": "quantitative", "title": value_title,
              **({"scale": {"domain": list(domain), "nice": False}} if domain else {})}
     cat = {"field": "label", "type": "nominal", "sort": [str(lab) for lab in labels], "title": None,
-           "axis": {"labelLimit": 260}}
+           "axis": {"labelLimit": 260, "labelOverlap": False}}
     enc = {"color": {"field": "series", "type": "nominal", "title": None, "sort": names,
                      "scale": {"domain": names, "range": colours[:len(names)]},
                      "legend": {"orient": "bottom"} if len(names) > 1 else None},
@@ -328,9 +329,9 @@ def bars(values: dict[str, np.ndarray], labels: list[str], *, title: str, horizo
     offset = {"field": "series", "type": "nominal", "sort": names} if len(names) > 1 else None
     if horizontal:
         enc.update(y=cat, x=value, **({"yOffset": offset} if offset else {}))
-        size = {"height": max(120, len(labels) * (10 + 8 * len(names))), "width": 460}
+        size = {"height": max(120, len(labels) * (14 + 8 * len(names))), "width": 460}
     else:
-        enc.update(x={**cat, "axis": {"labelAngle": -30}}, y=value, **({"xOffset": offset} if offset else {}))
+        enc.update(x={**cat, "axis": {"labelAngle": -30, "labelOverlap": False}}, y=value, **({"xOffset": offset} if offset else {}))
         size = {"height": 240, "width": max(320, 24 * len(labels) * len(names))}
     return {"$schema": _SCHEMA, "autosize": _PAD, "title": title, "datasets": {"bars": frame}, "data": {"name": "bars"},
             "mark": {"type": "bar"}, "encoding": enc, **size}
