@@ -5,7 +5,8 @@ Two servers:
 
 - ``server``, over the tiny run's cache (with its null network): every view is opened, a real
   face photo is uploaded (and nothing new may appear on disk), a heat-map cell is clicked (the
-  Filter and AU pickers must follow), and a link with run/layer/filter/AU reopens that view.
+  Filter and AU pickers must follow), a box dragged over four cells selects them, and a link with
+  run/layer/filter/AU reopens that view.
 - ``build_server``, started exactly as the README says (``streamlit run app/main.py``, only the
   port added, no ``--server.address``) over an empty cache: it must listen on 127.0.0.1 only,
   and it builds the default run in a server-side job. So that the build takes seconds, not three
@@ -367,6 +368,28 @@ def test_clicking_a_heat_map_cell_sets_the_pickers(server, page, tiny_run):
     settle(page, "Filters")
     page.get_by_role("heading", name=f"features.conv3 filter #{want_f} under the controls").wait_for()
     page.get_by_text(f"AU{want_au}", exact=False).first.wait_for(timeout=60_000)
+
+
+@pytest.mark.skipif(bool(SCREENSHOTS), reason="checks the tiny test run")
+def test_a_box_dragged_over_the_map_selects_the_cells_under_it(server, page, tiny_run):
+    from app import charts
+    from fercore.store.reader import open_run
+
+    ev = open_run(tiny_run).evidence("features.conv3")
+    order = [int(f) for f in ev["order_evidence"]]
+    aus = [f"AU{int(a)}" for a in ev["au_ids"]]
+    page.goto(f"{server}/fau-map?layer=features.conv3&stat=share&distinct=0")
+    settle(page, "FAU map")
+    x, y = _find_cell(page, order, aus, 2, 3)  # the box spans rows 2-3 and columns 3-4
+    page.mouse.move(x - 0.3 * charts.COL_PX, y - 0.3 * charts.ROW_PX)
+    page.mouse.down()
+    page.mouse.move(x + 1.3 * charts.COL_PX, y + 1.3 * charts.ROW_PX, steps=8)
+    page.mouse.up()
+    page.get_by_text("4 cells selected", exact=False).first.wait_for(timeout=30_000)
+    page.wait_for_selector(IDLE)
+    picked = (query(page).get("filter"), query(page).get("au"))
+    assert picked in {(str(order[r]), aus[c]) for r in (2, 3) for c in (3, 4)}  # the strongest of the four
+    no_exceptions(page)
 
 
 @pytest.mark.skipif(bool(SCREENSHOTS), reason="checks the tiny test run")
