@@ -175,11 +175,20 @@ def shoot(page, path: Path) -> None:
 
 
 def _tooltip(page, x: float, y: float) -> dict:
-    """The chart's tooltip at a point of the page, as {field: value} (empty where there is none)."""
-    page.mouse.move(x, y)
-    page.wait_for_timeout(150)
+    """The chart's tooltip at a point of the page, as {field: value} (empty where there is none).
+    The pointer leaves the chart first, so a tooltip read here is the point's, never the last one's."""
+    from playwright.sync_api import TimeoutError as Timeout
+
     tip = page.locator("#vg-tooltip-element")
-    if not tip.count() or not tip.is_visible():
+    page.mouse.move(1, 1)
+    try:
+        tip.wait_for(state="hidden", timeout=2_000)
+    except Timeout:
+        pass
+    page.mouse.move(x, y)
+    try:
+        tip.wait_for(state="visible", timeout=1_500)
+    except Timeout:  # nothing under the pointer
         return {}
     cells = [c.strip() for c in tip.inner_text().split("\n") if c.strip()]
     return dict(zip(cells[0::2], cells[1::2], strict=False))
@@ -207,7 +216,6 @@ def _find_cell(page, rows: list[int], aus: list[str], row: int, col: int) -> tup
     assert "filter" in tip, "no FAU map cell answered with a tooltip"
     r0, c0 = rows.index(int(tip["filter"])), aus.index(tip["AU"])
     x, y = x0 + (col - c0) * charts.COL_PX, y0 + (row - r0) * charts.ROW_PX
-    page.mouse.move(x - 4, y - 2)
     at = _tooltip(page, x, y)
     assert (at.get("filter"), at.get("AU")) == (str(rows[row]), aus[col]), (at, rows[row], aus[col])
     return x, y
