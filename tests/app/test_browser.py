@@ -174,7 +174,7 @@ def shoot(page, path: Path) -> None:
     page.set_viewport_size({"width": width, "height": 1000})
 
 
-def _tooltip(page, x: float, y: float) -> dict:
+def _tooltip(page, x: float, y: float, wait_ms: int = 1_500) -> dict:
     """The chart's tooltip at a point of the page, as {field: value} (empty where there is none).
     The pointer leaves the chart first, so a tooltip read here is the point's, never the last one's."""
     from playwright.sync_api import TimeoutError as Timeout
@@ -187,7 +187,7 @@ def _tooltip(page, x: float, y: float) -> dict:
         pass
     page.mouse.move(x, y)
     try:
-        tip.wait_for(state="visible", timeout=1_500)
+        tip.wait_for(state="visible", timeout=wait_ms)
     except Timeout:  # nothing under the pointer
         return {}
     cells = [c.strip() for c in tip.inner_text().split("\n") if c.strip()]
@@ -208,7 +208,7 @@ def _find_cell(page, rows: list[int], aus: list[str], row: int, col: int) -> tup
     for fy in np.linspace(0.05, 0.5, 10):  # a point inside the map, below its header
         for fx in np.linspace(0.15, 0.6, 6):
             x0, y0 = box["x"] + box["width"] * fx, box["y"] + box["height"] * fy
-            tip = _tooltip(page, x0, y0)
+            tip = _tooltip(page, x0, y0, wait_ms=400)  # most points of the scan are on a cell
             if "filter" in tip and "AU" in tip:
                 break
         if "filter" in tip and "AU" in tip:
