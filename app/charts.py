@@ -33,10 +33,11 @@ _SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"
 _PAD = {"type": "pad"}
 
 
-def _finite(a) -> list:
-    """Floats with NaN / inf as None (null in the chart: drawn as :data:`MISSING`)."""
+def _finite(a) -> np.ndarray:
+    """Floats, flat, with inf as NaN: Streamlit sends NaN as null, which the charts draw as
+    :data:`MISSING` (or leave out)."""
     a = np.asarray(a, dtype=float).ravel()
-    return [float(v) if np.isfinite(v) else None for v in a]
+    return np.where(np.isfinite(a), a, np.nan)
 
 
 def _labels(names: list[str]) -> str:
@@ -77,13 +78,16 @@ def _grid_axes(n_cols: int, n_rows: int, cols: list[str], rows: list[str], *, co
     return x, y
 
 
-def _cells(z: np.ndarray) -> pd.DataFrame:
-    """One row per cell of ``z``: ``row``, ``col``, its span ``x0..x1`` / ``y0..y1``, ``value``."""
+def _cells(z: np.ndarray, rows: list[str], cols: list[str], *, row_field: str = "row_name",
+           col_field: str = "col_name") -> pd.DataFrame:
+    """One row per cell of ``z``: ``row``, ``col``, its span ``x0..x1`` / ``y0..y1``, ``value``,
+    and the row's and column's names (in ``row_field`` and ``col_field``)."""
     z = np.asarray(z, dtype=float)
     n_r, n_c = z.shape
     ri, ci = np.divmod(np.arange(n_r * n_c), n_c)
     return pd.DataFrame({"row": ri, "col": ci, "x0": ci - 0.5, "x1": ci + 0.5, "y0": ri - 0.5, "y1": ri + 0.5,
-                         "value": _finite(z)})
+                         "value": _finite(z), row_field: np.asarray(rows, dtype=object)[ri],
+                         col_field: np.asarray(cols, dtype=object)[ci]})
 
 
 def _top_labels(text: str, x: dict, y: dict, *, angle: int = -45) -> dict:
@@ -106,8 +110,7 @@ def heatmap(z: np.ndarray, *, x: list[str], y: list[str], title: str, zlabel: st
     z = np.asarray(z, dtype=float)
     n_r, n_c = z.shape
     xe, ye = _grid_axes(n_c, n_r, x, y, col_title=None, row_title=None)
-    cells = _cells(z).assign(row_name=[y[r] for r in np.repeat(np.arange(n_r), n_c)],
-                             col_name=[x[c] for c in np.tile(np.arange(n_c), n_r)])
+    cells = _cells(z, y, x)
     base = {"mark": {"type": "rect"},
             "encoding": {"x": xe, "x2": {"field": "x1"}, "y": ye, "y2": {"field": "y1"},
                          "color": _colour("value", zlabel, diverging=diverging, zrange=zrange, capped=capped),
@@ -150,9 +153,9 @@ def fau_map(z: np.ndarray, *, aus: list[str], rows: list[str], filters: np.ndarr
     n_f, n_a = z.shape
     filters = np.asarray(filters, dtype=int)
     xe, ye = _grid_axes(n_a, n_f, aus, rows, col_title=None, row_title=None)
-    cells = _cells(z).assign(filter=filters[np.repeat(np.arange(n_f), n_a)],
-                             au=[aus[c] for c in np.tile(np.arange(n_a), n_f)],
-                             ring=(np.zeros(z.shape, bool) if marks is None else np.asarray(marks, bool)).ravel())
+    cells = _cells(z, rows, aus, col_field="au")
+    cells = cells.assign(filter=filters[cells["row"]],
+                         ring=(np.zeros(z.shape, bool) if marks is None else np.asarray(marks, bool)).ravel())
     height = ROW_PX * n_f
     tooltip = [{"field": "filter", "title": "filter"}, {"field": "au", "title": "AU"},
                {"field": "value", "title": zlabel, "format": ".3g"}]
@@ -193,10 +196,7 @@ def selected_cells(event, filters: np.ndarray, n_cols: int) -> list[tuple[int, i
     """(filter, AU column) of every cell a selection of :func:`fau_map` names: a clicked cell,
     the cells under a box (centres inside it, in row order) or a KL bar's filter as (filter, -1).
     ``filters`` is the filter of each row in display order."""
-    try:
-        sel = event["selection"]
-    except (KeyError, TypeError):
-        sel = getattr(event, "selection", None) or {}
+    sel = _get(event, "selection") or {}
     filters = np.asarray(filters, dtype=int)
     out: list[tuple[int, int]] = []
 
@@ -242,8 +242,7 @@ def confusion(conf: np.ndarray, class_names: list[str]) -> dict:
     names = list(class_names)
     n = len(names)
     xe, ye = _grid_axes(n, n, names, names, col_title="predicted", row_title="true", col_angle=-30)
-    cells = _cells(norm).assign(count=conf.astype(int).ravel(), true=[names[r] for r in np.repeat(np.arange(n), n)],
-                                predicted=[names[c] for c in np.tile(np.arange(n), n)])
+    cells = _cells(norm, names, names, row_field="true", col_field="predicted").assign(count=conf.astype(int).ravel())
     tooltip = [{"field": "true"}, {"field": "predicted"}, {"field": "count", "title": "images"},
                {"field": "value", "title": "share of row", "format": ".3g"}]
     return {"$schema": _SCHEMA, "autosize": _PAD, "title": "Confusion matrix (all test folds)", "datasets": {"cells": cells},

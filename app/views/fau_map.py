@@ -53,12 +53,12 @@ fig, df, zname = loaders.fau_heatmap(run_dir, stamp, layer, stat, distinct, orde
 key = loaders.stored_figure(stat, distinct)
 event = st.vega_lite_chart(fig, key="fau_heatmap", on_select="rerun", width="content")
 
-order = loaders.filter_order(run_dir, stamp, layer, order_by)
-cells = charts.selected_cells(event, order, len(au_ids))
+filters = [int(f) for f in loaders.filter_order(run_dir, stamp, layer, order_by)]  # the map's rows
+cells = charts.selected_cells(event, filters, len(au_ids))
+values = np.asarray(ev[key], dtype=float)
 pick = (layer, tuple(cells))
 if cells and st.session_state.get("fau_last_pick") != pick:  # a new selection moves the pickers to it
     st.session_state["fau_last_pick"] = pick
-    values = np.asarray(ev[key], dtype=float)
     strength = [abs(values[f, a]) if a >= 0 and np.isfinite(values[f, a]) else -1.0 for f, a in cells]
     f_pick, a_pick = cells[int(np.argmax(strength))]
     state.put("filter", int(f_pick))
@@ -77,7 +77,6 @@ ui.csv_button("Heat map data (CSV)", partial(figures.csv_text, df, index=True, i
               "dl_heat")
 if len(cells) > 1:
     with st.expander(f"{len(cells)} cells selected (the pickers show the strongest)"):
-        values = np.asarray(ev[key], dtype=float)
         sel = pd.DataFrame([{"filter": f, "AU": au_short[a], zname: float(values[f, a])}
                             for f, a in cells if a >= 0])
         sel = figures.sig3(sel) if len(sel) else sel
@@ -86,7 +85,6 @@ if len(cells) > 1:
 
 st.markdown("**Open a filter** — select a cell in the heat map, or pick here:")
 c1, c2 = st.columns([1, 1])
-filters = [int(f) for f in loaders.filter_order(run_dir, stamp, layer, order_by)]
 f = state.selectbox(c1, "Filter", filters, name="filter", key="fau_filter", on_change=_filter_changed)
 au = state.selectbox(c2, "AU", au_ids, name="au", key="fau_au", format_func=lambda a: au_labels[au_ids.index(a)])
 j = au_ids.index(au)
