@@ -31,6 +31,10 @@ _SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"
 #: Every spec's sizing: ``width`` and ``height`` are the plot's own, and axes, legends and titles
 #: come on top ("fit", Streamlit's default for single views, would shrink the plot to make room).
 _PAD = {"type": "pad"}
+#: Grids: no ARIA description per mark (Vega would build a text for each of a map's 2,000+ cells
+#: on every draw, in its CSP-safe expression interpreter; Streamlit draws on a canvas, which has
+#: none), and no filter of invalid positions (cell positions are always numbers).
+_GRID_CONFIG = {"view": {"stroke": None}, "aria": False, "mark": {"invalid": "show"}}
 
 
 def _finite(a) -> np.ndarray:
@@ -90,16 +94,17 @@ def _cells(z: np.ndarray, rows: list[str], cols: list[str], *, row_field: str = 
                          col_field: np.asarray(cols, dtype=object)[ci]})
 
 
-def _top_labels(text: str, x: dict, y: dict, *, angle: int = -45) -> dict:
-    """A layer that writes the column labels (field ``text`` of the cells in row 0) above the
-    grid: tall maps are read from the top. ``x`` and ``y`` are the grid's position encodings
-    (a layer that shares an axis must repeat its definition, or Vega-Lite thins the labels)."""
-    return {"transform": [{"filter": {"field": "row", "equal": 0}}],
+def _top_labels(names: list[str], x: dict, y: dict, *, angle: int = -45) -> dict:
+    """A layer that writes the column labels above the grid (tall maps are read from the top),
+    with a row of data of its own (one datum per column). ``x`` and ``y`` are the grid's position
+    encodings (a layer that shares an axis must repeat its definition, or Vega-Lite thins the
+    labels)."""
+    return {"data": {"values": [{"col": i, "label": str(n)} for i, n in enumerate(names)]},
             "mark": {"type": "text", "align": "left" if angle else "center", "baseline": "middle",
                      "angle": 360 + angle if angle else 0, "dy": -8, "dx": 4 if angle else 0, "fontSize": 11,
                      "color": "#4b5563"},
             "encoding": {"x": {**x, "field": "col"}, "y": {**{k: v for k, v in y.items() if k != "field"}, "datum": -0.5},
-                         "text": {"field": text}}}
+                         "text": {"field": "label"}}}
 
 
 def heatmap(z: np.ndarray, *, x: list[str], y: list[str], title: str, zlabel: str, diverging: bool = False,
@@ -118,7 +123,7 @@ def heatmap(z: np.ndarray, *, x: list[str], y: list[str], title: str, zlabel: st
                                      {"field": "value", "title": zlabel, "format": ".3g"}]}}
     return {"$schema": _SCHEMA, "autosize": _PAD, "title": title, "datasets": {"cells": cells}, "data": {"name": "cells"},
             "width": max(200, cell_width * n_c), "height": height or max(200, ROW_PX * n_r),
-            "layer": [base, _top_labels("col_name", xe, ye)], "config": {"view": {"stroke": None}}}
+            "layer": [base, _top_labels(x, xe, ye)], "config": _GRID_CONFIG}
 
 
 def fau_map(z: np.ndarray, *, aus: list[str], rows: list[str], filters: np.ndarray, title: str, zlabel: str,
@@ -154,8 +159,8 @@ def fau_map(z: np.ndarray, *, aus: list[str], rows: list[str], filters: np.ndarr
     filters = np.asarray(filters, dtype=int)
     xe, ye = _grid_axes(n_a, n_f, aus, rows, col_title=None, row_title=None)
     cells = _cells(z, rows, aus, col_field="au")
-    cells = cells.assign(filter=filters[cells["row"]],
-                         ring=(np.zeros(z.shape, bool) if marks is None else np.asarray(marks, bool)).ravel())
+    cells = cells.assign(filter=filters[cells["row"]])
+    rings = cells[np.zeros(z.size, bool) if marks is None else np.asarray(marks, bool).ravel()]
     height = ROW_PX * n_f
     tooltip = [{"field": "filter", "title": "filter"}, {"field": "au", "title": "AU"},
                {"field": "value", "title": zlabel, "format": ".3g"}]
@@ -166,11 +171,11 @@ def fau_map(z: np.ndarray, *, aus: list[str], rows: list[str], filters: np.ndarr
                          "color": _colour("value", zlabel, diverging=diverging, zrange=zrange, capped=capped),
                          "stroke": {"condition": {"param": "cell", "empty": False, "value": "#111827"}, "value": None},
                          "tooltip": tooltip}}
-    ring = {"transform": [{"filter": "datum.ring"}],
+    ring = {"data": {"name": "rings"},
             "mark": {"type": "point", "shape": "circle", "filled": False, "color": "#111827", "size": 70,
                      "strokeWidth": 1.5},
             "encoding": {"x": {**xe, "field": "col"}, "y": {**ye, "field": "row"}, "tooltip": tooltip}}
-    layers = [heat, _top_labels("au", xe, ye)] + ([ring] if marks is not None and np.any(marks) else [])
+    layers = [heat, _top_labels(aus, xe, ye)] + ([ring] if len(rings) else [])
     bars = pd.DataFrame({"row": np.arange(n_f), "filter": filters, "name": rows, "kl": _finite(kl),
                          "y0": np.arange(n_f) - 0.4, "y1": np.arange(n_f) + 0.4, "zero": 0.0})
     kl_view = {"data": {"name": "kl"}, "width": 110, "height": height,
@@ -186,10 +191,10 @@ def fau_map(z: np.ndarray, *, aus: list[str], rows: list[str], filters: np.ndarr
                             "tooltip": [{"field": "name", "title": "row"}, {"field": "kl", "title": "KL selectivity",
                                                                             "format": ".3g"}]}}
     return {"$schema": _SCHEMA, "autosize": _PAD, "title": {"text": title, "anchor": "start"},
-            "datasets": {"cells": cells, "kl": bars},
+            "datasets": {"cells": cells, "kl": bars, **({"rings": rings} if len(rings) else {})},
             "hconcat": [{"data": {"name": "cells"}, "width": max(240, COL_PX * n_a), "height": height,
                          "layer": layers}, kl_view],
-            "spacing": 8, "config": {"view": {"stroke": None}}}
+            "spacing": 8, "config": _GRID_CONFIG}
 
 
 def selected_cells(event, filters: np.ndarray, n_cols: int) -> list[tuple[int, int]]:

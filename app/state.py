@@ -1,8 +1,9 @@
 """The view state every page shares, and the address that reproduces it.
 
 One dict in ``st.session_state`` (:data:`STATE_KEY`) holds what a researcher has chosen: the run,
-layer, filter, AU, statistic and the *distinct* switch. Every view's widgets are drawn from it and
-write back to it (:func:`selectbox`, :func:`toggle`, :func:`radio`), so a choice made in one view
+layer, filter, AU, statistic, the *distinct* switch and the Overview's open tab. Every view's
+widgets are drawn from it and write back to it (:func:`selectbox`, :func:`toggle`, :func:`radio`,
+:func:`tabs`), so a choice made in one view
 is there in the next, and :func:`sync_url` writes it into the query parameters after every run, so
 a copied link opens the same view (``/fau-map?run=...&layer=features.conv3&filter=12&au=AU12``).
 
@@ -25,7 +26,7 @@ STATE_KEY = "fercore_view"
 NOTES_KEY = "fercore_url_notes"
 _URL_READ = "fercore_url_read"
 #: Query parameter of each shared value (the run by its directory name).
-PARAMS = ("run", "layer", "filter", "au", "stat", "distinct")
+PARAMS = ("run", "layer", "filter", "au", "stat", "distinct", "tab")
 
 
 def view() -> dict:
@@ -146,3 +147,18 @@ def toggle(where, label: str, *, name: str, key: str, default: bool = False, **k
         put(name, value)
     cb = _bind(key, name, value, None)
     return bool(where.toggle(label, key=key, on_change=cb, **kw))
+
+
+def tabs(where, labels: dict[str, str], *, name: str, key: str) -> dict:
+    """Tabs bound to the shared value ``name`` (one of ``labels``' keys, e.g. ``"curves"`` for
+    "Learning curves"; the first when unset). Only the open tab is drawn by the caller: returns
+    {key: container}, each container's ``.open`` saying whether it is the chosen tab, so a page
+    computes and sends the content of one tab instead of all (a click on another tab reruns)."""
+    slugs = list(labels)
+    st.session_state[key] = labels[_valid(name, slugs, None)]
+    by_label = {label: slug for slug, label in labels.items()}
+
+    def changed() -> None:
+        put(name, by_label[st.session_state[key]])
+
+    return dict(zip(slugs, where.tabs(list(labels.values()), key=key, on_change=changed), strict=True))

@@ -15,6 +15,8 @@ from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlExcepti
 from app import loaders, state
 
 RUN_KEY = "run_dir"
+#: The Overview's tabs, by the name the address uses (``?tab=curves``).
+OVERVIEW_TABS = {"confusion": "Confusion matrix", "curves": "Learning curves", "data": "Data set"}
 #: How often a page following a server-side job redraws its progress (seconds).
 POLL_S = 1.0
 
@@ -146,7 +148,7 @@ def _require_run() -> tuple[str, float, object] | None:
 
 
 def resolve_view(r) -> None:
-    """Make the shared layer, filter, AU and statistic valid for run ``r``: values the address
+    """Make the shared layer, filter, AU, statistic and Overview tab valid for run ``r``: values the address
     asked for are used when the run has them and named in a note when it does not; unset values
     get defaults (the last layer, the filter with the most evidence, the AU it is judged by)."""
     v = state.view()
@@ -192,6 +194,12 @@ def resolve_view(r) -> None:
     if "distinct" in pending:
         v["distinct"] = bool(pending["distinct"])
     v.setdefault("distinct", False)
+    if "tab" in pending:
+        if pending["tab"] in OVERVIEW_TABS:
+            v["tab"] = pending["tab"]
+        else:
+            state.note(f"The address asks for the Overview tab `{pending['tab']}`; known: "
+                       f"{', '.join(OVERVIEW_TABS)}.")
 
 
 def au_column(ev, au: int) -> int:

@@ -1,6 +1,6 @@
 """Overview: the run's data set, model layers, accuracy per fold, the funnel of controls (raw /
-distinct top-K / beyond emotion / in the AU's region, beside the null network), confusion matrix,
-learning curves."""
+distinct top-K / beyond emotion / in the AU's region, beside the null network), and in tabs the
+confusion matrix, the learning curves and the data set."""
 
 from functools import partial
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import figures, loaders, ui
+from app import figures, loaders, state, ui
 
 st.title("Overview")
 ctx = ui.require_run()
@@ -49,32 +49,38 @@ with col_layers:
 st.subheader("AU-selective filters: the funnel of controls")
 ui.honest_summary(run_dir, stamp, key="overview")
 
-col_conf, col_curves = st.columns([1, 1])
-with col_conf:
-    if m["confusion"] is not None:
-        st.vega_lite_chart(loaders.confusion_figure(run_dir, stamp), key="confusion", width="content")
-        conf = m["confusion"]
-        table = pd.DataFrame(conf.astype(int), index=list(reader.class_names), columns=list(reader.class_names))
-        ui.csv_button("Confusion matrix (CSV)", partial(table.to_csv, index_label="true class \\ predicted class"),
-                      "confusion.csv", "dl_conf")
-    else:
-        st.info("metrics.json holds no confusion matrix.")
-with col_curves:
-    if m["curves"] is not None:
-        per_fold = st.toggle("Show each fold's curve", key="overview_per_fold",
-                             help="the mean over folds with a band of ± one standard deviation; on: every fold too")
-        st.vega_lite_chart(loaders.curves_figure(run_dir, stamp, per_fold), key="curves", width="content")
-        ui.csv_button("Learning curves (CSV)", partial(figures.csv_text, m["curves"]), "learning_curves.csv", "dl_curves")
-    else:
-        st.info("metrics.json holds no learning curves.")
-
-st.subheader("Data set")
-img, counts = loaders.montage(run_dir, stamp)
-col_img, col_counts = st.columns([3, 1])
-with col_img:
-    st.image(img, caption="One row per class: " + ", ".join(counts["class"]), clamp=True, output_format="PNG")
-    ui.png_button("Montage (PNG)", partial(figures.png_bytes, img), "montage.png", "dl_montage")
-with col_counts:
-    st.table(counts, hide_index=True, border="horizontal")
-    st.caption(f"{int(np.sum(counts['images']))} images in all")
-    ui.csv_button("Counts (CSV)", partial(figures.csv_text, counts), "class_counts.csv", "dl_counts")
+# One tab is drawn at a time: the others cost nothing until clicked (Vega-Lite compiles each
+# chart in the browser; the learning curves alone added ~65 ms to every visit of this view).
+tabs = state.tabs(st, ui.OVERVIEW_TABS, name="tab", key="overview_tab")
+if tabs["confusion"].open:
+    with tabs["confusion"]:
+        if m["confusion"] is not None:
+            st.vega_lite_chart(loaders.confusion_figure(run_dir, stamp), key="confusion", width="content")
+            conf = m["confusion"]
+            table = pd.DataFrame(conf.astype(int), index=list(reader.class_names), columns=list(reader.class_names))
+            ui.csv_button("Confusion matrix (CSV)", partial(table.to_csv, index_label="true class \\ predicted class"),
+                          "confusion.csv", "dl_conf")
+        else:
+            st.info("metrics.json holds no confusion matrix.")
+if tabs["curves"].open:
+    with tabs["curves"]:
+        if m["curves"] is not None:
+            per_fold = state.toggle(st, "Show each fold's curve", name="per_fold", key="overview_per_fold",
+                                    help="the mean over folds with a band of ± one standard deviation; on: every "
+                                         "fold too")
+            st.vega_lite_chart(loaders.curves_figure(run_dir, stamp, per_fold), key="curves", width="content")
+            ui.csv_button("Learning curves (CSV)", partial(figures.csv_text, m["curves"]), "learning_curves.csv",
+                          "dl_curves")
+        else:
+            st.info("metrics.json holds no learning curves.")
+if tabs["data"].open:
+    with tabs["data"]:
+        img, counts = loaders.montage(run_dir, stamp)
+        col_img, col_counts = st.columns([3, 1])
+        with col_img:
+            st.image(img, caption="One row per class: " + ", ".join(counts["class"]), clamp=True, output_format="PNG")
+            ui.png_button("Montage (PNG)", partial(figures.png_bytes, img), "montage.png", "dl_montage")
+        with col_counts:
+            st.table(counts, hide_index=True, border="horizontal")
+            st.caption(f"{int(np.sum(counts['images']))} images in all")
+            ui.csv_button("Counts (CSV)", partial(figures.csv_text, counts), "class_counts.csv", "dl_counts")

@@ -109,10 +109,34 @@ def test_overview_shows_accuracy_protocol_layers_and_data(tiny_cache, tiny_run):
     assert "Protocol:" in texts(at) and "subject" in texts(at)
     layers = next(d.value for d in at.table if "receptive field (px)" in d.value.columns)
     assert list(layers["layer"])[0] == "features.conv1" and (layers["filters"] > 0).all()
-    assert len(at.get("vega_lite_chart")) >= 2  # confusion matrix and learning curves
     assert "Test accuracy per fold:" in texts(at)
-    assert len(at.get("image")) >= 1  # the montage
-    assert {b.label for b in at.get("download_button")} >= {"Accuracy per fold (CSV)", "Montage (PNG)"}
+    assert [t.label for t in at.tabs] == ["Confusion matrix", "Learning curves", "Data set"]
+    # only the open tab is drawn: the confusion matrix, first
+    (conf,) = at.get("vega_lite_chart")
+    assert json.loads(conf.proto.spec)["title"].startswith("Confusion matrix")
+    assert not at.get("image")
+    assert {b.label for b in at.get("download_button")} >= {"Accuracy per fold (CSV)", "Confusion matrix (CSV)"}
+
+
+@pytest.mark.parametrize("tab", ["curves", "data"])
+def test_the_overview_opens_the_tab_the_address_names(tiny_cache, tab):
+    at = app(tiny_cache)
+    at.query_params["tab"] = tab
+    at.run()
+    assert_clean(at)
+    buttons = {b.label for b in at.get("download_button")}
+    assert "Confusion matrix (CSV)" not in buttons
+    if tab == "curves":
+        (curves,) = at.get("vega_lite_chart")
+        assert "accuracy" in curves.proto.spec and "Learning curves (CSV)" in buttons
+        at.toggle(key="overview_per_fold").set_value(True).run()  # stays on this tab, with every fold
+        assert_clean(at)
+        assert at.toggle(key="overview_per_fold").value is True
+        assert len(at.get("vega_lite_chart")) == 1
+    else:
+        assert not at.get("vega_lite_chart") and len(at.get("image")) == 1
+        assert {"Montage (PNG)", "Counts (CSV)"} <= buttons
+    assert at.query_params.get("tab") in (tab, [tab])  # the address keeps the tab
 
 
 def test_filters_view_switches_filter_layer_and_distinct(tiny_cache):

@@ -69,14 +69,16 @@ def test_the_address_reopens_layer_filter_au_and_statistic(tiny_cache, tiny_run,
         ("features.conv2", str(f), f"AU{au}", "r_au", "1")
 
 
-def test_unknown_layer_filter_and_au_in_the_address_are_named(tiny_cache, tiny_run):
+def test_unknown_layer_filter_au_and_tab_in_the_address_are_named(tiny_cache, tiny_run):
     at = app(tiny_cache)
-    for k, v in {"layer": "features.conv9", "filter": "100000", "au": "AU99"}.items():
+    for k, v in {"layer": "features.conv9", "filter": "100000", "au": "AU99", "tab": "roc"}.items():
         at.query_params[k] = v
     at.run()
     assert not at.exception
     warned = " ".join(w.value for w in at.warning)
     assert "features.conv9" in warned and "100000" in warned and "AU99" in warned
+    assert "tab `roc`" in warned and "curves" in warned
+    assert [t.label for t in at.tabs][0] == "Confusion matrix" and at.get("vega_lite_chart")
     at.button(key="dismiss_url_notes").click().run()
     assert not [w for w in at.warning if "address" in w.value]
 

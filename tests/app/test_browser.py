@@ -239,9 +239,20 @@ def test_every_view_and_an_upload(server, page, shots_dir, face_png):
     page.get_by_text("Mean test accuracy").first.wait_for(timeout=60_000)
     page.get_by_text("within-emotion permutation test", exact=False).first.wait_for(timeout=60_000)  # the funnel
     assert page.get_by_text("No null network yet").count() == 0
-    page.locator("[data-testid=stVegaLiteChart] :is(canvas, svg.marks)").nth(1).wait_for()  # confusion matrix, learning curves
-    page.locator("[data-testid=stImage] img").first.wait_for()  # the montage
+    page.locator("[data-testid=stVegaLiteChart] :is(canvas, svg.marks)").first.wait_for()  # the confusion matrix
     shoot(page, shots_dir / "overview.png")
+    # the other tabs are drawn when clicked (each click reruns the page; the address names the tab)
+    page.get_by_role("tab", name="Learning curves").click()
+    page.get_by_text("Show each fold's curve").wait_for()
+    settle(page, "Overview")
+    page.locator("[data-testid=stVegaLiteChart] :is(canvas, svg.marks)").first.wait_for()
+    assert query(page).get("tab") == "curves"
+    shoot(page, shots_dir / "overview_curves.png")
+    page.get_by_role("tab", name="Data set").click()
+    page.locator("[data-testid=stImage] img").first.wait_for()  # the montage
+    settle(page, "Overview")
+    assert page.locator("[data-testid=stVegaLiteChart]").count() == 0 and query(page).get("tab") == "data"
+    no_exceptions(page)
 
     page.locator("[data-testid=stSidebarNav] a[href$='/filters']").click()
     settle(page, "Filters")
