@@ -8,6 +8,8 @@ three or more runs in the cache). The same interactions timed in a real browser:
 
 Server time is measured as the wall time of Streamlit's ``AppTest.run()`` (the script run plus
 AppTest's own small overhead), median over repeats, after one warm-up run that fills the caches.
+A fixed pure-Python workload is timed at the end and printed with the figures: the host's speed
+changes from hour to hour, and two runs of this bench compare by the ratio of their references.
 
     python bench/bench_app.py              # the default run (built first if missing)
     FERCORE_CACHE=/some/cache python bench/bench_app.py
@@ -39,6 +41,25 @@ def _median_ms(fn, repeats: int) -> tuple[float, float, float]:
         times.append((time.perf_counter() - t0) * 1000)
         cpu.append((time.process_time() - c0) * 1000)
     return statistics.median(times), max(times), statistics.median(cpu)
+
+
+def reference_ms(n: int = 5) -> float:
+    """Median ms of a fixed pure-Python workload (integer and float arithmetic, string formatting)."""
+
+    def work():
+        x, parts = 0.0, []
+        for i in range(1_000_000):
+            x += (i % 7) * 0.5
+            if i % 1000 == 0:
+                parts.append(f"{x:.3f}")
+        return parts
+
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        work()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
 
 
 def main() -> int:
@@ -166,13 +187,14 @@ def main() -> int:
         target = 1000 if what.startswith(("upload", "Runs")) else 200
         print(f"{what:58s} {med:10.0f} {mx:8.0f} {cpu:7.0f}  {target}")
         out.append({"what": what, "median_ms": round(med), "max_ms": round(mx), "cpu_ms": round(cpu), "target_ms": target})
+    ref = reference_ms()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     if args.json:
         import json
 
-        Path(args.json).write_text(json.dumps({"run": str(run_dir), "rows": out,
-                                               "load": os.getloadavg()[0]}, indent=1))
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"(load average {load:.1f} on {os.cpu_count()} CPUs while measuring)")
+        Path(args.json).write_text(json.dumps({"run": str(run_dir), "rows": out, "load": load,
+                                               "reference_ms": round(ref)}, indent=1))
+    print(f"(load average {load:.1f} on {os.cpu_count()} CPUs while measuring; reference workload {ref:.0f} ms)")
     return 0
 
 

@@ -10,6 +10,10 @@ Targets on the default run: a view switch and a filter switch at most 300 ms; th
 comparing three runs at most 1 s. The round robin visits Filters, FAU map, Evidence, Upload and
 Overview; each view's own row follows the round robin's.
 
+The host's speed changes from hour to hour (these machines share their CPUs): a fixed JavaScript
+workload, timed in the same page before and after the clicks, is printed beside the figures so
+that two runs of this bench can be compared (scale by the ratio of their references).
+
     python bench/bench_browser.py                         # the newest run in the cache
     python bench/bench_browser.py --run <run name> --json figures.json
 """
@@ -54,6 +58,20 @@ _TIMED_CLICK = """async (selector) => {
     setTimeout(() => { obs.disconnect(); resolve(-1); }, 60000);
   });
 }"""
+
+
+#: A fixed workload (float arithmetic and string building), the ms it takes in the page.
+_REFERENCE_JS = """() => {
+  const t0 = performance.now();
+  let x = 0, s = '';
+  for (let i = 0; i < 3e6; i++) { x += Math.sqrt(i) * Math.sin(i); if (i % 1000 === 0) s += x.toFixed(3); }
+  return s.length > 0 ? performance.now() - t0 : -1;
+}"""
+
+
+def reference_ms(page, n: int = 5) -> float:
+    """Median ms of :data:`_REFERENCE_JS` in ``page`` (the browser's speed right now)."""
+    return statistics.median(page.evaluate(_REFERENCE_JS) for _ in range(n))
 
 
 #: Arms an observer that resolves (as ``window.__fercoreRun``) with the ms from the next key press
@@ -123,6 +141,7 @@ def main() -> int:
             for v in views:  # warm every view once
                 page.evaluate(_TIMED_CLICK, f"[data-testid=stSidebarNav] a[href$='/{v}']")
                 _settle(page)
+            refs = [reference_ms(page)]
             times, per_view = [], {v: [] for v in views}
             for i in range(args.repeats * len(views)):
                 ms = page.evaluate(_TIMED_CLICK, f"[data-testid=stSidebarNav] a[href$='/{views[i % len(views)]}']")
@@ -161,6 +180,7 @@ def main() -> int:
                 times.append(page.evaluate(_TIMED_CLICK, "[data-testid=stSidebarNav] a[href$='/runs']"))
                 _settle(page)
             rows.append((f"Runs view, {n_runs} runs compared", times, 1000))
+            refs.append(reference_ms(page))
             browser.close()
     finally:
         proc.terminate()
@@ -177,9 +197,11 @@ def main() -> int:
         print(f"{what:48s} {med:10.0f} {mx:8.0f}  {target}" + (f"  ({len(bad)} timed out)" if bad else ""))
         out.append({"what": what, "median_ms": round(med), "max_ms": round(mx), "target_ms": target, "n": len(ok)})
     load = os.getloadavg()[0]
-    print(f"(load average {load:.1f} on {os.cpu_count()} CPUs while measuring)")
+    print(f"(load average {load:.1f} on {os.cpu_count()} CPUs while measuring; reference workload in the page "
+          f"{refs[0]:.0f} ms before the clicks, {refs[1]:.0f} ms after)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": out, "load": load}, indent=1))
+        Path(args.json).write_text(json.dumps({"rows": out, "load": load, "reference_ms": [round(r) for r in refs]},
+                                              indent=1))
     return 0
 
 

@@ -208,9 +208,13 @@ def main() -> int:
             if r["what"].startswith(("switch statistic", "upload")):
                 lines.append(f"| {r['what']} | – | {r['median_ms']} | {r['target_ms']} |")
         when = time.strftime("%Y-%m-%d")
+        refs = web.get("reference_ms") or []
         speed = ("\n".join(lines) + f"\n\nMeasured {when} on the default run `{default.name}` with "
                  f"`python scripts/refresh_docs.py` (load average {web['load']:.1f} in the browser bench, "
-                 f"{app['load']:.1f} in the server bench, 2 cores).\n")
+                 f"{app['load']:.1f} in the server bench, 2 cores). The host's speed at the time, as the "
+                 f"benches' fixed reference workloads took it: {' / '.join(map(str, refs))} ms in the page "
+                 f"(before / after the clicks), {app.get('reference_ms', '–')} ms in Python; a later run "
+                 f"compares by the ratio of its references.\n")
         replace_block(REPO / "docs" / "dashboard.md", "speed", speed)
         sv, sf = server.get("switch view"), server.get("switch filter")
         bv, bf, br = browser.get("switch view"), browser.get("switch filter"), browser.get("Runs view")
