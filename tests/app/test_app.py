@@ -137,6 +137,10 @@ def test_the_overview_opens_the_tab_the_address_names(tiny_cache, tab):
         assert not at.get("vega_lite_chart") and len(at.get("image")) == 1
         assert {"Montage (PNG)", "Counts (CSV)"} <= buttons
     assert at.query_params.get("tab") in (tab, [tab])  # the address keeps the tab
+    at.switch_page("views/filters.py").run()
+    at.switch_page("views/overview.py").run()  # and so does the session, across views
+    assert_clean(at)
+    assert bool(at.get("image")) == (tab == "data") and bool(at.get("vega_lite_chart")) == (tab == "curves")
 
 
 def test_filters_view_switches_filter_layer_and_distinct(tiny_cache):
