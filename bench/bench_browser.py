@@ -16,6 +16,13 @@ that two runs of this bench can be compared (scale by the ratio of their referen
 
     python bench/bench_browser.py                         # the newest run in the cache
     python bench/bench_browser.py --run <run name> --json figures.json
+
+To measure a change, compare two checkouts in one run: ``--against DIR`` starts a second server
+from another checkout of the project (``git worktree add /tmp/before <commit>``) over the same
+cache, and the two pages take turns, one click each, through the same round robin, so both see
+the same machine; it prints each view's median for both and their ratio.
+
+    python bench/bench_browser.py --against /tmp/before --repeats 12
 """
 
 from __future__ import annotations
@@ -95,11 +102,11 @@ _ARM_KEY = """() => {
 }"""
 
 
-def _server(port: int, env: dict | None = None) -> subprocess.Popen:
-    """``streamlit run app/main.py`` on loopback ``port`` (environment ``env``, default this
-    process's), returned once it answers its health check."""
+def _server(port: int, env: dict | None = None, repo: Path = REPO) -> subprocess.Popen:
+    """``streamlit run app/main.py`` of checkout ``repo`` on loopback ``port`` (environment
+    ``env``, default this process's), returned once it answers its health check."""
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/main.py", f"--server.port={port}",
-                             "--server.address=127.0.0.1"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                             "--server.address=127.0.0.1"], cwd=repo, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -118,13 +125,76 @@ def _settle(page) -> None:
     page.wait_for_selector(IDLE)
 
 
+VIEWS = ["filters", "fau-map", "evidence", "upload", "overview"]
+
+
+def compare(args) -> int:
+    """Round robins of this checkout and of ``args.against`` in one browser, one click each in
+    turn: per view the two medians and their ratio (figures of one run, on the same machine)."""
+    from playwright.sync_api import sync_playwright
+
+    other = args.against.resolve()
+    if not (other / "app" / "main.py").is_file():
+        raise SystemExit(f"--against {args.against}: no app/main.py there; give another checkout of the project "
+                         f"(git worktree add /tmp/before <commit>)")
+    from fercore.store.layout import cache_dir
+
+    env = {**os.environ, "FERCORE_CACHE": str(cache_dir().resolve())}  # both read this checkout's cache
+    names = {REPO: "this checkout", other: f"{other}"}
+    procs = [_server(args.port, env, REPO), _server(args.port + 1, env, other)]
+    times = {(repo, v): [] for repo in names for v in VIEWS}
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            pages = {}
+            for k, repo in enumerate(names):
+                page = browser.new_page(viewport={"width": 1600, "height": 1000})
+                page.set_default_timeout(300_000)
+                page.goto(f"http://127.0.0.1:{args.port + k}/overview" + (f"?run={args.run}" if args.run else ""))
+                _settle(page)
+                for v in VIEWS:  # warm every view once
+                    page.evaluate(_TIMED_CLICK, f"[data-testid=stSidebarNav] a[href$='/{v}']")
+                    _settle(page)
+                pages[repo] = page
+            for i in range(args.repeats * len(VIEWS)):
+                v = VIEWS[i % len(VIEWS)]
+                for repo, page in pages.items():
+                    page.bring_to_front()
+                    times[repo, v].append(page.evaluate(_TIMED_CLICK, f"[data-testid=stSidebarNav] a[href$='/{v}']"))
+                    _settle(page)
+            browser.close()
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)
+    a, b = list(names)
+    print(f"\nA = {names[a]} ({a}), B = {names[b]}; {args.repeats} switches to each view, interleaved")
+    print(f"{'switch to':12s} {'A median ms':>12s} {'B median ms':>12s} {'A / B':>7s}")
+    out = []
+    for v in VIEWS:
+        ta, tb = ([t for t in times[r, v] if t >= 0] for r in (a, b))
+        if not ta or not tb:
+            continue
+        ma, mb = statistics.median(ta), statistics.median(tb)
+        print(f"{v:12s} {ma:12.0f} {mb:12.0f} {ma / mb:7.2f}")
+        out.append({"view": v, "a_median_ms": round(ma), "b_median_ms": round(mb), "ratio": round(ma / mb, 3)})
+    print(f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs while measuring)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"a": str(a), "b": str(b), "rows": out}, indent=1))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", help="run name to open (default: the one the dashboard opens first)")
     ap.add_argument("--repeats", type=int, default=8)
     ap.add_argument("--port", type=int, default=8599)
     ap.add_argument("--json", help="also write the figures to this JSON file")
+    ap.add_argument("--against", type=Path, metavar="DIR",
+                    help="another checkout of the project: compare the view switches of both, interleaved")
     args = ap.parse_args()
+    if args.against:
+        return compare(args)
     from playwright.sync_api import sync_playwright
 
     proc = _server(args.port)
@@ -137,7 +207,7 @@ def main() -> int:
             page.set_default_timeout(300_000)
             page.goto(f"{url}/overview" + (f"?run={args.run}" if args.run else ""))
             _settle(page)
-            views = ["filters", "fau-map", "evidence", "upload", "overview"]
+            views = VIEWS
             for v in views:  # warm every view once
                 page.evaluate(_TIMED_CLICK, f"[data-testid=stSidebarNav] a[href$='/{v}']")
                 _settle(page)
