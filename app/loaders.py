@@ -495,6 +495,14 @@ def forget_upload() -> None:
     st.session_state.pop(_UPLOAD_SLOT, None)
 
 
+def preload_face_models() -> None:
+    """Start loading the face detector and landmark model in the background (once per server):
+    called when the Upload view opens, so the first photo does not wait about a second for them."""
+    from fercore.data.landmarks import preload
+
+    preload()
+
+
 def decode_and_crop(data: bytes, run_dir: str, stamp: float, centre_crop: bool = False) -> dict:
     """Decode an uploaded file and cut the face out as the run's data was preprocessed
     (:func:`fercore.recording.face.prepare_upload`: the run's preprocessing, cropped to the geometry of

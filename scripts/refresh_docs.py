@@ -205,7 +205,7 @@ def main() -> int:
             if r["what"].startswith("switch to "):
                 lines.append(f"| {r['what']} | {r['median_ms']} | – | {r['target_ms']} |")
         for r in app["rows"]:
-            if r["what"].startswith(("switch statistic", "upload")):
+            if r["what"].startswith(("switch statistic", "upload", "face models")):
                 lines.append(f"| {r['what']} | – | {r['median_ms']} | {r['target_ms']} |")
         when = time.strftime("%Y-%m-%d")
         refs = web.get("reference_ms") or []

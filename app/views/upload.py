@@ -19,6 +19,7 @@ if ctx is None:
     st.stop()
 run_dir, stamp, reader = ctx
 
+loaders.preload_face_models()  # while the user chooses a photo
 c_file, c_cam = st.columns([1, 1])
 with c_file:
     up = st.file_uploader("A face photo (PNG, JPEG, BMP, TIFF, WebP)", key="upload_file",

@@ -30,7 +30,9 @@ Thread safety
 -------------
 The detector and predictor are loaded once (:func:`functools.lru_cache`) and shared by every
 thread; every call into dlib holds one module lock, so concurrent callers (e.g. Streamlit
-sessions) are serialised rather than racing. dlib runs single-threaded.
+sessions) are serialised rather than racing. dlib runs single-threaded. Loading them takes about a
+second (the predictor is a 100 MB file): :func:`preload` starts it in a background thread, so that
+a server can load them while a user is still choosing a photo.
 
 This module imports only numpy, OpenCV, dlib and the standard library.
 """
@@ -58,6 +60,7 @@ __all__ = [
     "estimate_geometry",
     "face_score",
     "fit_landmarks",
+    "preload",
     "fit_precropped",
     "plausibility",
     "predictor_path",
@@ -99,6 +102,7 @@ _LEFT_EYE = slice(42, 48)
 _MOUTH = slice(48, 68)
 _PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 _LOCK = threading.Lock()
+_PRELOAD_LOCK = threading.Lock()
 
 # the detector's box relative to the landmarks, measured on the 100 LFW faces of
 # skimage.data.lfw_subset(): centre 0.45 IOD below the eye midpoint, side 2.3 IOD
@@ -144,6 +148,29 @@ def _load_models() -> tuple[dlib.fhog_object_detector, dlib.shape_predictor]:
 def _models() -> tuple[dlib.fhog_object_detector, dlib.shape_predictor]:
     with _LOCK:  # load once even when several threads ask at the same time
         return _load_models()
+
+
+_PRELOAD: threading.Thread | None = None
+
+
+def preload() -> threading.Thread:
+    """Load the detector and the shape predictor in a background (daemon) thread, once per process;
+    returns that thread. A detection that starts before the load has finished waits for it (the
+    module lock) instead of loading a second copy. An error (e.g. the predictor file missing) is
+    left for that detection to raise, with its message."""
+    global _PRELOAD
+    with _PRELOAD_LOCK:
+        if _PRELOAD is None:
+
+            def load() -> None:
+                try:
+                    _models()
+                except (OSError, RuntimeError):  # raised again, with its message, by the first real call
+                    pass
+
+            _PRELOAD = threading.Thread(target=load, name="fercore-landmark-models", daemon=True)
+            _PRELOAD.start()
+        return _PRELOAD
 
 
 # Validation

@@ -210,6 +210,19 @@ def _upload_page(cache) -> AppTest:
     return at.switch_page("views/upload.py").run()
 
 
+def test_opening_the_upload_view_starts_loading_the_face_models(tiny_cache, monkeypatch):
+    from fercore.data import landmarks
+
+    monkeypatch.setattr(landmarks, "_PRELOAD", None)
+    at = app(tiny_cache)
+    at.run()
+    assert landmarks._PRELOAD is None  # other views do not load them
+    _ = at.switch_page("views/upload.py").run()
+    assert_clean(at)
+    assert landmarks._PRELOAD is not None  # loading while the user chooses a photo
+    landmarks._PRELOAD.join(timeout=120)
+
+
 def test_upload_a_face_photo(tiny_cache, face_png):
     at = _upload(_upload_page(tiny_cache), "astronaut.png", face_png)
     assert_clean(at)

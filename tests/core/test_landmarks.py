@@ -89,6 +89,26 @@ def test_fits_are_the_same_from_several_threads(astronaut, astro_fit):
         np.testing.assert_array_equal(f, lm)
 
 
+def test_preload_loads_the_models_once_in_the_background(monkeypatch, astronaut):
+    monkeypatch.setattr(lmk, "_PRELOAD", None)
+    lmk._load_models.cache_clear()
+    thread = lmk.preload()
+    assert thread.daemon and lmk.preload() is thread  # one load per process, however often it is asked
+    thread.join(timeout=120)
+    info = lmk._load_models.cache_info()
+    assert not thread.is_alive() and info.currsize == 1
+    assert lmk.detect_faces(astronaut)  # a detection uses the loaded models, it does not load again
+    assert lmk._load_models.cache_info().misses == info.misses
+
+
+def test_a_detection_during_the_preload_waits_for_it_instead_of_loading_twice(monkeypatch, astronaut):
+    monkeypatch.setattr(lmk, "_PRELOAD", None)
+    lmk._load_models.cache_clear()
+    lmk.preload()
+    assert lmk.detect_faces(astronaut)  # most likely while the predictor is still being read
+    assert lmk._load_models.cache_info().misses == 1
+
+
 def test_predictor_file_ships_with_the_package():
     path = lmk.predictor_path()
     assert path.is_file() and path.name == "shape_predictor_68_face_landmarks.dat"
