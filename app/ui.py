@@ -183,23 +183,23 @@ def resolve_view(r) -> None:
                        f"(AUs: {' '.join(f'AU{a}' for a in au_ids)}); showing the AU the filter is judged by.")
     if v.get("au") not in au_ids:
         v["au"] = au_ids[int(ev["judged"][v["filter"]])]
-    if "stat" in pending:
-        if pending["stat"] in loaders.STATISTICS:
-            v["stat"] = pending["stat"]
-        else:
-            state.note(f"The address asks for the statistic `{pending['stat']}`; known: "
-                       f"{', '.join(loaders.STATISTICS)}.")
+    _take(v, pending, "stat", loaders.STATISTICS, "the statistic")
     if v.get("stat") not in loaders.STATISTICS:
         v["stat"] = "share"
     if "distinct" in pending:
         v["distinct"] = bool(pending["distinct"])
     v.setdefault("distinct", False)
-    if "tab" in pending:
-        if pending["tab"] in OVERVIEW_TABS:
-            v["tab"] = pending["tab"]
-        else:
-            state.note(f"The address asks for the Overview tab `{pending['tab']}`; known: "
-                       f"{', '.join(OVERVIEW_TABS)}.")
+    _take(v, pending, "tab", OVERVIEW_TABS, "the Overview tab")
+
+
+def _take(v: dict, pending: dict, name: str, known, what: str) -> None:
+    """Use the address's value of ``name`` when it is one of ``known``; else name it in a note."""
+    if name not in pending:
+        return
+    if pending[name] in known:
+        v[name] = pending[name]
+    else:
+        state.note(f"The address asks for {what} `{pending[name]}`; known: {', '.join(known)}.")
 
 
 def au_column(ev, au: int) -> int:

@@ -125,6 +125,18 @@ def _settle(page) -> None:
     page.wait_for_selector(IDLE)
 
 
+def _open_warmed(browser, url: str, run: str | None):
+    """A new page on ``url``'s Overview (of ``run``), every view of :data:`VIEWS` visited once."""
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page.set_default_timeout(300_000)
+    page.goto(f"{url}/overview" + (f"?run={run}" if run else ""))
+    _settle(page)
+    for v in VIEWS:
+        page.evaluate(_TIMED_CLICK, f"[data-testid=stSidebarNav] a[href$='/{v}']")
+        _settle(page)
+    return page
+
+
 VIEWS = ["filters", "fau-map", "evidence", "upload", "overview"]
 
 
@@ -134,8 +146,9 @@ def compare(args) -> int:
     from playwright.sync_api import sync_playwright
 
     other = args.against.resolve()
-    if not (other / "app" / "main.py").is_file():
-        raise SystemExit(f"--against {args.against}: no app/main.py there; give another checkout of the project "
+    if other == REPO or not (other / "app" / "main.py").is_file():
+        raise SystemExit(f"--against {args.against}: not another checkout of the project (no app/main.py there, or "
+                         f"this one); give another checkout "
                          f"(git worktree add /tmp/before <commit>)")
     from fercore.store.layout import cache_dir
 
@@ -146,16 +159,8 @@ def compare(args) -> int:
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            pages = {}
-            for k, repo in enumerate(names):
-                page = browser.new_page(viewport={"width": 1600, "height": 1000})
-                page.set_default_timeout(300_000)
-                page.goto(f"http://127.0.0.1:{args.port + k}/overview" + (f"?run={args.run}" if args.run else ""))
-                _settle(page)
-                for v in VIEWS:  # warm every view once
-                    page.evaluate(_TIMED_CLICK, f"[data-testid=stSidebarNav] a[href$='/{v}']")
-                    _settle(page)
-                pages[repo] = page
+            pages = {repo: _open_warmed(browser, f"http://127.0.0.1:{args.port + k}", args.run)
+                     for k, repo in enumerate(names)}
             for i in range(args.repeats * len(VIEWS)):
                 v = VIEWS[i % len(VIEWS)]
                 for repo, page in pages.items():
@@ -203,20 +208,13 @@ def main() -> int:
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.set_default_timeout(300_000)
-            page.goto(f"{url}/overview" + (f"?run={args.run}" if args.run else ""))
-            _settle(page)
-            views = VIEWS
-            for v in views:  # warm every view once
-                page.evaluate(_TIMED_CLICK, f"[data-testid=stSidebarNav] a[href$='/{v}']")
-                _settle(page)
+            page = _open_warmed(browser, url, args.run)
             refs = [reference_ms(page)]
-            times, per_view = [], {v: [] for v in views}
-            for i in range(args.repeats * len(views)):
-                ms = page.evaluate(_TIMED_CLICK, f"[data-testid=stSidebarNav] a[href$='/{views[i % len(views)]}']")
+            times, per_view = [], {v: [] for v in VIEWS}
+            for i in range(args.repeats * len(VIEWS)):
+                ms = page.evaluate(_TIMED_CLICK, f"[data-testid=stSidebarNav] a[href$='/{VIEWS[i % len(VIEWS)]}']")
                 times.append(ms)
-                per_view[views[i % len(views)]].append(ms)
+                per_view[VIEWS[i % len(VIEWS)]].append(ms)
                 _settle(page)
             rows.append(("switch view (round robin over 5 views)", times, 300))
             rows += [(f"switch to {v} (of the round robin)", t, 300) for v, t in per_view.items()]

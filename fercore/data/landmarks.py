@@ -60,10 +60,10 @@ __all__ = [
     "estimate_geometry",
     "face_score",
     "fit_landmarks",
-    "preload",
     "fit_precropped",
     "plausibility",
     "predictor_path",
+    "preload",
 ]
 
 #: Face detection runs on a copy whose longer side is at most this many pixels.
