@@ -660,16 +660,19 @@ def start_rebuild(run_dir: str):
 
     def work(progress):
         from fercore.pipeline import refresh_records
-        from fercore.store.layout import null_dir
+        from fercore.store.layout import NULL_KINDS, null_dir
 
-        null = "untrained" if (null_dir(run_dir, "untrained") / "config.json").exists() else None
+        kinds = [k for k in NULL_KINDS if (null_dir(run_dir, k) / "config.json").exists()]
+        used = reader(run_dir, records_stamp(run_dir))
+        used = str(used.analysis_info().get("null") or "") if used.has_stats else ""
+        null = used if used in kinds else (kinds[0] if kinds else None)
         return refresh_records(run_dir, null=null, progress=progress)
 
     return jobs.registry().start("run", run_dir, work, label=f"Recording and analysing {Path(run_dir).name} again",
                                  stages=("record", "null", "analyze"), started_by=_who(), done=_after_build)
 
 
-def start_null(run_dir: str, kind: str = "untrained"):
+def start_null(run_dir: str, kind: str = "auto"):
     """Build the run's null network and analyse the run against it, on the server: (Job, started)."""
     from app import jobs
 

@@ -192,7 +192,7 @@ def _analysed(run_dir: Path, null: str | None) -> bool:
     return reader.has_stats and (reader.analysis_info().get("null") or None) == null
 
 
-def refresh_records(run_dir: str | Path, *, k: int | None = None, null: str | None = "untrained",
+def refresh_records(run_dir: str | Path, *, k: int | None = None, null: str | None = "auto",
                     progress: Progress | None = None) -> Path:
     """Record a trained run's filters and analyse them again (the dashboard's "rebuild" button).
 

@@ -172,7 +172,7 @@ def run_warnings(run_dir: Path, *, n_units: int, testable: np.ndarray) -> list[s
     return out
 
 
-def analyze(run_dir, *, null: str | None = "untrained", criteria: Criteria | None = None,
+def analyze(run_dir, *, null: str | None = "auto", criteria: Criteria | None = None,
             progress: Progress | None = None) -> Path:
     """Compute and store the filter x AU analysis of a recorded run.
 
@@ -180,11 +180,13 @@ def analyze(run_dir, *, null: str | None = "untrained", criteria: Criteria | Non
     ----------
     run_dir : path or str
         A run directory (or run name / unique prefix) with ``records.h5``.
-    null : {"untrained", "shuffled"} or None
+    null : {"auto", "untrained", "shuffled", "permuted"} or None
         The null network to compare with: built, recorded and analysed on the same data when
         missing (:func:`fercore.analysis.nulls.ensure_null`); its funnel and the 95th percentile
-        of each figure over its filters are stored beside the run's. None: no comparison. A null
-        network itself is always analysed without one.
+        of each figure over its filters are stored beside the run's. ``"auto"`` (default): the
+        untrained null for a network trained here, the permuted one for an imported network
+        (:func:`fercore.analysis.nulls.default_null`). None: no comparison. A null network itself
+        is always analysed without one.
     criteria : Criteria, optional
     progress : callable, optional
         ``progress(done, total, stage)``: the null's stages (``record``, ...) then ``analyze``.
@@ -204,6 +206,10 @@ def analyze(run_dir, *, null: str | None = "untrained", criteria: Criteria | Non
     if is_null_dir(run_dir):
         null = None
     null_reader = None
+    if null == "auto":
+        from fercore.analysis.nulls import default_null
+
+        null = default_null(run_dir)
     if null is not None:
         from fercore.analysis.nulls import ensure_null
 

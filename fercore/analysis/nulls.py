@@ -14,6 +14,13 @@ it, recorded and analysed on the same data as the run's own records:
     on the run's FaceSet with its emotion labels permuted (seeded; AU codes, for a multi-task
     run, permuted with them): it has seen faces and been optimised, but its labels carry no
     information. Costs one training round.
+``<run_dir>/null/permuted/``
+    The run's own network with its weights destroyed but their scale kept: the entries of every
+    parameter tensor are permuted (seeded), each tensor on its own, so every layer keeps its
+    weights' distribution and nothing of their arrangement; batch-norm running statistics are
+    then estimated again on the recorded data (a permuted network's activations have other
+    means and variances). Works for any network, so it is the null of an imported network, whose
+    initialisation fercore does not know (:func:`default_null`).
 
 Each holds ``config.json`` (the run's, with ``"null": kind`` and its own ``run_hash``),
 ``weights/fold{t}.pt`` and, after :func:`ensure_null`, ``records.h5``, so every reader
@@ -36,11 +43,93 @@ from fercore.store.layout import NULL_KINDS, null_dir, resolve_run
 from fercore.training.models import ModelSpec, build_model
 from fercore.util import Progress, atomic_path, no_progress, stable_hash, write_json
 
-__all__ = ["NULL_KINDS", "NULL_SEED_OFFSET", "SHUFFLE_SEED", "ensure_null"]
+__all__ = ["NULL_KINDS", "NULL_SEED_OFFSET", "PERMUTE_SEED", "SHUFFLE_SEED", "default_null", "ensure_null",
+           "permute_weights"]
 #: Added to the run's ``ModelSpec.init_seed`` for the null's initialisation.
 NULL_SEED_OFFSET = 1_000_003
 #: Seed of the label permutation of the ``shuffled`` null.
 SHUFFLE_SEED = 20_15
+#: Seed of the weight permutations of the ``permuted`` null.
+PERMUTE_SEED = 17_05
+#: Images the ``permuted`` null's batch-norm statistics are estimated on (at most).
+BN_IMAGES = 4096
+
+
+def default_null(run_dir) -> str:
+    """The null a run is compared with by default: ``untrained`` for a network trained here,
+    ``permuted`` for an imported one (its initialisation is not known)."""
+    from fercore.store.layout import is_imported, load_config
+
+    return "permuted" if is_imported(load_config(run_dir)) else "untrained"
+
+
+def permute_weights(module: torch.nn.Module, *, seed: int = PERMUTE_SEED) -> None:
+    """Permute, in place, the entries of every floating-point parameter and buffer of ``module``
+    (each tensor on its own, seeded), except batch-norm running statistics (re-estimated by
+    :func:`reestimate_batchnorm`)."""
+    stats = {f"{name}.{b}" if name else b for name, m in module.named_modules()
+             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for b in ("running_mean", "running_var")}
+    g = torch.Generator().manual_seed(int(seed))
+    state = module.state_dict()
+    new = {}
+    for key, value in state.items():
+        if key in stats or not value.is_floating_point() or value.numel() < 2:
+            new[key] = value
+            continue
+        flat = value.detach().flatten()
+        new[key] = flat[torch.randperm(flat.numel(), generator=g).to(flat.device)].view_as(value).clone()
+    module.load_state_dict(new)
+
+
+@torch.no_grad()
+def reestimate_batchnorm(module: torch.nn.Module, batches) -> int:
+    """Estimate every batch norm's running mean and variance again from ``batches`` (an
+    iterable of input tensors): the population statistics over all of them (cumulative average,
+    ``momentum=None``); other modules stay in eval mode. Returns the number of batch norms."""
+    bns = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+           and m.track_running_stats]
+    if not bns:
+        return 0
+    was = module.training
+    saved = [m.momentum for m in bns]
+    module.eval()
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    try:
+        for x in batches:
+            module(x)
+    finally:
+        for m, mom in zip(bns, saved, strict=True):
+            m.momentum = mom
+        module.train(was)
+        if not was:
+            module.eval()
+    return len(bns)
+
+
+def _make_permuted(run_dir: Path, out: Path, *, fold: int, data: Path) -> None:
+    from fercore.store.faceset_h5 import load_faceset
+    from fercore.store.layout import load_config
+    from fercore.training.network import load_network
+
+    cfg = _null_config(load_config(run_dir), "permuted", fold=fold, data=data)
+    weights = out / "weights" / f"fold{max(fold, 0)}.pt"
+    old = out / "config.json"
+    if weights.exists() and old.exists():
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(old.read_text()).get("run_hash") == cfg["run_hash"]:
+                return
+    net = load_network(run_dir, None if fold < 0 else fold)
+    permute_weights(net.module)
+    fs = load_faceset(data)
+    rows = np.sort(np.random.default_rng(PERMUTE_SEED).permutation(len(fs))[:BN_IMAGES])
+    reestimate_batchnorm(net.module, (net.inputs.prepare(fs.images[rows[s:s + 128]])
+                                      for s in range(0, len(rows), 128)))
+    _save_state(net.module, weights)
+    cfg["rounds"] = [max(fold, 0)]
+    write_json(out / "config.json", cfg)
 
 
 def _run_records(run_dir: Path) -> tuple[Path, int, int, list[str]]:
@@ -68,7 +157,8 @@ def _null_config(cfg: dict, kind: str, *, fold: int, data: Path) -> dict:
     out["model"] = spec
     out["null"] = kind
     out["null_of"] = {"run": cfg.get("name", ""), "run_hash": cfg.get("run_hash", ""), "fold": fold, "data": str(data)}
-    out["run_hash"] = stable_hash({"null": kind, "of": cfg.get("run_hash", ""), "model": spec, "fold": fold})
+    out["run_hash"] = stable_hash({"null": kind, "of": cfg.get("run_hash", ""), "model": spec, "fold": fold,
+                                   **({"seed": PERMUTE_SEED, "data": str(data)} if kind == "permuted" else {})})
     out["name"] = f"{cfg.get('name', 'run')}-null-{kind}"
     out["rounds"] = [fold]
     return out
@@ -137,9 +227,11 @@ def ensure_null(run_dir: str | Path, *, kind: str = "untrained", progress: Progr
     ----------
     run_dir : path or str
         A recorded run (a directory, or a run name under ``runs_dir()``).
-    kind : {"untrained", "shuffled"}
+    kind : {"untrained", "shuffled", "permuted"}
         ``untrained``: same architecture, random init with seed ``init_seed + NULL_SEED_OFFSET``;
-        ``shuffled``: trained one round on permuted labels.
+        ``shuffled``: trained one round on permuted labels; ``permuted``: the run's weights
+        permuted within each tensor, batch norm re-estimated on the recorded data (any network;
+        the only kind for an imported one). ``"auto"``: :func:`default_null`.
     progress : callable, optional
         ``progress(done, total, stage)`` with stages ``train`` (shuffled only) and ``record``.
 
@@ -150,13 +242,21 @@ def ensure_null(run_dir: str | Path, *, kind: str = "untrained", progress: Progr
         layers and data as the run's records.
     """
     from fercore.recording.record import record
+    from fercore.store.layout import is_imported, load_config
 
     progress = progress or no_progress
     run_dir = resolve_run(run_dir)
+    if kind == "auto":
+        kind = default_null(run_dir)
     out = null_dir(run_dir, kind)
+    if is_imported(load_config(run_dir)) and kind != "permuted":
+        raise ValueError(f"null {kind!r}: {run_dir.name} is an imported network, whose initialisation and training "
+                         "fercore do not know; its null is its own weights permuted: --null permuted")
     data, fold, k, layers = _run_records(run_dir)
     if kind == "untrained":
         _make_untrained(run_dir, out, fold=fold, data=data)
+    elif kind == "permuted":
+        _make_permuted(run_dir, out, fold=fold, data=data)
     else:
         _make_shuffled(run_dir, out, fold=fold, data=data, progress=progress)
     record(out, data=data, k=k, layers=layers, progress=progress)

@@ -26,9 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the ranked filter-AU table (all layers, by the controlled evidence) here")
     parser.add_argument("--layers", nargs="+", default=None, metavar="LAYER",
                         help="layers for the CSV table (default all recorded layers)")
-    parser.add_argument("--null", choices=(*NULL_KINDS, "none"), default=NULL_KINDS[0],
-                        help=f"null network to compare with (default {NULL_KINDS[0]}; built when missing, "
-                             "which costs one more recording pass; none: no null column)")
+    parser.add_argument("--null", choices=("auto", *NULL_KINDS, "none"), default="auto",
+                        help="null network to compare with (default auto: untrained for a network trained here, "
+                             "permuted for an imported one; built when missing, which costs one more recording "
+                             "pass; none: no null column)")
     add_criteria_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

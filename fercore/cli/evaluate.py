@@ -48,9 +48,10 @@ def run(args: argparse.Namespace) -> int:
               + ", ".join(f"{c} ({n} images)" for c, n in result["excluded_data_classes"].items()))
     if result["run_classes_not_predicted"]:
         print("run classes never predicted (no counterpart in the data): " + ", ".join(result["run_classes_not_predicted"]))
+    print(f"protocol: {result['protocol']}")
     for f in result["per_fold"]:
         acc = "n/a" if f["accuracy"] is None else f"{100 * f['accuracy']:.2f}%"
-        print(f"  round {f['fold']}: {acc} on {f['n']} images")
+        print(f"  {'network' if f['fold'] < 0 else 'round ' + str(f['fold'])}: {acc} on {f['n']} images")
     if result["accuracy"] is not None:
         print(f"accuracy {100 * result['accuracy']:.2f} ± {100 * result['sd']:.2f}% over {len(result['per_fold'])} model(s)")
     print("confusion (summed over models):")

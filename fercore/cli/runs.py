@@ -22,7 +22,10 @@ def run(args: argparse.Namespace) -> int:
               "or train one with `python -m fercore train`")
         return 0
     for r in runs:
-        acc = "training" if r.mean_acc is None else f"{100 * r.mean_acc:.1f} ± {100 * (r.sd_acc or 0):.1f}%"
+        if r.imported:
+            acc = "not evaluated" if r.mean_acc is None else f"{100 * r.mean_acc:.1f}% (latest evaluate)"
+        else:
+            acc = "training" if r.mean_acc is None else f"{100 * r.mean_acc:.1f} ± {100 * (r.sd_acc or 0):.1f}%"
         state = "not recorded"
         if r.recorded:
             reader = open_run(r.dir)

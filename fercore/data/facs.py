@@ -23,6 +23,7 @@ __all__ = [
     "AU_IDS",
     "Box",
     "CANONICAL_EMOTIONS",
+    "EMOTION_SPELLINGS",
     "LABEL_SETS",
     "LabelSet",
     "PROTOTYPES",
@@ -339,11 +340,29 @@ def label_set(name: str) -> LabelSet:
         raise ValueError(f"unknown label set {name!r}; known: {', '.join(LABEL_SETS)}") from None
 
 
+#: Spellings other projects use for the canonical emotions (adjectives, nouns, FER+/AffectNet/RAF-DB
+#: and Keras tutorials' names), lower case.
+EMOTION_SPELLINGS: dict[str, str] = {
+    "angry": "anger", "anger": "anger", "mad": "anger", "an": "anger",
+    "contemptuous": "contempt",
+    "disgusted": "disgust", "disgust": "disgust", "di": "disgust",
+    "fearful": "fear", "afraid": "fear", "scared": "fear", "fe": "fear",
+    "happiness": "happy", "happy": "happy", "joy": "happy", "joyful": "happy", "ha": "happy",
+    "sad": "sadness", "sadness": "sadness", "unhappy": "sadness", "sa": "sadness",
+    "surprised": "surprise", "surprise": "surprise", "su": "surprise",
+    "neutral": "neutral", "neutrality": "neutral", "calm": "neutral", "ne": "neutral",
+}
+
+
 def canonical_emotion(name: str) -> str | None:
-    """Map a class name of any known label set (or a canonical name) to the canonical vocabulary."""
+    """Map a class name of any known label set, a canonical name or a common spelling
+    (:data:`EMOTION_SPELLINGS`: angry, sad, surprised, happiness, ...) to the canonical
+    vocabulary; None when it names no emotion fercore knows."""
     key = name.strip().lower()
     if key in CANONICAL_EMOTIONS:
         return key
+    if key in EMOTION_SPELLINGS:
+        return EMOTION_SPELLINGS[key]
     for s in LABEL_SETS.values():
         for cls, can in zip(s.classes, s.canonical, strict=True):
             if cls.lower() == key:

@@ -1,9 +1,11 @@
 """Analyse one face with a run's network: prediction, activation maps, top filters, Grad-CAM.
 
 The dashboard's upload page calls :func:`analyze_face` with an already preprocessed face
-(:func:`fercore.data.preprocess.preprocess_face`). The model is loaded once per run directory and
-weights file (a small LRU); the forward pass walks ``model.features`` itself instead of using
-hooks, so concurrent calls on the shared model do not interfere.
+(:func:`fercore.data.preprocess.preprocess_face`). The network is loaded once per run directory
+and weights file (a small LRU). For the project's own ``FERNet`` the forward pass walks
+``model.features`` itself instead of using hooks, so concurrent calls on the shared model do not
+interfere; any other network (an imported one) is read through forward hooks, so its callers
+hold a lock around the call (the dashboard's ``_MODEL_LOCK``), and takes the run's own input spec.
 """
 
 from __future__ import annotations
@@ -18,31 +20,43 @@ import torch.nn.functional as F
 
 from fercore.training.models import FERNet, conv_layers, feature_modules, forward_features
 
-__all__ = ["FaceAnalysis", "SequenceFrames", "Upload", "analyze_face", "cached_model", "prepare_upload", "sequence_frames"]
+__all__ = ["FaceAnalysis", "SequenceFrames", "Upload", "analyze_face", "cached_model", "cached_network", "prepare_upload",
+           "sequence_frames"]
 
 @functools.lru_cache(maxsize=4)
-def _load_model(run_dir: str, fold: int, mtime_ns: int) -> FERNet:
+def _load_network(run_dir: str, fold: int | None, stamp: tuple):
     from fercore.training.loop import default_device
-    from fercore.training.models import load_model
+    from fercore.training.network import load_network
 
-    model = load_model(run_dir, fold=fold).to(default_device())  # CUDA when present
-    model.eval()
-    for p in model.parameters():
+    net = load_network(run_dir, fold)
+    net.module.to(default_device()).eval()
+    for p in net.module.parameters():
         p.requires_grad_(False)
-    return model
+    return net
 
 
-def cached_model(run_dir: str | Path, fold: int | None = None) -> FERNet:
-    """``fercore.training.models.load_model(run_dir, fold)`` in eval mode without gradients (on CUDA
-    when present), kept in a small LRU (``functools.lru_cache``) keyed by run directory, fold and
-    the weights file's modification time, so new weights are picked up."""
-    from fercore.store.layout import trained_folds
+def cached_network(run_dir: str | Path, fold: int | None = None):
+    """:func:`fercore.training.network.load_network` of a run, in eval mode without gradients (on
+    CUDA when present), kept in a small LRU keyed by run directory, fold and the modification
+    times of its config and weights (or model file), so new weights are picked up."""
+    from fercore.store.layout import is_imported, load_config, trained_folds
 
     run_dir = Path(run_dir).resolve()
-    folds = trained_folds(run_dir)
-    f = fold if fold is not None else (folds[0] if folds else 0)
-    wpath = run_dir / "weights" / f"fold{f}.pt"
-    return _load_model(str(run_dir), int(f), wpath.stat().st_mtime_ns if wpath.exists() else 0)
+    cfg = load_config(run_dir)
+    if is_imported(cfg):
+        fold = None
+        files = [run_dir / "config.json", *sorted((run_dir / "weights").glob("fold*.pt"))]
+    else:
+        folds = trained_folds(run_dir)
+        fold = fold if fold is not None and fold >= 0 else (folds[0] if folds else 0)
+        files = [run_dir / "config.json", run_dir / "weights" / f"fold{fold}.pt"]
+    stamp = tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in files)
+    return _load_network(str(run_dir), fold, stamp)
+
+
+def cached_model(run_dir: str | Path, fold: int | None = None):
+    """The module of :func:`cached_network` (the same object while its weights are unchanged)."""
+    return cached_network(run_dir, fold).module
 
 
 @dataclass
@@ -86,10 +100,13 @@ def prepare_upload(reader, data: bytes, *, centre_crop: bool = False) -> Upload:
     from fercore.data.preprocess import decode_image, face_geometry, preprocess_face, upload_options
 
     template = None
+    recorded = reader.config.get("preprocess")
     if reader.has_records:
         fs = reader.faceset()
         template = face_geometry(fs.meta, fs.landmarks, fs.size)
-    options = upload_options(reader.config.get("preprocess"), size=int(reader.config["model"]["in_size"]),
+        if recorded is None:  # an imported network: the preprocessing of the faces it was recorded on
+            recorded = fs.meta.get("preprocess")
+    options = upload_options(recorded, size=int(reader.config["model"]["in_size"]),
                              centre_crop=centre_crop, template=template)
     grey = decode_image(data, max_pixels=options.max_pixels)
     crop = preprocess_face(grey, options, template=template)
@@ -147,10 +164,6 @@ def _check_face(face) -> np.ndarray:
     return face
 
 
-def _normalize_method(reader) -> str:
-    return str(reader.header.get("normalize") or reader.config.get("normalize") or "standardize")
-
-
 def analyze_face(reader, face: np.ndarray, *, top: int = 8) -> FaceAnalysis:
     """Analyse one preprocessed face with the run behind ``reader``.
 
@@ -166,19 +179,64 @@ def analyze_face(reader, face: np.ndarray, *, top: int = 8) -> FaceAnalysis:
     -------
     FaceAnalysis
     """
-    from fercore.training.inputs import to_input
 
     face = _check_face(face)
     if int(top) < 1:
         raise ValueError(f"top: expected a positive number of filters, got {top!r}")
     fold = reader.header.get("fold") if reader.has_records else None
-    model = cached_model(reader.run_dir, fold)
+    net = cached_network(reader.run_dir, fold)
+    if isinstance(net.module, FERNet):
+        acts, cam, probs, last = _fernet_face(net, reader, face)
+    else:
+        acts, cam, probs, last = _any_face(net, reader, face)
+    layers = list(acts)
+    n_classes = len(probs)
+    names = tuple(reader.class_names) if len(reader.class_names) == n_classes else tuple(
+        reader.config.get("class_names", [f"class {i}" for i in range(n_classes)]))
+    cams = {names[c]: cam[c] for c in range(n_classes)}
+
+    activations = {name: acts[name] for name in layers}
+    top_filters = {}
+    for name, a in activations.items():
+        mx = a.reshape(a.shape[0], -1).max(1)
+        order = np.argsort(-mx, kind="stable")[: int(top)]
+        top_filters[name] = [(int(f), float(mx[f])) for f in order]
+    filter_aus = {}
+    if reader.has_stats:
+        from fercore.data.facs import au_name
+
+        for name in layers:
+            ev = reader.evidence(name)
+            rows = []
+            for f, v in top_filters[name]:
+                a = int(ev["judged"][f])
+                au = int(ev["au_ids"][a])
+                rows.append({"filter": f, "value": v, "au": au, "au_name": au_name(au),
+                             "stage": int(ev["stage"][f, a]), "share_distinct": float(ev["share_distinct"][f, a]),
+                             "excess": float(ev["excess"][f, a]), "q": float(ev["q_emotion"][f, a])})
+            filter_aus[name] = rows
+    return FaceAnalysis(probs=probs, class_names=names, pred=int(np.argmax(probs)), activations=activations,
+                        top_filters=top_filters, gradcam=cams, filter_aus=filter_aus, layer_gradcam=last)
+
+
+def _gradcam(target: torch.Tensor, grads: torch.Tensor, size: int) -> np.ndarray:
+    """(C, S, S) Grad-CAM of every class, in [0, 1]: ``target`` (F, h, w) the layer's map, ``grads``
+    (C, F, h, w) the gradient of each class's score with respect to it."""
+    weights = grads.mean(dim=(2, 3))  # (C, F)
+    cam = F.relu(torch.einsum("cf,fhw->chw", weights, target))  # (C, h, w)
+    cam = F.interpolate(cam[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+    peak = cam.flatten(1).max(1).values.clamp_min(1e-12)[:, None, None]
+    return torch.where(peak > 1e-12, cam / peak, torch.zeros_like(cam)).clamp(0, 1).cpu().numpy().astype(np.float32)
+
+
+def _fernet_face(net, reader, face: np.ndarray):
+    """A FERNet's maps, Grad-CAM (last conv layer) and probabilities, walking ``features`` (no hooks)."""
+    model = net.module
     convs = conv_layers(model)
     layers = [name for name in (reader.layers if reader.has_records else convs) if name in convs] or convs
     last = convs[-1]
     dev = next(model.parameters()).device
-    x = to_input(face[None], in_size=model.spec.in_size, method=_normalize_method(reader)).to(dev)
-
+    x = net.inputs.prepare(face[None]).to(dev)
     acts: dict[str, torch.Tensor] = {}
 
     def keep(name: str, m: torch.nn.Module, t: torch.Tensor) -> torch.Tensor:
@@ -204,38 +262,39 @@ def analyze_face(reader, face: np.ndarray, *, top: int = 8) -> FaceAnalysis:
     with torch.enable_grad():
         rep = target.expand(n_classes, *target.shape[1:]).clone().requires_grad_(True)
         (grads,) = torch.autograd.grad(head(rep).diagonal().sum(), rep)  # (C, F, h, w)
-    weights = grads.mean(dim=(2, 3))  # (C, F)
-    cam = F.relu(torch.einsum("cf,fhw->chw", weights, target[0]))  # (C, h, w)
-    size = face.shape[0]
-    cam = F.interpolate(cam[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
-    peak = cam.flatten(1).max(1).values.clamp_min(1e-12)[:, None, None]
-    cam = torch.where(peak > 1e-12, cam / peak, torch.zeros_like(cam)).clamp(0, 1).cpu().numpy().astype(np.float32)
-    names = tuple(reader.class_names) if len(reader.class_names) == n_classes else tuple(
-        reader.config.get("class_names", [f"class {i}" for i in range(n_classes)]))
-    cams = {names[c]: cam[c] for c in range(n_classes)}
+    cam = _gradcam(target[0], grads, face.shape[0])
+    maps = {name: acts[name][0].detach().cpu().numpy().astype(np.float32) for name in layers}
+    return maps, cam, probs, last
 
-    activations = {name: acts[name][0].detach().cpu().numpy().astype(np.float32) for name in layers}
-    top_filters = {}
-    for name, a in activations.items():
-        mx = a.reshape(a.shape[0], -1).max(1)
-        order = np.argsort(-mx, kind="stable")[: int(top)]
-        top_filters[name] = [(int(f), float(mx[f])) for f in order]
-    filter_aus = {}
-    if reader.has_stats:
-        from fercore.data.facs import au_name
 
+def _any_face(net, reader, face: np.ndarray):
+    """Any network's maps (forward hooks on the recorded layers), Grad-CAM on its last conv layer
+    in forward order, and probabilities (its input spec; a softmax output is read as such).
+    Callers sharing the module between threads hold a lock (hooks see every forward pass)."""
+    from fercore.recording.hooks import LayerCapture
+
+    module = net.module
+    last = net.layers[-1]
+    layers = [name for name in (reader.layers if reader.has_records else net.layers)]
+    dev = next(iter(module.parameters()), torch.zeros(0)).device
+    x = net.inputs.prepare(face[None]).to(dev)
+    n_classes = len(net.class_names)
+    watch = list(dict.fromkeys([*layers, last]))
+    with torch.enable_grad(), LayerCapture(module, watch, detach=False) as cap:
+        # one copy of the face per class: copy c's map feeds class c's score (one backward pass)
+        xr = x.expand(n_classes, -1, -1, -1).clone().requires_grad_(True)
+        scores = net.scores(xr)  # (C, C)
+        target = cap.outputs[last]
+        if target.dim() != 4:
+            raise ValueError(f"Grad-CAM: the last conv layer {last!r} returns shape {tuple(target.shape)}, not a map")
+        (grads,) = torch.autograd.grad(scores.diagonal().sum(), target)
+        maps = {}
         for name in layers:
-            ev = reader.evidence(name)
-            rows = []
-            for f, v in top_filters[name]:
-                a = int(ev["judged"][f])
-                au = int(ev["au_ids"][a])
-                rows.append({"filter": f, "value": v, "au": au, "au_name": au_name(au),
-                             "stage": int(ev["stage"][f, a]), "share_distinct": float(ev["share_distinct"][f, a]),
-                             "excess": float(ev["excess"][f, a]), "q": float(ev["q_emotion"][f, a])})
-            filter_aus[name] = rows
-    return FaceAnalysis(probs=probs, class_names=names, pred=int(np.argmax(probs)), activations=activations,
-                        top_filters=top_filters, gradcam=cams, filter_aus=filter_aus, layer_gradcam=last)
+            a = cap.outputs[name][0].detach()
+            maps[name] = (a if a.dim() == 3 else a[:, None, None]).cpu().numpy().astype(np.float32)
+    probs = torch.softmax(scores[0].detach(), 0).cpu().numpy().astype(np.float32)
+    cam = _gradcam(target[0].detach(), grads.detach(), face.shape[0])
+    return maps, cam, probs, last
 
 
 @dataclass
@@ -289,7 +348,6 @@ def sequence_frames(reader, sequence: str) -> SequenceFrames:
         The FaceSet has no sequences, or not this one (the message names a few that exist).
     """
     from fercore.data.sequences import sequence_index
-    from fercore.training.inputs import to_input
 
     fs = reader.faceset()
     if fs.sequences is None:
@@ -302,10 +360,11 @@ def sequence_frames(reader, sequence: str) -> SequenceFrames:
                          + ", ".join(map(str, index.ids[:3])))
     s = int(hit[0])
     rows = index.rows[s, : index.lengths[s]].astype(np.int64)
-    model = cached_model(reader.run_dir, reader.header.get("fold") if reader.has_records else None)
-    x = to_input(fs.images[rows], in_size=model.spec.in_size, method=_normalize_method(reader))
+    net = cached_network(reader.run_dir, reader.header.get("fold") if reader.has_records else None)
+    x = net.inputs.prepare(fs.images[rows])
+    dev = next(iter(net.module.parameters()), torch.zeros(0)).device
     with torch.no_grad():
-        probs = torch.softmax(model(x.to(next(model.parameters()).device)), dim=1).cpu().numpy().astype(np.float32)
+        probs = torch.softmax(net.scores(x.to(dev)), dim=1).cpu().numpy().astype(np.float32)
     activation = {layer: reader.max_activations(layer)[rows].astype(np.float32) for layer in reader.layers}
     return SequenceFrames(sequence=str(index.ids[s]), rows=rows, images=fs.images[rows], labels=fs.labels[rows],
                           phases=None if fs.phases is None else fs.phases[rows], probs=probs,

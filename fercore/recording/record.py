@@ -12,6 +12,13 @@ up to the deepest layer's input, for the max-pool switches) cuts each entry's re
 patch and computes its Zeiler-Fergus deconvnet projection. Everything goes into
 ``<run_dir>/records.h5`` (``docs/records.md``), written under a temporary name and renamed.
 
+Any other network (:mod:`fercore.training.network`: imported, or any ``nn.Module`` with its
+:class:`~fercore.training.inputs.InputSpec`) takes the one walk for the rest: forward hooks on the
+recorded modules end the pass after the deepest one (:class:`fercore.recording.hooks.LayerCapture`),
+the receptive fields are measured on the network (:mod:`fercore.recording.fields`), and the
+projections are guided backpropagation (:mod:`fercore.recording.guided`); the records say which
+method made them.
+
 Note: the images of the folds the recorded weights were trained (and validated) on are in the
 records too; only the weights' test fold was unseen by the model.
 """
@@ -34,6 +41,9 @@ from fercore.recording.deconv import (
     pool2x2,
     pool_switches,
 )
+from fercore.recording.fields import measure_geometry
+from fercore.recording.guided import guided_backprop
+from fercore.recording.hooks import LayerCapture
 from fercore.recording.streaming import RunningDistinctTopK, RunningTopK
 from fercore.store.faceset_h5 import load_faceset
 from fercore.store.records_h5 import (
@@ -43,7 +53,7 @@ from fercore.store.records_h5 import (
     write_records,
 )
 from fercore.training import distributed
-from fercore.training.inputs import check_method, normalize, to_input
+from fercore.training.inputs import MEAN_STD, InputSpec, check_method, normalize, to_input
 from fercore.training.loop import default_device
 from fercore.training.models import (
     FERNet,
@@ -52,6 +62,7 @@ from fercore.training.models import (
     layer_geometry,
     resolve_layer,
 )
+from fercore.training.network import module_order
 from fercore.util import Progress, no_progress
 
 __all__ = ["DEFAULT_K", "MAX_K", "record", "record_model"]
@@ -93,8 +104,9 @@ class _LayerState:
     distinct: RunningDistinctTopK
 
 
-def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize_method: str,
-                 k: int = DEFAULT_K, layers: list[str] | None = None, batch_size: int = 128,
+def record_model(model: nn.Module, faceset: FaceSet, path: str | Path, *, normalize_method: str | None = None,
+                 inputs: InputSpec | None = None, k: int = DEFAULT_K, layers: list[str] | None = None,
+                 batch_size: int = 128,
                  attrs: dict | None = None, progress: Progress | None = None,
                  device: str | torch.device | None = None, switch_cache_mb: float = SWITCH_CACHE_MB) -> Path:
     """Record ``model`` over ``faceset`` into ``path`` (the loop driver behind :func:`record`).
@@ -106,17 +118,23 @@ def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize
 
     Parameters
     ----------
-    model : FERNet
+    model : nn.Module
+        A :class:`~fercore.training.models.FERNet` (its fast path: deconvnet projections, exact
+        geometry from the layer chain) or any module (hooks, measured geometry, guided
+        backpropagation).
     faceset : FaceSet
         N images (any square size; resized to the model's input like in training).
     path : path
         The records file to write (temporary name, then rename).
-    normalize_method : str
-        Pixel normalisation of the model's training (:mod:`fercore.normalize`).
+    normalize_method : str, optional
+        Pixel normalisation of a FERNet's training (:mod:`fercore.normalize`).
+    inputs : InputSpec, optional
+        How a face becomes the network's input; required for a module other than FERNet.
     k : int
         Top images kept per filter (1..1000).
     layers : list of str, optional
-        Conv layers to record (dotted names); all conv layers when None.
+        Layers to record (dotted names): conv layers of a FERNet, any modules of another network;
+        every conv layer (in forward order) when None.
     batch_size : int
     attrs : dict, optional
         Extra root attributes (run name, faceset path, fold ...).
@@ -136,11 +154,23 @@ def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize
     Path
     """
     k = _check_k(k)
-    check_method(normalize_method)
+    fernet = isinstance(model, FERNet)
+    if fernet:
+        if normalize_method is None:
+            normalize_method = inputs.normalize if inputs is not None else None
+        if normalize_method is None:
+            raise ValueError("record_model: normalize_method (the FERNet's pixel normalisation) is required")
+        check_method(normalize_method)
+        spec = InputSpec(size=int(model.spec.in_size), channels=1, normalize=normalize_method)
+    else:
+        if inputs is None:
+            raise ValueError("record_model: inputs (the network's InputSpec: size, channels, normalisation) is "
+                             "required for a network other than FERNet")
+        spec = inputs
     if int(batch_size) < 1:
         raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
     progress = progress or no_progress
-    layers = _check_layers(model, layers)
+    layers = _check_layers(model, layers) if fernet else _module_layers(model, layers, spec)
     n = len(faceset)
     if n == 0:
         raise ValueError("record: the FaceSet has no images")
@@ -150,29 +180,45 @@ def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize
     dev = torch.device(device) if device is not None else (ctx.device if ctx is not None else default_device())
     start, end = distributed.shard(n, ctx.rank, ctx.world_size) if ctx is not None else (0, n)
     world = ctx.world_size if ctx is not None else 1
-    in_size = model.spec.in_size
+    in_size = spec.size
     groups = faceset.groups
     group_code: dict[str, int] = {}  # grows with the number of groups, not of images
-    geos = {name: layer_geometry(model, name) for name in layers}
-    states: dict[str, _LayerState] = {}
-    for name in layers:
-        nf = resolve_layer(model, name).out_channels
-        states[name] = _LayerState(name, nf, geos[name].out_size, np.zeros((end - start, nf), np.float16),
-                                   RunningTopK(k, start=start), RunningDistinctTopK(k, start=start))
-    home = next(model.parameters()).device
+    home = next(iter(model.parameters()), torch.zeros(0)).device
     was_training = model.training
     model.to(dev).eval()
+    if fernet:
+        geos = {name: layer_geometry(model, name) for name in layers}
+        methods = {name: "layer chain" for name in layers}
+        widths = {name: resolve_layer(model, name).out_channels for name in layers}
+    else:
+        measured = measure_geometry(model, layers, size=in_size, channels=spec.channels, device=dev)
+        geos = {name: g for name, (g, _) in measured.items()}
+        methods = {name: m for name, (_, m) in measured.items()}
+        widths = _widths(model, layers, spec, dev)
+    states: dict[str, _LayerState] = {}
+    for name in layers:
+        nf = widths[name]
+        states[name] = _LayerState(name, nf, geos[name].out_size, np.zeros((end - start, nf), np.float16),
+                                   RunningTopK(k, start=start), RunningDistinctTopK(k, start=start))
     cache = None
+    capture = None if fernet else LayerCapture(model, layers, stop=True)
     n_entries = 2 * k * sum(st.n_filters for st in states.values())
     try:
+        if capture is not None:
+            capture.__enter__()
         # pass 1: stream every image once, through the conv stack up to the deepest recorded layer
         # (the classifier adds nothing to the records)
         progress(0, n, "record")
         with torch.no_grad():
             for s in range(start, end, batch_size):
                 e = min(s + batch_size, end)
-                x = to_input(faceset.images[s:e], in_size=in_size, method=normalize_method).to(dev)
-                maps, pools = _stream_forward(model, x, layers)
+                x = spec.prepare(faceset.images[s:e]).to(dev)
+                if fernet:
+                    maps, pools = _stream_forward(model, x, layers)
+                else:
+                    capture.run(x)
+                    maps = {name: _map_and_max(capture.outputs[name]) for name in layers}
+                    pools = None
                 codes = np.array([group_code.setdefault(g, len(group_code)) for g in groups[s:e]], np.int64)
                 for name, st in states.items():
                     a, mx_t = maps[name]
@@ -186,26 +232,37 @@ def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize
                     sel = torch.from_numpy(sel).to(dev)
                     return {name: pool_switches(m, t[sel], relu_first=rf)[1] for name, m, t, rf in pools}
 
-                if cache is None:
+                if cache is None and fernet:
                     budget = int(switch_cache_mb * 2**20) if _cache_pays(model, layers[-1]) else 0
                     cache = _SwitchCache([(name, sw) for name, sw in switches_of(np.zeros(1, np.int64)).items()],
                                          n_entries=n_entries, budget=budget)
-                if cache.slots:
+                if cache is not None and cache.slots:
                     cache.update(_list_members(states), s, e, switches_of)
                 progress(min(n, start + (e - start) * world), n, "record")
+        if capture is not None:
+            capture.remove()
         if ctx is not None:
             for st in states.values():
                 st.topk, st.distinct = _merge_lists(ctx, st.topk, st.distinct, groups, st.n_filters)
 
-        # pass 2: patches and deconvnet projections of the top-K images only (this process's)
+        # pass 2: patches and projections of the top-K images only (this process's)
+        frames = {name: "box" if fernet or geos[name].rf <= in_size else "image" for name in layers}
         lists = {}
         for name, st in states.items():
+            side = geos[name].rf if frames[name] == "box" else in_size
             for key, stat in (("topk", st.topk), ("topk_distinct", st.distinct)):
-                lists[(name, key)] = _topk_arrays(stat, st.map_w, geos[name])
-        _fill_patches_and_deconv(model, faceset, lists, geos, in_size=in_size, method=normalize_method,
-                                 batch_size=max(8, min(batch_size, 128)), progress=progress,
-                                 own=(start, end), device=dev, cache=cache)
+                lists[(name, key)] = _topk_arrays(stat, st.map_w, geos[name], side=side)
+        if fernet:
+            _fill_patches_and_deconv(model, faceset, lists, geos, in_size=in_size, method=normalize_method,
+                                     batch_size=max(8, min(batch_size, 128)), progress=progress,
+                                     own=(start, end), device=dev, cache=cache)
+        else:
+            _fill_patches_and_guided(model, faceset, lists, geos, frames, spec=spec,
+                                     batch_size=max(8, min(batch_size, 128)), progress=progress,
+                                     own=(start, end), device=dev)
     finally:
+        if capture is not None:
+            capture.remove()
         model.to(home).train(was_training)
     max_acts = {name: st.max_act for name, st in states.items()}
     if ctx is not None:
@@ -215,8 +272,10 @@ def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize
             return Path(path)
 
     fs_hash = faceset.content_hash()
+    projection = "deconvnet" if fernet else "guided_backprop"
     head = {
-        "k": k, "n": n, "layers": layers, "image_size": in_size, "normalize": normalize_method,
+        "k": k, "n": n, "layers": layers, "image_size": in_size, "normalize": spec.normalize,
+        "input": spec.to_dict(), "projection": projection,
         "class_names": list(faceset.class_names), "au_ids": faceset.au_ids.tolist(),
         "faceset_hash": fs_hash, "batch_size": int(batch_size),
     }
@@ -229,7 +288,8 @@ def record_model(model: FERNet, faceset: FaceSet, path: str | Path, *, normalize
         g = geos[name]
         out_layers[name] = {
             "attrs": {"layer": name, "n_filters": st.n_filters, "rf": g.rf, "jump": g.jump, "start": g.start,
-                      "out_size": g.out_size, "k": k, "n": n},
+                      "out_size": g.out_size, "k": k, "n": n, "projection": projection,
+                      "rf_method": methods[name], "patch_frame": frames[name]},
             "max_act": max_acts[name],
             "topk": lists[(name, "topk")],
             "topk_distinct": lists[(name, "topk_distinct")],
@@ -466,7 +526,10 @@ def _scaled_landmarks(fs: FaceSet, in_size: int) -> np.ndarray | None:
     return (fs.landmarks * scale).astype(np.float32) if scale != 1 else fs.landmarks
 
 
-def _topk_arrays(stat: RunningTopK, map_w: int, geo) -> dict[str, np.ndarray]:
+def _topk_arrays(stat: RunningTopK, map_w: int, geo, *, side: int | None = None) -> dict[str, np.ndarray]:
+    """The list's arrays, with room for its patches and projections: ``side`` x ``side`` (the
+    receptive field, or the whole input for a field larger than it)."""
+    side = geo.rf if side is None else int(side)
     vals, idx = stat.result()
     pay = stat.payload
     ok = idx >= 0
@@ -478,8 +541,8 @@ def _topk_arrays(stat: RunningTopK, map_w: int, geo) -> dict[str, np.ndarray]:
     nf, kk = idx.shape
     return {"index": idx.astype(np.int64), "activation": np.where(ok, vals, np.nan).astype(np.float32),
             "pos": pos, "box": box,
-            "patch": np.zeros((nf, kk, geo.rf, geo.rf), np.uint8),
-            "deconv": np.zeros((nf, kk, geo.rf, geo.rf), np.float16)}
+            "patch": np.zeros((nf, kk, side, side), np.uint8),
+            "deconv": np.zeros((nf, kk, side, side), np.float16)}
 
 
 def _fill_patches_and_deconv(model, fs: FaceSet, lists: dict, geos: dict, *, in_size: int, method: str,
@@ -496,22 +559,7 @@ def _fill_patches_and_deconv(model, fs: FaceSet, lists: dict, geos: dict, *, in_
     copied from it."""
     convs = conv_layers(model)
     names = sorted(geos, key=convs.index)
-    todo = {}  # layer -> (list id 0 raw / 1 distinct, filter, rank in list, image), sorted by image
-    copies = {}
-    for name in names:
-        raw, dis = lists[(name, "topk")], lists[(name, "topk_distinct")]
-        same = (dis["index"][:, :, None] == raw["index"][:, None, :]) & (dis["index"] >= 0)[:, :, None]  # (F, K, K)
-        hit = same.any(2)
-        copies[name] = (hit, same.argmax(2))
-        parts = []
-        for lid, arr, extra in ((0, raw, None), (1, dis, ~hit)):
-            ok = (arr["index"] >= own[0]) & (arr["index"] < own[1])
-            if extra is not None:
-                ok &= extra
-            fi, ki = np.nonzero(ok)
-            parts.append(np.stack([np.full(fi.size, lid), fi, ki, arr["index"][fi, ki]], 1))
-        ent = np.concatenate(parts).astype(np.int64)
-        todo[name] = ent[np.argsort(ent[:, 3], kind="stable")]
+    todo, copies = _entries(names, lists, own)
     wanted = np.unique(np.concatenate([t[:, 3] for t in todo.values()])) if todo else np.zeros(0, np.int64)
     total = len(wanted)
     progress(0, total, "deconv")
@@ -561,13 +609,143 @@ def _fill_patches_and_deconv(model, fs: FaceSet, lists: dict, geos: dict, *, in_
                     if sel.any():
                         lists[(name, key)]["deconv"][fi[sel], ki[sel]] = proj[sel]
             progress(min(s + batch_size, total), total, "deconv")
-    for name in names:  # distinct entries that are raw entries too: the same unit
+    _copy_shared(names, lists, copies, own)
+
+
+def _entries(names: list[str], lists: dict, own: tuple[int, int]) -> tuple[dict, dict]:
+    """The list entries to cut and project, per layer: rows (list id 0 raw / 1 distinct, filter,
+    rank in list, image) sorted by image, of the images in ``own``; a distinct entry that is also
+    a raw entry (same filter and image: the same unit) is left out and copied afterwards
+    (``copies``: per layer the (F, K) mask of such entries and the raw rank they copy)."""
+    todo, copies = {}, {}
+    for name in names:
+        raw, dis = lists[(name, "topk")], lists[(name, "topk_distinct")]
+        same = (dis["index"][:, :, None] == raw["index"][:, None, :]) & (dis["index"] >= 0)[:, :, None]  # (F, K, K)
+        hit = same.any(2)
+        copies[name] = (hit, same.argmax(2))
+        parts = []
+        for lid, arr, extra in ((0, raw, None), (1, dis, ~hit)):
+            ok = (arr["index"] >= own[0]) & (arr["index"] < own[1])
+            if extra is not None:
+                ok &= extra
+            fi, ki = np.nonzero(ok)
+            parts.append(np.stack([np.full(fi.size, lid), fi, ki, arr["index"][fi, ki]], 1))
+        ent = np.concatenate(parts).astype(np.int64)
+        todo[name] = ent[np.argsort(ent[:, 3], kind="stable")]
+    return todo, copies
+
+
+def _copy_shared(names: list[str], lists: dict, copies: dict, own: tuple[int, int]) -> None:
+    """Distinct entries that are raw entries too (the same unit) get the raw entry's patch and
+    projection."""
+    for name in names:
         raw, dis = lists[(name, "topk")], lists[(name, "topk_distinct")]
         hit, kr = copies[name]
-        hit &= (dis["index"] >= own[0]) & (dis["index"] < own[1])
+        hit = hit & (dis["index"] >= own[0]) & (dis["index"] < own[1])
         fi, ki = np.nonzero(hit)
         dis["deconv"][fi, ki] = raw["deconv"][fi, kr[fi, ki]]
         dis["patch"][fi, ki] = raw["patch"][fi, kr[fi, ki]]
+
+
+def _fill_patches_and_guided(model: nn.Module, fs: FaceSet, lists: dict, geos: dict, frames: dict, *,
+                             spec: InputSpec, batch_size: int, progress: Progress, own: tuple[int, int],
+                             device: torch.device) -> None:
+    """Cut the patch and compute the guided-backpropagation projection of every top-K entry whose
+    image lies in ``own``, for any network: the gradient of the unit with respect to the input,
+    taken back to the grey face (summed over the input channels, each divided by its std), cut to
+    the unit's box (``frames[layer] == "box"``) or kept whole (``"image"``: a field larger than
+    the input)."""
+    names = list(geos)
+    todo, copies = _entries(names, lists, own)
+    wanted = np.unique(np.concatenate([t[:, 3] for t in todo.values()])) if todo else np.zeros(0, np.int64)
+    total = len(wanted)
+    size = spec.size
+    scale = torch.tensor(spec.std if spec.normalize == MEAN_STD else (1.0,) * spec.channels).view(1, -1, 1, 1)
+    progress(0, total, "project")
+    for s in range(0, total, batch_size):
+        chunk = wanted[s:s + batch_size]
+        unit = to_input(fs.images[chunk], in_size=size, method=None)  # (B, 1, S, S) in [0, 1]
+        pix = np.clip(np.round(unit[:, 0].numpy() * 255.0), 0, 255).astype(np.uint8)  # (B, S, S)
+        x = spec.prepare(fs.images[chunk]).to(device)
+        for name in names:
+            t = todo[name]
+            lo, hi = np.searchsorted(t[:, 3], [chunk[0], chunk[-1] + 1])
+            if hi == lo:
+                continue
+            lid, fi, ki, img = t[lo:hi].T
+            local = np.searchsorted(chunk, img)
+            pos = np.where((lid == 0)[:, None], lists[(name, "topk")]["pos"][fi, ki],
+                           lists[(name, "topk_distinct")]["pos"][fi, ki]).astype(np.int64)
+            grad = guided_backprop(model, x, name, torch.from_numpy(local), torch.from_numpy(fi),
+                                   torch.from_numpy(pos), chunk=32)
+            grey = (grad / scale).sum(1).numpy()  # (P, S, S): d unit / d grey pixel (up to the resize)
+            for which, key in ((0, "topk"), (1, "topk_distinct")):
+                sel = lid == which
+                if not sel.any():
+                    continue
+                arr = lists[(name, key)]
+                if frames[name] == "box":
+                    boxes = arr["box"][fi[sel], ki[sel]]
+                    rf = geos[name].rf
+                    arr["patch"][fi[sel], ki[sel]] = _cut(pix, local[sel], boxes, rf)
+                    arr["deconv"][fi[sel], ki[sel]] = _cut_float(grey[sel], boxes, rf)
+                else:
+                    arr["patch"][fi[sel], ki[sel]] = pix[local[sel]]
+                    arr["deconv"][fi[sel], ki[sel]] = grey[sel].astype(np.float16)
+        progress(min(s + batch_size, total), total, "project")
+    _copy_shared(names, lists, copies, own)
+
+
+def _cut_float(maps: np.ndarray, box: np.ndarray, rf: int) -> np.ndarray:
+    """(P, rf, rf) float16: each (S, S) map under its box, zero outside the image."""
+    size = maps.shape[-1]
+    rows = box[:, 1, None] + np.arange(rf)[None]
+    cols = box[:, 0, None] + np.arange(rf)[None]
+    p = np.arange(len(maps))[:, None, None]
+    out = maps[p, np.clip(rows, 0, size - 1)[:, :, None], np.clip(cols, 0, size - 1)[:, None, :]]
+    inside = ((rows >= 0) & (rows < size))[:, :, None] & ((cols >= 0) & (cols < size))[:, None, :]
+    out = np.where(inside, out, 0.0)
+    return out.astype(np.float16)
+
+
+def _module_layers(model: nn.Module, layers, spec: InputSpec) -> list[str]:
+    """Any network's layers to record: the named modules in forward order (each must run once),
+    every Conv2d when None."""
+    dev = next(iter(model.parameters()), torch.zeros(0)).device
+    x = torch.zeros(2, spec.channels, spec.size, spec.size, device=dev)
+    names = None if layers is None or len(layers) == 0 else list(dict.fromkeys(layers))
+    if names is not None:
+        for name in names:
+            resolve_layer(model, name)
+    order, calls = module_order(model, x, names)
+    if names is None:
+        if not order:
+            raise ValueError("record: no Conv2d layer runs in the network's forward pass")
+        return order
+    for name in names:
+        if name not in calls:
+            raise ValueError(f"layers: {name!r} does not run in the forward pass (no output to record)")
+        if calls[name] > 1:
+            raise ValueError(f"layers: {name!r} runs {calls[name]} times in one forward pass, so it has no single "
+                             "output map; name a module that runs once")
+    return order
+
+
+def _widths(model: nn.Module, layers: list[str], spec: InputSpec, dev) -> dict[str, int]:
+    """Channels (filters) of each layer's output."""
+    x = torch.zeros(1, spec.channels, spec.size, spec.size, device=dev)
+    with torch.no_grad(), LayerCapture(model, layers, stop=True) as cap:
+        cap.run(x)
+        return {name: int(cap.outputs[name].shape[1]) for name in layers}
+
+
+def _map_and_max(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A layer's output as (B, F, h, w) and its spatial maximum (B, F); a (B, F) output is one unit."""
+    if a.dim() == 2:
+        a = a[:, :, None, None]
+    elif a.dim() != 4:
+        raise ValueError(f"record: a layer's output has shape {tuple(a.shape)}; expected (N, F, h, w) or (N, F)")
+    return a, a.amax(dim=(2, 3))
 
 
 def _chunk_switches(model, x: torch.Tensor, chunk: np.ndarray, deepest: str, cache: _SwitchCache | None,
@@ -609,50 +787,48 @@ def _cut(pix: np.ndarray, local: np.ndarray, box: np.ndarray, rf: int) -> np.nda
 
 def record(run_dir, *, data=None, k: int = DEFAULT_K, layers: list[str] | None = None,
            batch_size: int = 128, progress: Progress | None = None) -> Path:
-    """Record a trained run's filters into ``<run_dir>/records.h5`` (cached).
+    """Record a run's filters into ``<run_dir>/records.h5`` (cached).
 
     Parameters
     ----------
     run_dir : path or str
-        A run directory, a run name under ``runs_dir()`` or a unique prefix.
+        A run directory, a run name under ``runs_dir()`` or a unique prefix: trained here (its
+        fold-0 weights) or imported (``import-model``; then ``data`` is required).
     data : path, optional
         A FaceSet file to record on; default the FaceSet the run was trained on.
     k : int
         Top images kept per filter (default 16, up to 1000).
     layers : list of str, optional
-        Conv layers (dotted names); all when None.
+        Layers (dotted names): conv layers of a network trained here, any module of an imported
+        one; every conv layer when None.
     batch_size : int
     progress : callable, optional
 
     Returns
     -------
     Path
-        The records file. It is not rebuilt when it already matches (same run, weights fold,
-        data hash, k, layers and schema).
+        The records file. It is not rebuilt when it already matches (same run, weights, data
+        hash, k, layers and schema).
     """
+    from fercore.store.faceset_h5 import read_faceset_info
     from fercore.store.layout import (
+        is_imported,
         load_config,
         records_path,
         resolve_run,
         run_faceset_path,
-        trained_folds,
     )
-    from fercore.training.models import load_model
+    from fercore.training.network import check_layers, load_network
 
     run_dir = resolve_run(run_dir)
     cfg = load_config(run_dir)
-    folds = trained_folds(run_dir)
-    if not folds:
-        raise FileNotFoundError(f"{run_dir}: no weights/fold*.pt; finish training with `python -m fercore train`")
-    fold = 0 if 0 in folds else folds[0]
+    imported = is_imported(cfg)
     data_path = Path(data) if data is not None else run_faceset_path(run_dir)
     if not data_path.exists():
         raise FileNotFoundError(f"--data {data_path}: no such FaceSet file")
-    from fercore.store.faceset_h5 import read_faceset_info
-
     info = read_faceset_info(data_path)
-    model = load_model(run_dir, fold=fold)
-    layer_list = _check_layers(model, layers)
+    net = load_network(run_dir)
+    layer_list = check_layers(net, layers)
     k = _check_k(k)
     out = records_path(run_dir)
     if out.exists():
@@ -660,17 +836,21 @@ def record(run_dir, *, data=None, k: int = DEFAULT_K, layers: list[str] | None =
             h = read_records_header(out)
             if (h.get("schema_version") == RECORDS_SCHEMA and h.get("run_hash") == cfg.get("run_hash")
                     and h.get("faceset_hash") == info["content_hash"] and h.get("k") == k
-                    and list(h.get("layers", [])) == layer_list and h.get("fold") == fold):
+                    and list(h.get("layers", [])) == layer_list and h.get("fold") == net.fold):
                 return out
         except RecordsFileError:
             pass  # unreadable: rebuild
     fs = load_faceset(data_path)
-    method = cfg.get("normalize") or "standardize"
     attrs = {"run": run_dir.name, "run_hash": cfg.get("run_hash", ""), "run_dir": str(run_dir.resolve()),
-             "faceset_path": str(data_path.resolve()), "fold": fold,
-             "trained_on_run_faceset": data_path.resolve() == Path(cfg["faceset"]["path"]).resolve(),
-             "weights": f"weights/fold{fold}.pt",
-             "data_note": ("images of folds other than the weights' test fold were training/validation "
-                           "images of this model")}
-    return record_model(model, fs, out, normalize_method=method, k=k, layers=layer_list,
-                        batch_size=batch_size, attrs=attrs, progress=progress)
+             "faceset_path": str(data_path.resolve()), "fold": net.fold, "weights": net.weights,
+             "network": "imported" if imported else "trained"}
+    if imported:
+        attrs.update(trained_on_run_faceset=False,
+                     data_note="the network was trained elsewhere: fercore does not know which of these images it saw")
+    else:
+        attrs.update(trained_on_run_faceset=data_path.resolve() == Path(cfg["faceset"]["path"]).resolve(),
+                     data_note=("images of folds other than the weights' test fold were training/validation "
+                                "images of this model"))
+    return record_model(net.module, fs, out, normalize_method=None if imported else net.inputs.normalize,
+                        inputs=net.inputs, k=k, layers=layer_list, batch_size=batch_size, attrs=attrs,
+                        progress=progress)

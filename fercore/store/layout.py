@@ -9,6 +9,11 @@ The cache folder (``$FERCORE_CACHE``, else ``cache/`` in the repository) holds::
         weights/fold<t>.pt                best-validation weights of round t
         records.h5                        what every filter responds to, and its analysis
         null/<kind>/                      a null network of the run, laid out like a run
+    runs/<name>-<hash8>/                  a network trained elsewhere (``import-model``)
+        config.json                       kind "imported": format, input spec, classes, sha256
+        model/<file>                      the model file as given (and its factory file)
+        eval-<datahash8>.json             scores on FaceSets (``evaluate``)
+        records.h5, null/permuted/        as for a training run
 
 Every stage resolves paths here, so none of them needs the read API to find a run.
 """
@@ -22,12 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "IMPORTED",
     "NULL_KINDS",
     "RECORDS_NAME",
     "RunError",
     "RunInfo",
     "cache_dir",
     "datasets_dir",
+    "is_imported",
+    "latest_evaluation",
     "list_runs",
     "load_config",
     "load_metrics",
@@ -41,7 +49,9 @@ __all__ = [
 
 RECORDS_NAME = "records.h5"
 #: The kinds of null network a run can have (:mod:`fercore.analysis.nulls`).
-NULL_KINDS = ("untrained", "shuffled")
+NULL_KINDS = ("untrained", "shuffled", "permuted")
+#: ``config.json`` ``kind`` of a network trained elsewhere and imported (``import-model``).
+IMPORTED = "imported"
 
 
 class RunError(ValueError):
@@ -114,6 +124,11 @@ def _read(path: Path, what: str) -> dict:
         raise RunError(f"{path}: damaged {what} ({e}); delete {path.parent} and train again") from None
 
 
+def is_imported(cfg: dict) -> bool:
+    """Whether a run's config is that of a network trained elsewhere (``import-model``)."""
+    return cfg.get("kind") == IMPORTED
+
+
 def load_config(run_dir) -> dict:
     """The run's ``config.json``; RunError if missing or unreadable."""
     run_dir = Path(run_dir)
@@ -121,9 +136,11 @@ def load_config(run_dir) -> dict:
         raise RunError(f"run directory {run_dir} does not exist; list runs with `python -m fercore runs` "
                        f"or train one with `python -m fercore train`")
     cfg = _read(run_dir / "config.json", "config.json")
-    for key in ("model", "train", "faceset"):
+    need = ("model", "input", "class_names") if is_imported(cfg) else ("model", "train", "faceset")
+    for key in need:
         if key not in cfg:
-            raise RunError(f"{run_dir / 'config.json'}: no {key!r} entry; not a fercore training run")
+            raise RunError(f"{run_dir / 'config.json'}: no {key!r} entry; not a fercore run "
+                           f"({'imported' if is_imported(cfg) else 'training'})")
     return cfg
 
 
@@ -146,8 +163,13 @@ def trained_folds(run_dir) -> list[int]:
 
 
 def run_faceset_path(run_dir) -> Path:
-    """The FaceSet file a run was trained on; RunError if it is gone."""
+    """The FaceSet file a run was trained on; RunError if it is gone, or the network was trained
+    elsewhere (then fercore does not know its data: the caller must be given a FaceSet)."""
     cfg = load_config(run_dir)
+    if is_imported(cfg):
+        raise RunError(f"{run_dir}: an imported network; fercore does not have the data it was trained on, "
+                       f"so name a FaceSet file (--data FILE; e.g. `python -m fercore phantom --out faces.h5`, or "
+                       f"`python -m fercore import ckplus ...`)")
     path = Path(cfg["faceset"]["path"])
     if not path.exists():
         raise RunError(f"{run_dir}: its FaceSet {path} no longer exists; rebuild it (same options give the "
@@ -162,19 +184,23 @@ class RunInfo:
     Attributes
     ----------
     name : str
-        The directory name (``<data>-<arch>-<scheme>-<hash8>``).
+        The directory name (``<data>-<arch>-<scheme>-<hash8>``; ``<name>-<hash8>`` imported).
     dir : Path
     dataset : str
-        Name of the FaceSet file the run trained on (its stem).
+        Name of the FaceSet file the run trained on (its stem); for an imported network the
+        FaceSet it was recorded on, "" before.
     faceset_path : Path
     arch : str
     mean_acc : float or None
-        Mean test accuracy over the rounds (None until ``metrics.json`` exists).
+        Mean test accuracy over the rounds (None until ``metrics.json`` exists); for an imported
+        network its accuracy in the latest ``evaluate`` (None before).
     sd_acc : float or None
     complete : bool
-        ``metrics.json`` exists and every round has its weights.
+        ``metrics.json`` exists and every round has its weights; an imported network is complete.
     recorded : bool
         ``records.h5`` exists.
+    imported : bool
+        A network trained elsewhere (``import-model``).
     """
 
     name: str
@@ -186,6 +212,18 @@ class RunInfo:
     sd_acc: float | None
     complete: bool
     recorded: bool = False
+    imported: bool = False
+
+
+def latest_evaluation(run_dir) -> dict | None:
+    """The newest ``eval-*.json`` of a run (``evaluate``), or None."""
+    found = sorted(Path(run_dir).glob("eval-*.json"), key=lambda p: p.stat().st_mtime)
+    for path in reversed(found):
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def list_runs(root=None) -> list[RunInfo]:
@@ -202,6 +240,9 @@ def list_runs(root=None) -> list[RunInfo]:
             metrics = load_metrics(d)
         except RunError:
             continue
+        if is_imported(cfg):
+            out.append(_imported_info(d, cfg))
+            continue
         rounds = cfg.get("rounds")
         done = trained_folds(d)
         complete = metrics is not None and (rounds is None or set(rounds) <= set(done))
@@ -217,3 +258,20 @@ def list_runs(root=None) -> list[RunInfo]:
             recorded=records_path(d).exists(),
         ))
     return out
+
+
+def _imported_info(d: Path, cfg: dict) -> RunInfo:
+    ev = latest_evaluation(d)
+    data = ""
+    path = Path("")
+    if records_path(d).exists():
+        from fercore.store.records_h5 import RecordsFileError, read_records_header
+
+        try:
+            path = Path(read_records_header(records_path(d)).get("faceset_path", ""))
+            data = path.stem
+        except RecordsFileError:
+            pass
+    return RunInfo(name=d.name, dir=d, dataset=data, faceset_path=path, arch=str(cfg["model"].get("arch", "")),
+                   mean_acc=None if ev is None else ev.get("accuracy"), sd_acc=None if ev is None else ev.get("sd"),
+                   complete=True, recorded=records_path(d).exists(), imported=True)

@@ -315,7 +315,8 @@ class RunReader:
     def null_reader(self, kind: str | None = None) -> RunReader | None:
         """The reader of the null network the analysis compared with (or of ``kind``), None
         when it is not recorded."""
-        kind = kind or (self.analysis_info().get("null") if self.has_stats else "") or "untrained"
+        default = "permuted" if self.config.get("kind") == "imported" else "untrained"
+        kind = kind or (self.analysis_info().get("null") if self.has_stats else "") or default
         d = null_dir(self.run_dir, kind)
         return RunReader(d) if (d / "config.json").exists() and records_path(d).exists() else None
 

@@ -37,7 +37,7 @@ RECORDS_SCHEMA = 2
 STATS_VERSION = 2
 
 #: Header attributes stored as JSON text.
-_JSON_ATTRS = ("layers", "class_names", "au_ids", "meta")
+_JSON_ATTRS = ("layers", "class_names", "au_ids", "meta", "input")
 
 
 class RecordsFileError(ValueError):

@@ -13,8 +13,8 @@ import torch
 from scipy.stats import rankdata
 
 from fercore.data.facs import canonical_emotion
-from fercore.store.layout import RunError, load_config, trained_folds
-from fercore.training.models import ModelSpec, load_model
+from fercore.store.layout import RunError, is_imported, load_config, trained_folds
+from fercore.training.network import load_network
 from fercore.util import Progress, write_json
 
 __all__ = ["evaluate_run", "image_overlap", "label_mapping", "roc_auc", "transfer_warnings"]
@@ -144,7 +144,8 @@ def evaluate_run(run_dir, faceset_path, *, fold: int | None = None, progress: Pr
     run_dir : path
     faceset_path : path
     fold : int, optional
-        Score one round's model; None scores every trained round's model.
+        Score one round's model; None scores every trained round's model. An imported network
+        has one model (its ``per_fold`` entry has fold -1).
     progress : callable(done, total, stage), optional
     write : bool
         Write ``eval-<datahash8>.json`` (``eval-<datahash8>-fold<t>.json`` for one fold) into
@@ -158,12 +159,15 @@ def evaluate_run(run_dir, faceset_path, *, fold: int | None = None, progress: Pr
         ``path`` (the JSON written, or None).
     """
     from fercore.store.faceset_h5 import load_faceset
-    from fercore.training.inputs import to_input
     from fercore.training.loop import fold_rounds
 
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
-    folds = trained_folds(run_dir) if fold is None else [fold]
+    imported = is_imported(cfg)
+    if imported:
+        folds = [-1]  # one network: its own weights
+    else:
+        folds = trained_folds(run_dir) if fold is None else [fold]
     if not folds:
         raise RunError(f"{run_dir}: no trained weights to evaluate; finish training first")
     fs = load_faceset(faceset_path)
@@ -182,26 +186,29 @@ def evaluate_run(run_dir, faceset_path, *, fold: int | None = None, progress: Pr
     run_to_data = {i: j for j, i, _ in mapping["pairs"]}
     run_idx = torch.as_tensor(sorted(run_to_data))
     data_of = np.array([run_to_data[i] for i in sorted(run_to_data)])
-    same = data_hash == cfg["faceset"].get("content_hash")
-    warnings = [] if same else transfer_warnings(Path(cfg["faceset"]["path"]), fs)
+    same = not imported and data_hash == cfg["faceset"].get("content_hash")
+    if imported:
+        warnings = ["the network was trained elsewhere: fercore cannot check whether these faces were among its "
+                    "training images, nor whether they were cropped like its training faces"]
+    else:
+        warnings = [] if same else transfer_warnings(Path(cfg["faceset"]["path"]), fs)
     usable = (fs.labels >= 0) & (to_run[np.maximum(fs.labels, 0)] >= 0)
-    spec = ModelSpec(**cfg["model"])
-    method = cfg.get("normalize", "standardize")
-    x = to_input(fs.images, in_size=spec.in_size, method=method)
     rounds = {r.index: r for r in fold_rounds(fs)} if same else {}
     progress = progress or (lambda done, total, stage: None)
     conf = np.zeros((c_data, c_data), dtype=np.int64)
     per_fold = []
+    method = None
     for k, f in enumerate(folds):
-        model = load_model(run_dir, f)
+        net = load_network(run_dir, None if imported else f)
+        method = net.inputs.normalize
         if same:
             idx = rounds[f].test
             idx = idx[usable[idx]]
         else:
             idx = np.flatnonzero(usable)
         with torch.inference_mode():
-            logits = torch.cat([model(x[torch.as_tensor(idx[i:i + 512])]) for i in range(0, len(idx), 512)]) \
-                if len(idx) else torch.zeros(0, len(run_classes))
+            logits = torch.cat([net.scores(net.inputs.prepare(fs.images[idx[i:i + 512]]))
+                                for i in range(0, len(idx), 512)]) if len(idx) else torch.zeros(0, len(run_classes))
         pred = data_of[logits[:, run_idx].argmax(1).numpy()] if len(idx) else np.zeros(0, int)
         y = fs.labels[idx]
         conf += np.bincount(y * c_data + pred, minlength=c_data * c_data).reshape(c_data, c_data)
@@ -215,6 +222,11 @@ def evaluate_run(run_dir, faceset_path, *, fold: int | None = None, progress: Pr
                  "class_names": list(fs.class_names), "label_set": fs.label_set},
         "same_faceset_as_training": bool(same),
         "images": "each round's own test images" if same else "every labelled image of a mapped class",
+        "protocol": (f"{'the imported network' if imported else f'{len(folds)} trained model(s)'} on "
+                     f"{Path(faceset_path).name}: {len(fs.class_names)} data classes, "
+                     f"{len(mapping['pairs'])} shared with the network; "
+                     + ("each round's own subject-independent test fold" if same else
+                        "every labelled image of a shared class (no folds)")),
         "n_images": int(usable.sum()),
         "accuracy": float(accs.mean()) if len(accs) else None,
         "sd": float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
@@ -226,6 +238,8 @@ def evaluate_run(run_dir, faceset_path, *, fold: int | None = None, progress: Pr
         "excluded_data_classes": excluded,
         "run_classes_not_predicted": mapping["run_unmatched"],
         "normalize": method,
+        "input": net.inputs.to_dict(),
+        "imported": bool(imported),
         "warnings": warnings,
         "path": None,
     }

@@ -1,0 +1,174 @@
+"""Any run's network behind one interface: trained here, or trained elsewhere and imported.
+
+Every stage that runs a run's network (recording, evaluation, an uploaded face, Grad-CAM, the
+null networks) asks :func:`load_network` for a :class:`Network`: the module (eval mode, CPU), the
+:class:`~fercore.training.inputs.InputSpec` that turns stored faces into its input, its class
+names and its layers (every ``Conv2d`` by its ``named_modules()`` name, input to output). The
+project's own :class:`~fercore.training.models.FERNet` keeps its fast paths where a stage has one
+(``isinstance(net.module, FERNet)``); everything else takes the one walk over any module: forward
+hooks on named modules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from fercore.store.layout import is_imported, load_config, trained_folds
+from fercore.training.inputs import InputSpec
+
+__all__ = ["Network", "check_layers", "load_network", "module_order"]
+
+
+@dataclass
+class Network:
+    """A run's network and how to feed it.
+
+    Attributes
+    ----------
+    module : nn.Module
+        In eval mode; parameters without gradients for imported networks.
+    inputs : InputSpec
+    class_names : tuple of str
+        The run's class names, in output order.
+    layers : tuple of str
+        The conv layers (``Conv2d`` modules), in the order the forward pass runs them.
+    imported : bool
+        Trained elsewhere (``import-model``).
+    outputs : {"logits", "probabilities"}
+        What the module returns (an imported network may end in a softmax).
+    fold : int
+        The weights' round (-1: an imported network's own weights).
+    weights : str
+        Where the weights came from, relative to the run (``weights/fold0.pt``, ``model/net.onnx``).
+    """
+
+    module: nn.Module
+    inputs: InputSpec
+    class_names: tuple[str, ...]
+    layers: tuple[str, ...]
+    imported: bool = False
+    outputs: str = "logits"
+    fold: int = 0
+    weights: str = ""
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C) class scores on the logit scale (log-probabilities for a network that outputs
+        probabilities), so a softmax of them gives the network's probabilities."""
+        out = self.module(x)
+        if self.outputs == "probabilities":
+            return out.clamp_min(1e-12).log()
+        return out
+
+
+def module_order(module: nn.Module, x: torch.Tensor, names: list[str] | None = None) -> tuple[list[str], dict]:
+    """The modules a forward pass of ``x`` runs, in the order they first run, and how often each ran.
+
+    Parameters
+    ----------
+    module : nn.Module
+    x : tensor
+        An input the module takes.
+    names : list of str, optional
+        The dotted names to watch; default every ``Conv2d``.
+
+    Returns
+    -------
+    order : list of str
+        The watched modules that ran, by their first call.
+    calls : dict of str to int
+        How many times each watched module ran (a module run twice has no single output map).
+    """
+    named = dict(module.named_modules())
+    if names is None:
+        names = [n for n, m in named.items() if isinstance(m, nn.Conv2d)]
+    calls: dict[str, int] = {}
+    order: list[str] = []
+    handles = []
+
+    def watch(name):
+        def hook(mod, inputs, output):
+            if name not in calls:
+                order.append(name)
+            calls[name] = calls.get(name, 0) + 1
+        return hook
+
+    was = module.training
+    try:
+        for name in names:
+            handles.append(named[name].register_forward_hook(watch(name)))
+        module.eval()
+        with torch.no_grad():
+            module(x)
+    finally:
+        for h in handles:
+            h.remove()
+        module.train(was)
+    return order, calls
+
+
+def check_layers(net: Network, layers) -> list[str]:
+    """The layers to record: ``net.layers`` when None or empty; else the named modules, checked
+    (a ValueError lists the conv layers for an unknown name) and put in forward order."""
+    from fercore.training.models import FERNet, resolve_layer
+
+    if layers is None or len(layers) == 0:
+        return list(net.layers)
+    wanted = list(dict.fromkeys(layers))
+    for name in wanted:
+        try:
+            resolve_layer(net.module, name)
+        except ValueError:
+            raise ValueError(f"layers: unknown layer {name!r}; conv layers are {', '.join(net.layers)}") from None
+    if isinstance(net.module, FERNet):
+        bad = [n for n in wanted if n not in net.layers]
+        if bad:
+            raise ValueError(f"layers: {bad[0]!r} is not a conv layer; conv layers are {', '.join(net.layers)}")
+        return sorted(wanted, key=net.layers.index)
+    x = torch.zeros(2, net.inputs.channels, net.inputs.size, net.inputs.size)
+    dev = next(iter(net.module.parameters()), torch.zeros(0)).device
+    order, calls = module_order(net.module, x.to(dev), wanted)
+    never = [n for n in wanted if n not in calls]
+    if never:
+        raise ValueError(f"layers: {never[0]!r} does not run in the forward pass (no output to record); "
+                         f"conv layers are {', '.join(net.layers)}")
+    twice = [n for n in wanted if calls[n] > 1]
+    if twice:
+        raise ValueError(f"layers: {twice[0]!r} runs {calls[twice[0]]} times in one forward pass, so it has no "
+                         "single output map; name a module that runs once")
+    return order
+
+
+def load_network(run_dir, fold: int | None = None) -> Network:
+    """The network of a run (or of a null network's directory), ready to run on the CPU.
+
+    Parameters
+    ----------
+    run_dir : path
+    fold : int, optional
+        A trained run's round (default: fold 0, else the lowest trained round). Ignored for an
+        imported network (it has one set of weights).
+
+    Returns
+    -------
+    Network
+    """
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir)
+    if is_imported(cfg):
+        from fercore.training.imported import load_imported
+
+        return load_imported(run_dir)
+    from fercore.training.models import conv_layers, load_model
+
+    folds = trained_folds(run_dir)
+    if fold is None and folds:
+        fold = 0 if 0 in folds else folds[0]
+    model = load_model(run_dir, fold=fold)
+    spec = InputSpec(size=int(model.spec.in_size), channels=1, normalize=cfg.get("normalize") or "standardize")
+    names = tuple(cfg.get("class_names") or cfg["faceset"]["class_names"])
+    return Network(module=model, inputs=spec, class_names=names, layers=tuple(conv_layers(model)), imported=False,
+                   fold=int(fold if fold is not None else 0), weights=f"weights/fold{fold}.pt")
