@@ -18,7 +18,16 @@ __all__ = ["funnel_caption", "funnel_display", "funnel_frame", "funnel_line", "f
            "null_badge_text", "summary_table", "verdict_lines"]
 
 
-def funnel_caption(criteria: dict, k: int) -> str:
+#: The null networks in words (``summary["null"]``).
+NULL_WORDS = {
+    "untrained": "same architecture, untrained, same images",
+    "shuffled": "same architecture trained on shuffled labels, same images",
+    "permuted": "the same network with the entries of every weight tensor permuted and batch norm re-estimated, "
+                "same images",
+}
+
+
+def funnel_caption(criteria: dict, k: int, null: str = "untrained") -> str:
     """What each stage of the funnel means, with the run's thresholds."""
     c = criteria
     return (
@@ -29,7 +38,7 @@ def funnel_caption(criteria: dict, k: int) -> str:
         f"units that carry the AU codes: the within-emotion AUC is significantly above {c['min_auc']:.2f} "
         f"(Benjamini–Hochberg q < {c['alpha']:g}). **in the AU's region**: at least {c['min_spatial']:.0%} of the distinct list's "
         "maxima lie in the AU's face region (where the data has landmarks). Beside each count (· null): the same "
-        "count for the null network (same architecture, untrained, same images)."
+        f"count for the null network ({NULL_WORDS.get(null or 'untrained', null)})."
     )
 
 
@@ -75,7 +84,8 @@ def summary_table(summary: dict, *, key: str | None = None) -> None:
         st.caption("The counts are withheld: with the warning above they would not be evidence.")
         return
     st.table(funnel_display(summary), hide_index=True, border="horizontal")
-    st.caption(funnel_caption(summary["criteria"], summary["k"]) + " **expected false**: the expected false "
+    st.caption(funnel_caption(summary["criteria"], summary["k"], summary.get("null") or "untrained")
+               + " **expected false**: the expected false "
                "discoveries among the filters beyond emotion (Benjamini–Hochberg's bound).")
     if summary.get("untestable_aus"):
         st.caption("Untestable (too few units within the emotions show the AU and its absence): "

@@ -38,26 +38,29 @@ DRAWN_SOURCES = ("phantom", "phantom-sequences")
 
 @st.cache_data(ttl=5, show_spinner=False)
 def list_runs() -> list[dict]:
-    """Every trained run in the cache (runs still training are left out), recorded runs first,
-    newest first. Per run: ``run_dir``, ``name`` (directory), ``dataset``, ``source`` (the
-    FaceSet's source), ``drawn`` (trained on drawn faces only), ``model``, ``accuracy`` and
-    ``sd`` (fractions), ``date`` (when training ended, ``YYYY-MM-DD HH:MM``), ``recorded``,
-    ``analysed``, ``null`` (kind or ""), ``protocol`` (short, in words) and ``label`` (what the
-    run picker shows: data set · model · accuracy · date)."""
+    """Every trained or imported run in the cache (runs still training are left out), recorded runs
+    first, newest first. Per run: ``run_dir``, ``name`` (directory), ``dataset`` (for an imported
+    network: the FaceSet it was recorded on), ``source`` (the training FaceSet's source; "" for an
+    imported network), ``drawn`` (trained on drawn faces only), ``model``, ``accuracy`` and ``sd``
+    (fractions; an imported network's latest ``evaluate``, None before), ``date`` (when training
+    ended or the network was imported, ``YYYY-MM-DD HH:MM``), ``recorded``, ``analysed``, ``null``
+    (kind or ""), ``protocol`` (short, in words), ``imported`` and ``label`` (what the run picker
+    shows: data set · model · accuracy · date)."""
     import datetime
 
     from fercore.store.layout import list_runs as runs
     from fercore.store.layout import load_config
     from fercore.store.reader import open_run
 
-    done = [r for r in runs() if r.mean_acc is not None]
-    done.sort(key=lambda r: (r.recorded, (r.dir / "metrics.json").stat().st_mtime), reverse=True)
+    done = [r for r in runs() if r.mean_acc is not None or r.imported]
+    ended = {r.dir: (r.dir / ("config.json" if r.imported else "metrics.json")).stat().st_mtime for r in done}
+    done.sort(key=lambda r: (r.recorded, ended[r.dir]), reverse=True)
     out = []
     for r in done:
         cfg = load_config(r.dir)
         model = _model_name(cfg)
-        when = datetime.datetime.fromtimestamp((r.dir / "metrics.json").stat().st_mtime).strftime("%Y-%m-%d %H:%M")
-        source = str(cfg["faceset"].get("source") or "")
+        when = datetime.datetime.fromtimestamp(ended[r.dir]).strftime("%Y-%m-%d %H:%M")
+        source = "" if r.imported else str(cfg["faceset"].get("source") or "")
         analysed, null = False, ""
         if r.recorded:
             try:
@@ -66,12 +69,15 @@ def list_runs() -> list[dict]:
                 null = str(rd.analysis_info().get("null") or "") if analysed else ""
             except (OSError, ValueError):
                 pass
-        acc = f"{100 * r.mean_acc:.1f} %"
-        out.append({"run_dir": str(r.dir), "name": r.name, "dataset": r.dataset, "source": source,
-                    "drawn": source in DRAWN_SOURCES, "model": model, "accuracy": float(r.mean_acc),
+        acc = "not evaluated" if r.mean_acc is None else f"{100 * r.mean_acc:.1f} %"
+        dataset = r.dataset or ("not recorded" if r.imported else "")
+        out.append({"run_dir": str(r.dir), "name": r.name, "dataset": dataset, "source": source,
+                    "drawn": source in DRAWN_SOURCES, "model": model,
+                    "accuracy": None if r.mean_acc is None else float(r.mean_acc),
                     "sd": None if r.sd_acc is None else float(r.sd_acc), "date": when, "recorded": bool(r.recorded),
-                    "analysed": analysed, "null": null, "protocol": _protocol_short(cfg),
-                    "label": f"{r.dataset} · {model} · {acc} · {when}"})
+                    "analysed": analysed, "null": null, "protocol": _protocol_short(cfg), "imported": r.imported,
+                    "label": (f"{r.name.rsplit('-', 1)[0]} ({cfg['model'].get('format')}, trained elsewhere) · {dataset} · "
+                              f"{acc} · {when}") if r.imported else f"{dataset} · {model} · {acc} · {when}"})
     labels = [r["label"] for r in out]
     for r in out:  # two runs that read alike are told apart by their hash
         if labels.count(r["label"]) > 1:
@@ -81,6 +87,9 @@ def list_runs() -> list[dict]:
 
 def _model_name(cfg: dict) -> str:
     spec = cfg["model"]
+    if cfg.get("kind") == "imported":
+        channels = "RGB" if int(cfg["input"].get("channels", 1)) == 3 else "grey"
+        return f"imported {spec.get('format', '?')} ({spec.get('in_size')}px {channels}, {len(cfg['layers'])} conv)"
     channels = spec.get("channels")
     shape = "conv " + "/".join(map(str, channels)) if channels else f"width {spec.get('width', 1.0):g}"
     extra = ", ".join(x for x in (shape, f"{spec['in_size']}px" if spec.get("in_size") else "",
@@ -89,10 +98,37 @@ def _model_name(cfg: dict) -> str:
 
 
 def _protocol_short(cfg: dict) -> str:
+    if cfg.get("kind") == "imported":
+        return "trained elsewhere"
     rounds = cfg.get("rounds") or []
     if cfg.get("protocol") == "splits":
         return f"{len(rounds)} predefined split(s)"
     return f"{len(rounds)} of the folds, subject-independent" if rounds else "k-fold"
+
+
+def imported_text(cfg: dict) -> str:
+    """An imported network in words (format, parameters, input, layers)."""
+    from fercore.training.imported import describe
+
+    return describe(cfg)
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def facesets() -> dict[str, str]:
+    """FaceSet files of the cache's datasets folder: path -> label (name, images, size, classes)."""
+    from fercore.store.faceset_h5 import FaceSetFileError, read_faceset_info
+    from fercore.store.layout import datasets_dir
+
+    out = {}
+    root = datasets_dir()
+    for path in sorted(root.glob("*.h5")) if root.is_dir() else []:
+        try:
+            info = read_faceset_info(path)
+        except (FaceSetFileError, OSError):
+            continue
+        n = info.get("n_images", info.get("n", "?"))
+        out[str(path)] = f"{path.stem} · {n} faces · {len(info.get('class_names', []))} classes"
+    return out
 
 
 def run_label(run_dir: str) -> str:
@@ -159,7 +195,10 @@ def metrics_view(run_dir: str, stamp: float) -> dict:
         ``per_class`` (class -> test accuracy over the folds), ``confusion`` ((C, C) counts or
         None), ``curves`` (long DataFrame fold/epoch/series/value, series in words, or None).
     """
-    m = reader(run_dir, stamp).metrics or {}
+    r = reader(run_dir, stamp)
+    if r.config.get("kind") == "imported":
+        return _evaluation_view(r)
+    m = r.metrics or {}
     folds = [f for f in m.get("folds", []) if isinstance(f, dict)]
     table = pd.DataFrame([{"fold": f.get("fold", i), "test accuracy": f.get("test_acc"),
                            "best validation accuracy": f.get("best_val_acc"), "best epoch": f.get("best_epoch"),
@@ -178,7 +217,34 @@ def metrics_view(run_dir: str, stamp: float) -> dict:
     return {"protocol": text, "protocol_items": items, "folds": table, "mean": m.get("mean_test_acc"),
             "per_class": {str(k): float(v) for k, v in per_class.items()},
             "sd": m.get("sd_test_acc"), "confusion": None if conf is None else np.asarray(conf, dtype=float),
-            "curves": pd.DataFrame(curves) if curves else None}
+            "confusion_classes": list(r.class_names), "curves": pd.DataFrame(curves) if curves else None,
+            "imported": False, "evaluated_on": None}
+
+
+def _evaluation_view(r) -> dict:
+    """:func:`metrics_view` of an imported network: its latest ``evaluate`` (no folds, no curves)."""
+    from fercore.store.layout import latest_evaluation
+
+    ev = latest_evaluation(r.run_dir)
+    empty = pd.DataFrame(columns=["fold", "test accuracy", "best validation accuracy", "best epoch", "test images"])
+    base = {"protocol": "trained elsewhere: fercore does not know its training data, folds or protocol; not "
+                        f"evaluated yet (python -m fercore evaluate --run {r.name} --data FACES.h5)",
+            "protocol_items": {}, "folds": empty, "mean": None, "sd": None, "per_class": {}, "confusion": None,
+            "confusion_classes": [], "curves": None, "imported": True, "evaluated_on": None}
+    if ev is None:
+        return base
+    conf = np.asarray(ev.get("confusion") or [], dtype=float)
+    classes = list(ev.get("data", {}).get("class_names", []))
+    rows = conf.sum(axis=1) if conf.size else np.zeros(0)
+    per_class = {c: float(conf[i, i] / rows[i]) for i, c in enumerate(classes) if conf.size and rows[i] > 0}
+    data = Path(ev.get("data", {}).get("path", "")).name
+    text = str(ev.get("protocol") or f"evaluated on {data}")
+    items = {"data set": data, "images": ev.get("n_images"), "classes mapped": ", ".join(
+        f"{m['data_class']}→{m['run_class']}" for m in ev.get("mapping", [])),
+        "warnings": "; ".join(ev.get("warnings", [])) or "none"}
+    return {**base, "protocol": "trained elsewhere; " + text, "protocol_items": items, "mean": ev.get("accuracy"),
+            "per_class": per_class, "confusion": conf if conf.size else None, "confusion_classes": classes,
+            "evaluated_on": data}
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -192,7 +258,7 @@ def curves_figure(run_dir: str, stamp: float, per_fold: bool):
 def confusion_figure(run_dir: str, stamp: float):
     """The confusion matrix of a run (None without one in metrics.json)."""
     m = metrics_view(run_dir, stamp)
-    return None if m["confusion"] is None else charts.confusion(m["confusion"], list(reader(run_dir, stamp).class_names))
+    return None if m["confusion"] is None else charts.confusion(m["confusion"], m["confusion_classes"])
 
 
 # ------------------------------------------------------------------------------------ analysis
@@ -460,7 +526,7 @@ def run_card(run_dir: str, stamp: float) -> dict:
     if not per_class and m["confusion"] is not None:
         conf = m["confusion"]
         rows = conf.sum(axis=1)
-        per_class = {c: float(conf[i, i] / rows[i]) for i, c in enumerate(r.class_names) if rows[i] > 0}
+        per_class = {c: float(conf[i, i] / rows[i]) for i, c in enumerate(m["confusion_classes"]) if rows[i] > 0}
     funnel, warnings = None, []
     if r.has_stats:
         from app import components
@@ -688,6 +754,35 @@ def start_null(run_dir: str, kind: str = "auto"):
 
     return jobs.registry().start("run", run_dir, work, label=f"Building the null network of {Path(run_dir).name}",
                                  stages=("null", "analyze"), started_by=_who(), done=_after_build)
+
+
+def start_record(run_dir: str, data: str):
+    """Record an imported network on the FaceSet ``data`` and analyse it (with its permuted null),
+    on the server: (Job, started)."""
+    from app import jobs
+
+    def work(progress):
+        from fercore.analysis.analyze import analyze
+        from fercore.analysis.nulls import ensure_null
+        from fercore.pipeline import STAGES, _stage_progress
+        from fercore.recording.record import record
+
+        record(run_dir, data=data, progress=_stage_progress(progress, STAGES.index("record"), "record"))
+        ensure_null(run_dir, kind="auto", progress=_stage_progress(progress, STAGES.index("null"), "null"))
+        analyze(run_dir, null="auto", progress=_stage_progress(progress, STAGES.index("analyze"), "analyze"))
+        progress(len(STAGES) * 1000, len(STAGES) * 1000, "done")
+        return run_dir
+
+    return jobs.registry().start("run", run_dir, work, label=f"Recording and analysing {Path(run_dir).name} on "
+                                 f"{Path(data).stem}", stages=("record", "null", "analyze"), started_by=_who(),
+                                 done=_after_build)
+
+
+def projection_words(run_dir: str, stamp: float, layer: str) -> str:
+    """How the layer's projections were made, in words."""
+    method = reader(run_dir, stamp).projection(layer)
+    return {"deconvnet": "deconvnet projection (Zeiler & Fergus)",
+            "guided_backprop": "guided backpropagation (Springenberg et al.)"}.get(method, method)
 
 
 def running_job(run_dir: str | None = None):

@@ -80,12 +80,17 @@ def _pick_run(runs: list[dict], wanted: str | None) -> dict:
     options = list(by_dir)
     chosen = st.sidebar.selectbox(
         "Run", options, key="run_picker", on_change=changed, format_func=lambda d: by_dir[d]["label"],
-        help=f"Every run in the cache (data set · model · mean test accuracy · when training ended); all "
-             f"views show the run chosen here. This run's directory: `{by_dir[current]['name']}`.")
+        help=f"Every run in the cache (data set · model · mean test accuracy · when training ended, or when a network "
+             f"trained elsewhere was imported); all views show the run chosen here. This run's directory: "
+             f"`{by_dir[current]['name']}`.")
     st.session_state[ui.RUN_KEY] = chosen
     info = by_dir[chosen]
-    st.sidebar.caption(f"**Data set** {info['dataset']} ({info['source'] or 'source not recorded'})  \n"
-                       f"**Model** {info['model']}  \n**Run** `{info['name']}`")
+    if info.get("imported"):
+        st.sidebar.caption(f"**Recorded on** {info['dataset']}  \n**Model** {info['model']}, trained elsewhere  \n"
+                           f"**Run** `{info['name']}`")
+    else:
+        st.sidebar.caption(f"**Data set** {info['dataset']} ({info['source'] or 'source not recorded'})  \n"
+                           f"**Model** {info['model']}  \n**Run** `{info['name']}`")
     return info
 
 

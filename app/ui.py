@@ -129,6 +129,9 @@ def _require_run() -> tuple[str, float, object] | None:
     job_outcome("run", run_dir)
     stamp = loaders.records_stamp(run_dir)
     r = loaders.reader(run_dir, stamp)
+    if r.config.get("kind") == "imported" and not r.has_records:
+        record_imported(r)
+        return None
     if not r.has_records or not r.has_stats:
         job_outcome("default", "")  # the default build failed after this run was trained: say why
         st.error(r.records_error or f"Run {r.name} has records but no filter–AU statistics yet "
@@ -145,6 +148,24 @@ def _require_run() -> tuple[str, float, object] | None:
         return None
     resolve_view(r)
     return run_dir, stamp, r
+
+
+def record_imported(r) -> None:
+    """An imported network without records: say so, and record and analyse it on a FaceSet of the
+    cache chosen here (what ``record --data`` then ``analyze`` do) as a server-side job."""
+    st.info(f"**{r.name} is a network trained elsewhere** ({loaders.imported_text(r.config)}). fercore does not "
+            "have the faces it was trained on: record it on a FaceSet to see its filters. From the command line: "
+            f"`python -m fercore record --run {r.name} --data FACES.h5` then `python -m fercore analyze --run {r.name}`.")
+    sets = loaders.facesets()
+    if not sets:
+        st.caption("No FaceSet in the cache yet: make one with `python -m fercore phantom --out faces.h5` or import a "
+                   "data set (`python -m fercore import ...`).")
+        return
+    names = list(sets)
+    data = st.selectbox("FaceSet to record on", names, key="imported_data", format_func=lambda n: sets[n],
+                        help="the FaceSet files in the cache's datasets folder (phantom faces, imported data sets)")
+    run_job_or_follow(loaders.start_record, str(r.run_dir), data, key="record_imported",
+                      label="Record and analyse on this FaceSet")
 
 
 def resolve_view(r) -> None:
@@ -235,8 +256,9 @@ def honest_summary(run_dir: str, stamp: float, *, key: str) -> dict:
 
 def null_missing(run_dir: str, *, key: str) -> None:
     """The note shown while the run has no null network, with the button that builds it."""
-    st.info("**No null network yet.** The funnel is shown without the counts of an untrained network of "
-            "the same architecture recorded on the same images (about as long as recording the run once).")
+    st.info("**No null network yet.** The funnel is shown without the counts of a null network (an untrained "
+            "network of the same architecture; for an imported network its own weights permuted) recorded on the "
+            "same images (about as long as recording the run once).")
     run_job_or_follow(loaders.start_null, run_dir, key=f"build_null_{key}", label="Build the null network")
 
 

@@ -16,6 +16,8 @@ PY=$(command -v python3.11 || command -v python3)
 . .venv/bin/activate
 pip install -q --upgrade pip
 pip install -q -r requirements-dev.txt
+# onnx2torch without its torchvision requirement (requirements-onnx.txt says why)
+pip install -q --no-deps -r requirements-onnx.txt
 
 ruff check fercore app tests bench
 python -m pytest -q "$@"

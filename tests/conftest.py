@@ -75,3 +75,52 @@ def face_png() -> bytes:
     buf = io.BytesIO()
     Image.fromarray(data.astronaut()).save(buf, format="PNG")
     return buf.getvalue()
+
+
+# ------------------------------------------------------------------ networks trained elsewhere
+#: k of the foreign networks' records.
+FOREIGN_K = 8
+
+
+@pytest.fixture(scope="session")
+def foreign(tmp_path_factory):
+    """Three networks trained elsewhere (tests/foreign_nets.py: ResNet-style, mini-Xception-style,
+    3-channel ImageNet-normalised), each trained 40 steps on the tiny phantom faces and saved as
+    TorchScript, ONNX and factory + state dict, then imported into a cache of their own: ``cache``,
+    ``data`` (the FaceSet file), ``faceset``, ``files[name][format]`` (import_model keywords) and
+    ``runs[name][format]`` (run directories). Built in about 15 s."""
+    from types import SimpleNamespace
+
+    import foreign_nets
+
+    from fercore.data.phantom import generate_faceset
+    from fercore.store.faceset_h5 import save_faceset
+    from fercore.training.imported import import_model
+
+    root = tmp_path_factory.mktemp("foreign-cache")
+    fs = generate_faceset(**TINY_PHANTOM)
+    data = root / "datasets" / "phantom-tiny.h5"
+    data.parent.mkdir(parents=True)
+    save_faceset(fs, data)
+    files, runs = {}, {}
+    for name in foreign_nets.NETS:
+        net = foreign_nets.train_briefly(name, fs.images, fs.labels)
+        files[name] = foreign_nets.save_formats(net, name, root / "files")
+        runs[name] = {fmt: import_model(**kw, name=f"{name}-{fmt}", root=root / "runs") for fmt, kw in files[name].items()}
+    return SimpleNamespace(cache=root, data=data, faceset=fs, files=files, runs=runs)
+
+
+@pytest.fixture(scope="session")
+def foreign_recorded(foreign):
+    """Every imported format recorded on the phantom faces (k = 8); the TorchScript run of each
+    network also evaluated and analysed against its permuted null, as a user's first session does."""
+    from fercore.analysis.analyze import analyze
+    from fercore.recording.record import record
+    from fercore.training.evaluate import evaluate_run
+
+    for by_format in foreign.runs.values():
+        for run in by_format.values():
+            record(run, data=foreign.data, k=FOREIGN_K)
+        evaluate_run(by_format["torchscript"], foreign.data)
+        analyze(by_format["torchscript"], null="auto")
+    return foreign

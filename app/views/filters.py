@@ -1,6 +1,6 @@
 """Filters: every filter of a layer by its top patch, marked by the deepest stage of the funnel it
 reaches; one filter's verdict stage by stage, its figures beside the null network's, its top-K
-(raw or distinct), sources, deconvnet projections and AU profile.
+(raw or distinct), sources, projections (deconvnet or guided backpropagation) and AU profile.
 
 Layer, filter, AU and *distinct* are the shared view state (:mod:`app.state`): what the FAU map
 selected is shown here, and the address reproduces it."""
@@ -38,7 +38,9 @@ layer = state.selectbox(c1, "Layer", layers, name="layer", key="filters_layer", 
 order_by = c2.radio("Sort filters by", ["evidence", "cluster", "index"], horizontal=True, key="filters_sort",
                     help="evidence: the deepest stage of the funnel first; cluster: filters that prefer the same AUs together")
 kind = c3.radio("Show each filter by", ["patch", "deconv"], horizontal=True, key="filters_kind",
-                help="its top image patch, or the deconvnet projection of its top activation")
+                format_func=lambda k: {"patch": "patch", "deconv": "projection"}[k],
+                help="its top image patch, or the projection of its top activation (deconvnet for a network "
+                     "trained here, guided backpropagation for any other)")
 distinct = state.toggle(c4, "Distinct", name="distinct", key="filters_distinct",
                         help="one image per sequence (or subject) in the top-K, instead of the raw top-K; "
                              "kept for every view")
@@ -51,7 +53,8 @@ n = len(order)
 captions = tuple(f"#{f} AU{int(ev['au_ids'][judged[f]])}\n{figures.STAGE_SHORT[int(depth[f])]}" for f in order)
 grid_png = loaders.filter_grid_png(run_dir, stamp, layer, kind, tuple(int(i) for i in order), captions)
 st.subheader(f"All {n} filters of {layer}")
-st.image(grid_png, caption=f"{n} filters, {'top patch' if kind == 'patch' else 'deconvnet projection'} each, "
+projection = loaders.projection_words(run_dir, stamp, layer)
+st.image(grid_png, caption=f"{n} filters, {'top patch' if kind == 'patch' else projection} each, "
                            f"in {order_by} order", output_format="PNG")
 st.caption(f"Under each filter: its number, the AU it is judged by and the deepest stage of the funnel it reaches "
            f"for it ({figures.STAGE_LEGEND}). {int((depth >= 3).sum())} of {n} filters pass beyond emotion. "
@@ -103,8 +106,12 @@ st.markdown("**Top patches** (activation value under each)")
 st.image(p["patches"], width="content", output_format="PNG")
 st.markdown("**Source images** with the receptive field box; image number, label and AUs present under each")
 st.image(p["sources"], width="content", output_format="PNG")
-st.markdown("**Deconvnet projections**")
+st.markdown(f"**Projections**: {projection} of each activation onto its receptive field")
 st.image(p["deconv"], width="content", output_format="PNG")
+st.caption(f"Made by {projection}: " + ("the unit's activation sent back through the network's convolutions, "
+           "ReLUs and max-pool switches" if reader.projection(layer) == "deconvnet" else
+           "the gradient of the unit with respect to the input, each ReLU passing back only positive signal "
+           "(for networks other than a plain conv / ReLU / max-pool stack)") + ".")
 with st.expander(f"The top {p['n']} images (table)"):
     st.dataframe(p["table"], hide_index=True, width="stretch",
                  column_config={"activation": st.column_config.NumberColumn(format="%.3g")})

@@ -21,9 +21,12 @@ m = loaders.metrics_view(run_dir, stamp)
 col_acc, col_layers = st.columns([1, 1])
 with col_acc:
     st.subheader("Accuracy")
+    if m["imported"]:
+        st.caption(f"A network trained elsewhere: {loaders.imported_text(reader.config)}.")
     if m["mean"] is not None:
         sd = f" ± {100 * m['sd']:.1f}" if m["sd"] is not None else ""
-        st.metric("Mean test accuracy ± sd over folds", f"{100 * m['mean']:.1f}{sd} %")
+        label = f"Accuracy on {m['evaluated_on']} (evaluate)" if m["imported"] else "Mean test accuracy ± sd over folds"
+        st.metric(label, f"{100 * m['mean']:.1f}{sd} %")
     st.markdown(f"**Protocol:** {m['protocol']}")
     if m["protocol_items"]:
         with st.expander("Protocol details"):
@@ -38,6 +41,9 @@ with col_acc:
             st.table(figures.sig3_style(folds), hide_index=True, border="horizontal")
             ui.csv_button("Accuracy per fold (CSV)", partial(figures.csv_text, folds), "accuracy_per_fold.csv",
                           "dl_folds")
+    elif m["imported"]:
+        st.info("No folds: fercore did not train this network, so it has no per-fold accuracy. "
+                f"`python -m fercore evaluate --run {reader.name} --data FACES.h5` scores it on a FaceSet.")
     else:
         st.info("metrics.json holds no per-fold accuracy.")
 with col_layers:
@@ -57,9 +63,14 @@ if tabs["confusion"].open:
         if m["confusion"] is not None:
             st.vega_lite_chart(loaders.confusion_figure(run_dir, stamp), key="confusion", width="content")
             conf = m["confusion"]
-            table = pd.DataFrame(conf.astype(int), index=list(reader.class_names), columns=list(reader.class_names))
+            if m["imported"]:
+                st.caption(f"On {m['evaluated_on']} (its classes; rows true, columns predicted), the latest evaluate.")
+            table = pd.DataFrame(conf.astype(int), index=m["confusion_classes"], columns=m["confusion_classes"])
             ui.csv_button("Confusion matrix (CSV)", partial(table.to_csv, index_label="true class \\ predicted class"),
                           "confusion.csv", "dl_conf")
+        elif m["imported"]:
+            st.info("Not evaluated yet: `python -m fercore evaluate --run " + reader.name + " --data FACES.h5` "
+                    "writes the confusion matrix shown here.")
         else:
             st.info("metrics.json holds no confusion matrix.")
 if tabs["curves"].open:
@@ -71,6 +82,8 @@ if tabs["curves"].open:
             st.vega_lite_chart(loaders.curves_figure(run_dir, stamp, per_fold), key="curves", width="content")
             ui.csv_button("Learning curves (CSV)", partial(figures.csv_text, m["curves"]), "learning_curves.csv",
                           "dl_curves")
+        elif m["imported"]:
+            st.info("No training curves: this network was trained elsewhere, not by fercore.")
         else:
             st.info("metrics.json holds no learning curves.")
 if tabs["data"].open:

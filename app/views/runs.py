@@ -16,16 +16,18 @@ by_dir = {r["run_dir"]: r for r in runs}
 
 table = pd.DataFrame([{
     "data set": r["dataset"], "source": r["source"] or "–", "model": r["model"], "protocol": r["protocol"],
-    "mean test accuracy (%)": 100 * r["accuracy"], "sd (%)": None if r["sd"] is None else 100 * r["sd"],
+    "mean test accuracy (%)": None if r["accuracy"] is None else 100 * r["accuracy"],
+    "sd (%)": None if r["sd"] is None else 100 * r["sd"],
     "recorded": "✓" if r["recorded"] else "✗", "analysed": "✓" if r["analysed"] else "✗",
-    "null network": r["null"] or "none", "training ended": r["date"], "run": r["name"],
+    "null network": r["null"] or "none", "trained or imported": r["date"], "run": r["name"],
 } for r in runs])
 table = figures.sig3(table)
 st.dataframe(table, hide_index=True, width="stretch",
              column_config={"mean test accuracy (%)": st.column_config.NumberColumn(format="%.1f"),
                             "sd (%)": st.column_config.NumberColumn(format="%.1f"),
                             "run": st.column_config.TextColumn(help="the run's directory in the cache")})
-st.caption(f"{len(runs)} runs in the cache. *Source*: what the training faces are (phantom: drawn faces). "
+st.caption(f"{len(runs)} runs in the cache. *Source*: what the training faces are (phantom: drawn faces; – for a "
+           "network trained elsewhere, whose accuracy is its latest `evaluate`). "
            "*Analysed*: the filter × AU analysis is stored; *null network*: the control it was compared with.")
 ui.csv_button("Runs (CSV)", partial(figures.csv_text, table), "runs.csv", "dl_runs")
 

@@ -6,6 +6,7 @@ stored under ``temporal``).
 Layer and AU are the shared view state (:mod:`app.state`)."""
 
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -42,7 +43,7 @@ labels = {r["sequence"]: f"{r['sequence']} · {r['expression']} · {r['frames']}
 by_label = {text: sid for sid, text in labels.items()}
 seq = by_label[c1.selectbox("Sequence", list(by_label), key="seq_sequence",
                             help=f"{len(table)} sequences in the run's data set "
-                                 f"({reader.config['faceset'].get('name', '?')})")]
+                                 f"({Path(str(reader.header.get('faceset_path', '?'))).stem})")]
 layer = state.selectbox(c3, "Layer", layers, name="layer", key="seq_layer", default=layers[-1])
 
 try:

@@ -49,7 +49,10 @@ class TopK:
     patch : (K, P, P) uint8
         Image pixels under ``box``, zero where the box leaves the image (P = receptive field).
     deconv : (K, P, P) float32
-        Zeiler-Fergus deconvnet projection of that one activation onto the pixels of ``box``.
+        The projection of that one activation onto the pixels of ``box``: the Zeiler-Fergus
+        deconvnet, or guided backpropagation (:meth:`RunReader.projection`). For a layer whose
+        receptive field is larger than the input of a network other than FERNet (layer attribute
+        ``patch_frame`` "image"), patch and projection cover the whole input (P = its side).
     """
 
     index: np.ndarray
@@ -178,6 +181,11 @@ class RunReader:
         info = self._layer(layer)
         return LayerGeometry(rf=int(info["rf"]), jump=int(info["jump"]), start=float(info["start"]),
                              out_size=int(info["out_size"]))
+
+    def projection(self, layer: str) -> str:
+        """How the layer's projections (``TopK.deconv``) were made: ``"deconvnet"`` (Zeiler-Fergus,
+        a network trained here) or ``"guided_backprop"`` (any other network)."""
+        return str(self._layer(layer).get("projection", "deconvnet"))
 
     def faceset(self):
         """The FaceSet the records were computed on (loaded once; images of all folds).

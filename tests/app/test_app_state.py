@@ -265,7 +265,7 @@ def test_runs_view_lists_and_compares_three_runs(tiny_run, tiny_null, tmp_path):
     assert_clean(at)
     listing = at.dataframe[0].value
     assert len(listing) == 3
-    assert {"data set", "protocol", "mean test accuracy (%)", "recorded", "null network", "training ended"} <= \
+    assert {"data set", "protocol", "mean test accuracy (%)", "recorded", "null network", "trained or imported"} <= \
         set(listing.columns)
     at.multiselect(key="runs_compare").set_value([str(d) for d in sorted((tmp_path / "runs").iterdir())])
     t0 = time.perf_counter()

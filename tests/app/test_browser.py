@@ -525,3 +525,52 @@ def test_the_build_runs_on_the_server_and_outlives_its_tab(build_server, browser
         second.close()
     (run,) = [d for d in (cache / "runs").iterdir() if d.is_dir()]
     assert (run / "records.h5").exists() and (run / "null" / "untrained" / "records.h5").exists()
+
+
+# ------------------------------------------------------------- a network trained elsewhere
+@pytest.fixture(scope="module")
+def foreign_server(request, tmp_path_factory):
+    """A dashboard server over the cache of the imported foreign networks (tests/conftest.py)."""
+    foreign = request.getfixturevalue("foreign_recorded")
+    env = dict(os.environ, TMPDIR=str(tmp_path_factory.mktemp("foreign-server-tmp")),
+               FERCORE_CACHE=str(foreign.cache))
+    port = _free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.address=127.0.0.1",
+           f"--server.port={port}", "--server.headless=true", "--browser.gatherUsageStats=false"]
+    proc, url = _start(cmd, env, port)
+    try:
+        yield url, foreign
+    finally:
+        _stop(proc)
+
+
+@pytest.mark.skipif(bool(SCREENSHOTS), reason="checks the imported test networks")
+def test_an_imported_network_in_the_filters_view_and_an_upload(foreign_server, browser, face_png):
+    url, foreign = foreign_server
+    run = foreign.runs["xception"]["torchscript"]
+    page = new_page(browser)
+    try:
+        page.goto(f"{url}/filters?run={run.name}")
+        settle(page, "Filters")
+        no_exceptions(page)
+        assert run.name in page.locator("[data-testid=stSidebar]").inner_text()
+        page.get_by_text("guided backpropagation", exact=False).first.wait_for(timeout=60_000)
+        page.locator("[data-testid=stImage] img").nth(3).wait_for()  # grid, patches, sources, projections
+        from fercore.store.layout import load_config
+
+        layer = load_config(run)["layers"][-1]
+        assert page.get_by_text("All ", exact=False).first.inner_text().endswith(layer)
+
+        page.locator("[data-testid=stSidebarNav] a[href$='/upload']").click()
+        settle(page, "Upload a face")
+        page.locator("[data-testid=stFileUploader] input[type=file]").set_input_files(
+            files=[{"name": "astronaut.png", "mimeType": "image/png", "buffer": face_png}])
+        page.get_by_text("Predicted expression").wait_for()
+        settle(page, "Grad-CAM per class, weighted by the class probability")
+        no_exceptions(page)
+        assert page.locator("[data-testid=stImage] img").count() > 8
+        body = page.locator("[data-testid=stMain]").inner_text()
+        assert "block1.sep1.depthwise" in body  # activation maps under the network's own layer names
+        assert "seen only drawn faces" not in body  # fercore does not know what an imported network saw
+    finally:
+        page.close()
