@@ -18,7 +18,13 @@ import numpy as np
 from fercore.analysis import estimators as est
 from fercore.analysis.criteria import STAGES, Criteria, funnel, judged_au, stage_reached
 from fercore.data.facs import presence
-from fercore.store.layout import is_null_dir, load_metrics, records_path, resolve_run
+from fercore.store.layout import (
+    is_null_dir,
+    latest_evaluation,
+    load_metrics,
+    records_path,
+    resolve_run,
+)
 from fercore.store.reader import open_run
 from fercore.store.records_h5 import STATS_VERSION, write_stats
 from fercore.util import Progress, no_progress
@@ -158,11 +164,15 @@ def run_warnings(run_dir: Path, *, n_units: int, testable: np.ndarray) -> list[s
     if not is_null_dir(run_dir):
         m = load_metrics(run_dir) or {}
         acc, conf = m.get("mean_test_acc"), m.get("confusion")
+        ev = latest_evaluation(run_dir) if not m else None
+        if ev is not None:  # a network trained elsewhere: its latest evaluate
+            acc, conf = ev.get("accuracy"), ev.get("confusion")
         if acc is not None and conf:
             rows = np.asarray(conf, dtype=np.float64).sum(axis=1)
             chance = float(rows.max() / rows.sum()) if rows.sum() else 0.0
             if acc < chance + WEAK_MARGIN:
-                out.append(f"weak run: mean test accuracy {acc:.1%} is within {WEAK_MARGIN:.0%} of chance "
+                out.append(f"weak run: {'accuracy' if ev is not None else 'mean test accuracy'} {acc:.1%} is within "
+                           f"{WEAK_MARGIN:.0%} of chance "
                            f"({chance:.1%}, the most frequent class); its filters' AU counts are not evidence "
                            "of anything learned")
     if n_units < MIN_UNITS:

@@ -274,6 +274,10 @@ def frame_features(model: FERNet, images: np.ndarray, *, layer: str = "features"
 
 def _cnn_identity(run_dir: Path) -> dict:
     cfg = load_config(run_dir)
+    if cfg.get("kind") == "imported":
+        raise ValueError(f"{run_dir.name}: an imported network; the CNN + LSTM reads the per-frame features of a "
+                         "network trained here (python -m fercore train); the imported network's frames can be "
+                         "recorded (record --data SEQUENCES.h5) and browsed in the Sequences view")
     return {"run_hash": cfg.get("run_hash"), "null": cfg.get("null"), "name": run_dir.name,
             "normalize": cfg.get("normalize", "standardize"), "class_names": cfg.get("class_names")}
 
