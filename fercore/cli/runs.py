@@ -19,7 +19,8 @@ def run(args: argparse.Namespace) -> int:
     runs = list_runs(args.root)
     if not runs:
         print(f"no runs in {args.root or runs_dir()}; build the default with `python -m fercore default` "
-              "or train one with `python -m fercore train`")
+              "or train one with `python -m fercore train`, or import your own network with `python -m fercore "
+              "import-model`")
         return 0
     for r in runs:
         if r.imported:
