@@ -265,30 +265,58 @@ def _first_lines(text: str, n: int) -> str:
 # ------------------------------------------------------------------------------- TorchScript
 
 def _torchscript_module(path: Path, example: torch.Tensor) -> nn.Module:
+    """TorchScript -> a ``torch.export`` program (PyTorch's converter) -> named modules; when that
+    conversion fails or changes the outputs, TorchScript -> ONNX (PyTorch's TorchScript-based
+    exporter, batch norms kept) -> onnx2torch. Either result is checked against the program."""
     try:
         ts = torch.jit.load(str(path), map_location="cpu")
     except Exception as e:
         raise ModelFileError(f"{path}: not a TorchScript file ({_first_lines(str(e), 1)})") from None
     ts.eval()
+    with torch.no_grad():
+        want = ts(example)
+    reasons = []
+    for route in (_ts_via_export, _ts_via_onnx):
+        try:
+            gm = route(ts, example)
+        except ModelFileError as e:
+            reasons.append(str(e))
+            continue
+        except Exception as e:
+            reasons.append(f"{type(e).__name__}: {_first_lines(str(e), 2)}")
+            continue
+        with torch.no_grad():
+            got = gm(example)
+        if not (isinstance(want, torch.Tensor) and isinstance(got, torch.Tensor)):
+            return gm  # the import's own check names a tuple or dict output
+        err = float((want - got).abs().max()) if want.shape == got.shape else float("inf")
+        if err <= 1e-4 * (1.0 + float(want.abs().max())):
+            return gm
+        reasons.append(f"the converted network's outputs differ from the program's by {err:.3g}")
+    raise ModelFileError(f"{path}: this TorchScript program could not be converted into a graph fercore can look "
+                         f"inside ({'; '.join(reasons)}); export it as ONNX (torch.onnx.export) or pass the state "
+                         "dict with --factory instead")
+
+
+def _ts_via_export(ts, example: torch.Tensor) -> nn.Module:
     from torch._export.converter import TS2EPConverter
 
-    try:
-        with warnings.catch_warnings(), _quiet_export_logs():
-            warnings.simplefilter("ignore")
-            ep = TS2EPConverter(ts, (example,)).convert()
-    except Exception as e:
-        raise ModelFileError(f"{path}: this TorchScript program could not be converted into a graph fercore can "
-                             f"look inside ({type(e).__name__}: {_first_lines(str(e), 2)}); export it as ONNX "
-                             "(torch.onnx.export) or pass the state dict with --factory instead") from None
-    gm = modularize(ep)
-    with torch.no_grad():
-        want, got = ts(example), gm(example)
-    if isinstance(want, torch.Tensor) and isinstance(got, torch.Tensor):
-        err = float((want - got).abs().max()) if want.shape == got.shape else float("inf")
-        if not err <= 1e-4 * (1.0 + float(want.abs().max())):
-            raise ModelFileError(f"{path}: converting the TorchScript program changed its outputs (max difference "
-                                 f"{err:.3g}); export it as ONNX or pass the state dict with --factory instead")
-    return gm
+    with warnings.catch_warnings(), _quiet_export_logs():
+        warnings.simplefilter("ignore")
+        ep = TS2EPConverter(ts, (example,)).convert()
+    return modularize(ep)
+
+
+def _ts_via_onnx(ts, example: torch.Tensor) -> nn.Module:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="fercore-ts-") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = Path(tmp) / "program.onnx"
+        torch.onnx.export(ts, (example,), str(path), dynamo=False, opset_version=ONNX_FALLBACK_OPSET,
+                          input_names=["input"], dynamic_axes={"input": {0: "batch"}},
+                          training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
+        return _onnx_module(path)
 
 
 @contextlib.contextmanager
@@ -596,7 +624,7 @@ def _onnx_module(path: Path) -> nn.Module:
     gm = _dotted_names(gm)
     if _nhwc(inputs[0][1]):
         _transpose_input(gm)
-    return gm
+    return gm.eval()
 
 
 def _convert(convert, model):

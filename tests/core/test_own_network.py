@@ -309,3 +309,19 @@ def test_the_cli_reports_a_bad_model_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("fercore import-model: error:") and "model.onnx" in err
     assert "Traceback" not in err
+
+
+def test_torchscript_that_torch_export_cannot_convert_goes_through_onnx(foreign, monkeypatch):
+    """When PyTorch's TorchScript converter fails, the program is exported to ONNX and converted."""
+    from torch._export import converter
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("unsupported TorchScript node prim::Uninitialized")
+
+    monkeypatch.setattr(converter, "TS2EPConverter", refuse)
+    kw = foreign.files["resnet"]["torchscript"]
+    net = load_module(kw["model_file"], "torchscript", example=torch.randn(2, 1, 48, 48))
+    x = load_imported(foreign.runs["resnet"]["state_dict"]).inputs.prepare(foreign.faceset.images[:3])
+    want = torch.jit.load(str(kw["model_file"]))(x)
+    torch.testing.assert_close(net(x), want, atol=1e-4, rtol=1e-4)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in net.modules()) == 6
