@@ -251,7 +251,8 @@ def ensure_null(run_dir: str | Path, *, kind: str = "untrained", progress: Progr
     out = null_dir(run_dir, kind)
     if is_imported(load_config(run_dir)) and kind != "permuted":
         raise ValueError(f"null {kind!r}: {run_dir.name} is an imported network, whose initialisation and training "
-                         "fercore do not know; its null is its own weights permuted: --null permuted")
+                         "fercore do not know; its null is its own weights permuted (analyze --null permuted, null --kind "
+                         "permuted)")
     data, fold, k, layers = _run_records(run_dir)
     if kind == "untrained":
         _make_untrained(run_dir, out, fold=fold, data=data)

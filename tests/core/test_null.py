@@ -171,3 +171,32 @@ def test_analysis_without_a_null_builds_none(run_dir):
     assert s["null"] == "" and not (run_dir / "null").exists()
     assert "null_stages" not in s["layers"][0] and s["layers"][0]["stages"]["raw"]["expected_false"] is None
     assert "null network: none" in format_summary(s)
+
+
+def test_permuted_null_of_a_run_trained_here_keeps_each_tensors_values(recorded):
+    """The permuted null works on fercore's own networks too: every weight tensor holds the run's
+    values in another order, and it is recorded on the same data and cached."""
+    from fercore.analysis.nulls import permute_weights, reestimate_batchnorm
+    from fercore.store.reader import open_run
+
+    out = ensure_null(recorded, kind="permuted")
+    assert out == null_dir(recorded, "permuted") and open_run(out).header["k"] == open_run(recorded).header["k"]
+    a = torch.load(recorded / "weights" / "fold0.pt", weights_only=True)
+    b = torch.load(out / "weights" / "fold0.pt", weights_only=True)
+    for key in a:
+        assert not torch.equal(a[key], b[key]) or a[key].numel() < 2 or a[key].unique().numel() == 1, key
+        torch.testing.assert_close(a[key].flatten().sort().values, b[key].flatten().sort().values)
+    stamp = os.stat(out / "records.h5").st_mtime_ns
+    assert ensure_null(recorded, kind="permuted") == out
+    assert os.stat(out / "records.h5").st_mtime_ns == stamp
+    # batch norm: running statistics are not permuted but estimated again, to the data's moments
+    bn = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4)).eval()
+    bn[1].running_var.fill_(7.0)
+    permute_weights(bn)
+    x = [torch.randn(16, 1, 8, 8) * 3 + 1 for _ in range(4)]
+    assert reestimate_batchnorm(bn, x) == 1 and not bn.training
+    h = bn[0](torch.cat(x))
+    torch.testing.assert_close(bn[1].running_mean, h.mean((0, 2, 3)), atol=1e-4, rtol=1e-4)
+    # the mean of the batches' (unbiased) variances: the pooled variance up to the batch means' spread
+    torch.testing.assert_close(bn[1].running_var, h.var((0, 2, 3)), atol=1e-3, rtol=5e-2)
+    assert not torch.allclose(bn[1].running_var, torch.full((4,), 7.0))
