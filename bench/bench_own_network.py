@@ -42,11 +42,11 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("FERCORE_CACHE", str(Path(tempfile.gettempdir()) / "bench-own-network"))
 
+    import foreign_nets
     import h5py
     import numpy as np
     import torch
 
-    import foreign_nets
     from fercore.analysis.analyze import analyze
     from fercore.data.phantom import generate_faceset
     from fercore.pipeline import phantom_path
