@@ -583,12 +583,10 @@ def _fill_patches_and_deconv(model, fs: FaceSet, lists: dict, geos: dict, *, in_
                     sizes = forward_switches(model, x[:1], names[-1])[1]
                 switches = _chunk_switches(model, x, chunk, deepest, cache, sizes)
             for name in names:
-                t = todo[name]
-                lo, hi = np.searchsorted(t[:, 3], [chunk[0], chunk[-1] + 1])
-                if hi == lo:
+                got = _chunk_entries(todo[name], chunk)
+                if got is None:
                     continue
-                lid, fi, ki, img = t[lo:hi].T
-                local = np.searchsorted(chunk, img)
+                lid, fi, ki, local = got
                 for which, key in ((0, "topk"), (1, "topk_distinct")):
                     sel = lid == which
                     if sel.any():
@@ -635,6 +633,16 @@ def _entries(names: list[str], lists: dict, own: tuple[int, int]) -> tuple[dict,
     return todo, copies
 
 
+def _chunk_entries(t: np.ndarray, chunk: np.ndarray):
+    """The entries of one layer (``_entries`` rows, sorted by image) on the images ``chunk`` (sorted):
+    (list id, filter, rank, the image's place in ``chunk``), or None when there are none."""
+    lo, hi = np.searchsorted(t[:, 3], [chunk[0], chunk[-1] + 1])
+    if hi == lo:
+        return None
+    lid, fi, ki, img = t[lo:hi].T
+    return lid, fi, ki, np.searchsorted(chunk, img)
+
+
 def _copy_shared(names: list[str], lists: dict, copies: dict, own: tuple[int, int]) -> None:
     """Distinct entries that are raw entries too (the same unit) get the raw entry's patch and
     projection."""
@@ -668,12 +676,10 @@ def _fill_patches_and_guided(model: nn.Module, fs: FaceSet, lists: dict, geos: d
         pix = np.clip(np.round(unit[:, 0].numpy() * 255.0), 0, 255).astype(np.uint8)  # (B, S, S)
         x = spec.prepare(fs.images[chunk]).to(device)
         for name in names:
-            t = todo[name]
-            lo, hi = np.searchsorted(t[:, 3], [chunk[0], chunk[-1] + 1])
-            if hi == lo:
+            got = _chunk_entries(todo[name], chunk)
+            if got is None:
                 continue
-            lid, fi, ki, img = t[lo:hi].T
-            local = np.searchsorted(chunk, img)
+            lid, fi, ki, local = got
             pos = np.where((lid == 0)[:, None], lists[(name, "topk")]["pos"][fi, ki],
                            lists[(name, "topk_distinct")]["pos"][fi, ki]).astype(np.int64)
             grad = guided_backprop(model, x, name, torch.from_numpy(local), torch.from_numpy(fi),

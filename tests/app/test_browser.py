@@ -118,14 +118,19 @@ def server(request, server_tmp):
     if not SCREENSHOTS:
         env["FERCORE_CACHE"] = str(request.getfixturevalue("tiny_cache"))
         request.getfixturevalue("tiny_null")  # the controls need the null network
-    port = _free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.address=127.0.0.1",
-           f"--server.port={port}", "--server.headless=true", "--browser.gatherUsageStats=false"]
-    proc, url = _start(cmd, env, port)
+    proc, url = _local_server(env)
     try:
         yield url
     finally:
         _stop(proc)
+
+
+def _local_server(env: dict):
+    """(process, URL) of ``streamlit run app/main.py`` on a free port of 127.0.0.1."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.address=127.0.0.1",
+           f"--server.port={port}", "--server.headless=true", "--browser.gatherUsageStats=false"]
+    return _start(cmd, env, port)
 
 
 @pytest.fixture(scope="module")
@@ -226,6 +231,17 @@ def no_exceptions(page) -> None:
     assert page.locator("[data-testid=stAlertContentError]").count() == 0
 
 
+def upload_face(page, png: bytes) -> None:
+    """Go to the Upload view, upload the photo and wait for its whole analysis (no error)."""
+    page.locator("[data-testid=stSidebarNav] a[href$='/upload']").click()
+    settle(page, "Upload a face")
+    page.locator("[data-testid=stFileUploader] input[type=file]").set_input_files(
+        files=[{"name": "astronaut.png", "mimeType": "image/png", "buffer": png}])
+    page.get_by_text("Predicted expression").wait_for()
+    settle(page, "Grad-CAM per class, weighted by the class probability")
+    no_exceptions(page)
+
+
 def query(page) -> dict:
     return dict(urllib.parse.parse_qsl(urllib.parse.urlparse(page.url).query))
 
@@ -284,13 +300,7 @@ def test_every_view_and_an_upload(server, page, shots_dir, face_png):
     page.locator("[data-testid=stDataFrame]").first.wait_for()
     shoot(page, shots_dir / "runs.png")
 
-    page.locator("[data-testid=stSidebarNav] a[href$='/upload']").click()
-    settle(page, "Upload a face")
-    page.locator("[data-testid=stFileUploader] input[type=file]").set_input_files(
-        files=[{"name": "astronaut.png", "mimeType": "image/png", "buffer": face_png}])
-    page.get_by_text("Predicted expression").wait_for()
-    settle(page, "Grad-CAM per class, weighted by the class probability")
-    no_exceptions(page)
+    upload_face(page, face_png)
     assert page.locator("[data-testid=stMetricValue]").first.inner_text().strip()
     assert page.locator("[data-testid=stImage] img").count() > 8  # crop, Grad-CAM and activation overlays
     page.get_by_text("seen only drawn faces", exact=False).first.wait_for(timeout=60_000)  # a phantom-trained run
@@ -534,10 +544,7 @@ def foreign_server(request, tmp_path_factory):
     foreign = request.getfixturevalue("foreign_recorded")
     env = dict(os.environ, TMPDIR=str(tmp_path_factory.mktemp("foreign-server-tmp")),
                FERCORE_CACHE=str(foreign.cache))
-    port = _free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.address=127.0.0.1",
-           f"--server.port={port}", "--server.headless=true", "--browser.gatherUsageStats=false"]
-    proc, url = _start(cmd, env, port)
+    proc, url = _local_server(env)
     try:
         yield url, foreign
     finally:
@@ -561,13 +568,7 @@ def test_an_imported_network_in_the_filters_view_and_an_upload(foreign_server, b
         layer = load_config(run)["layers"][-1]
         assert page.get_by_text("All ", exact=False).first.inner_text().endswith(layer)
 
-        page.locator("[data-testid=stSidebarNav] a[href$='/upload']").click()
-        settle(page, "Upload a face")
-        page.locator("[data-testid=stFileUploader] input[type=file]").set_input_files(
-            files=[{"name": "astronaut.png", "mimeType": "image/png", "buffer": face_png}])
-        page.get_by_text("Predicted expression").wait_for()
-        settle(page, "Grad-CAM per class, weighted by the class probability")
-        no_exceptions(page)
+        upload_face(page, face_png)
         assert page.locator("[data-testid=stImage] img").count() > 8
         body = page.locator("[data-testid=stMain]").inner_text()
         assert "block1.sep1.depthwise" in body  # activation maps under the network's own layer names
