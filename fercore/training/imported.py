@@ -10,7 +10,7 @@ order), and writes a run directory that every later stage and view takes like a 
         model/<file>    the model file (and the factory's Python file), copied in
 
 The run has no folds and no training curves (fercore does not know the data it was trained on);
-``evaluate`` scores it on a FaceSet, ``record --data FILE`` records it. :func:`load_imported` gives
+``evaluate`` scores it on a FaceSet, ``record --data FILE`` records it. :func:`fercore.training.network.load_network` gives
 its :class:`~fercore.training.network.Network`.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from fercore.data.facs import canonical_emotion
-from fercore.store.layout import is_null_dir, load_config, runs_dir, trained_folds
+from fercore.store.layout import load_config, runs_dir
 from fercore.training.formats import (
     ModelFileError,
     detect_format,
@@ -34,15 +34,13 @@ from fercore.training.formats import (
     parse_factory,
 )
 from fercore.training.inputs import MEAN_STD, InputSpec
-from fercore.training.network import Network, module_order
+from fercore.training.network import example_input, module_order
 from fercore.util import Progress, file_hash, no_progress, stable_hash, write_json
 
-__all__ = ["IMPORTER_VERSION", "ModelFileError", "describe", "import_model", "load_imported", "map_classes"]
+__all__ = ["IMPORTER_VERSION", "ModelFileError", "describe", "import_model", "map_classes"]
 
 #: Bumped when an import of the same file would be written differently.
 IMPORTER_VERSION = 1
-#: Seed of the random inputs the import checks the network with.
-_CHECK_SEED = 0
 
 
 def map_classes(names) -> tuple[list[str], list[str]]:
@@ -74,11 +72,6 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.]+", "-", text).strip("-.")[:60] or "model"
 
 
-def _example(spec: InputSpec, batch: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(_CHECK_SEED + batch)
-    return torch.randn(batch, spec.channels, spec.size, spec.size, generator=g)
-
-
 def _onnx_expectations(path: Path, spec: InputSpec) -> None:
     """An ONNX file states its input shape: say at once when --size or --channels differ."""
     import onnx
@@ -104,7 +97,7 @@ def _onnx_expectations(path: Path, spec: InputSpec) -> None:
 
 def _inspect(module, spec: InputSpec, n_classes: int, path: Path) -> dict:
     """Run the network on random inputs: what it returns, its conv layers in forward order."""
-    x = _example(spec, 2)
+    x = example_input(spec, 2)
     shape = f"({2}, {spec.channels}, {spec.size}, {spec.size})"
     try:
         with torch.no_grad():
@@ -133,7 +126,7 @@ def _inspect(module, spec: InputSpec, n_classes: int, path: Path) -> dict:
     if not torch.isfinite(out).all():
         raise ModelFileError(f"{path}: the network returns NaN or infinite scores on a random {shape} input; check "
                              "--mean and --std and that the file holds trained weights")
-    x3 = _example(spec, 3)
+    x3 = example_input(spec, 3)
     try:
         with torch.no_grad():
             out3 = module(x3)
@@ -211,7 +204,7 @@ def import_model(model_file, *, classes, size: int, channels: int = 1, mean=None
     if factory is not None:
         fac_file, fac_func = parse_factory(factory)
     progress(0, 3, "import")
-    module = load_module(path, fmt, factory=factory, example=_example(spec, 2))
+    module = load_module(path, fmt, factory=factory, example=example_input(spec, 2))
     progress(1, 3, "import")
     info = _inspect(module, spec, len(names), path)
     run_classes, unmapped = map_classes(names)
@@ -276,44 +269,6 @@ def _copy_model(path: Path, fmt: str, dest: Path) -> None:
             onnx.save(onnx.load(str(path)), str(dest))
             return
     shutil.copy2(path, dest)
-
-
-def _model_root(run_dir: Path) -> Path:
-    """The directory holding ``model/``: the run's, or for a null network its run's."""
-    return run_dir.parent.parent if is_null_dir(run_dir) else run_dir
-
-
-def load_imported(run_dir) -> Network:
-    """The imported network of a run (or of its null network: the same module with the null's
-    weights, ``weights/fold<t>.pt``), in eval mode on the CPU."""
-    run_dir = Path(run_dir)
-    cfg = load_config(run_dir)
-    m = cfg["model"]
-    base = _model_root(run_dir)
-    spec = InputSpec.from_dict(cfg["input"])
-    path = base / m["file"]
-    if not path.is_file():
-        raise ModelFileError(f"{path}: the run's model file is missing; import the network again "
-                             f"(python -m fercore import-model ...)")
-    factory = None
-    if m.get("factory"):
-        rel, func = str(m["factory"]).rsplit(":", 1)
-        factory = f"{base / rel}:{func}"
-    module = load_module(path, m["format"], factory=factory, example=_example(spec, 2),
-                         factory_dir=m.get("factory_dir"))
-    weights = m["file"]
-    folds = trained_folds(run_dir) if is_null_dir(run_dir) else []
-    if folds:
-        wpath = run_dir / "weights" / f"fold{folds[0]}.pt"
-        try:
-            state = torch.load(wpath, map_location="cpu", weights_only=True)
-            module.load_state_dict(state)
-        except Exception as e:
-            raise ModelFileError(f"{wpath}: unreadable null weights ({type(e).__name__}: {_short(e)}); delete "
-                                 f"{run_dir} and build the null again") from None
-        weights = f"weights/fold{folds[0]}.pt"
-    return Network(module=module, inputs=spec, class_names=tuple(cfg["class_names"]), layers=tuple(cfg["layers"]),
-                   imported=True, outputs=m.get("outputs", "logits"), fold=-1, weights=weights)
 
 
 def describe(cfg: dict) -> str:

@@ -17,10 +17,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fercore.store.layout import is_imported, load_config, trained_folds
+from fercore.store.layout import is_imported, is_null_dir, load_config, trained_folds
+from fercore.training.formats import ModelFileError, load_module
 from fercore.training.inputs import InputSpec
 
-__all__ = ["Network", "check_layers", "load_network", "module_order"]
+__all__ = ["Network", "check_layers", "example_input", "load_imported", "load_network", "module_order"]
+
+#: Seed of the random inputs a network is checked and converted with.
+_EXAMPLE_SEED = 0
 
 
 @dataclass
@@ -159,8 +163,6 @@ def load_network(run_dir, fold: int | None = None) -> Network:
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
     if is_imported(cfg):
-        from fercore.training.imported import load_imported
-
         return load_imported(run_dir)
     from fercore.training.models import conv_layers, load_model
 
@@ -172,3 +174,52 @@ def load_network(run_dir, fold: int | None = None) -> Network:
     names = tuple(cfg.get("class_names") or cfg["faceset"]["class_names"])
     return Network(module=model, inputs=spec, class_names=names, layers=tuple(conv_layers(model)), imported=False,
                    fold=int(fold if fold is not None else 0), weights=f"weights/fold{fold}.pt")
+
+
+def example_input(spec: InputSpec, batch: int) -> torch.Tensor:
+    """A seeded random (batch, channels, size, size) input of the spec (to check, trace, convert)."""
+    g = torch.Generator().manual_seed(_EXAMPLE_SEED + batch)
+    return torch.randn(batch, spec.channels, spec.size, spec.size, generator=g)
+
+
+def _first_line(e: Exception) -> str:
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    return (lines[0] if lines else "")[:300]
+
+
+def _model_root(run_dir: Path) -> Path:
+    """The directory holding ``model/``: the run's, or for a null network its run's."""
+    return run_dir.parent.parent if is_null_dir(run_dir) else run_dir
+
+
+def load_imported(run_dir) -> Network:
+    """The imported network of a run (or of its null network: the same module with the null's
+    weights, ``weights/fold<t>.pt``), in eval mode on the CPU."""
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir)
+    m = cfg["model"]
+    base = _model_root(run_dir)
+    spec = InputSpec.from_dict(cfg["input"])
+    path = base / m["file"]
+    if not path.is_file():
+        raise ModelFileError(f"{path}: the run's model file is missing; import the network again "
+                             f"(python -m fercore import-model ...)")
+    factory = None
+    if m.get("factory"):
+        rel, func = str(m["factory"]).rsplit(":", 1)
+        factory = f"{base / rel}:{func}"
+    module = load_module(path, m["format"], factory=factory, example=example_input(spec, 2),
+                         factory_dir=m.get("factory_dir"))
+    weights = m["file"]
+    folds = trained_folds(run_dir) if is_null_dir(run_dir) else []
+    if folds:
+        wpath = run_dir / "weights" / f"fold{folds[0]}.pt"
+        try:
+            state = torch.load(wpath, map_location="cpu", weights_only=True)
+            module.load_state_dict(state)
+        except Exception as e:
+            raise ModelFileError(f"{wpath}: unreadable null weights ({type(e).__name__}: {_first_line(e)}); delete "
+                                 f"{run_dir} and build the null again") from None
+        weights = f"weights/fold{folds[0]}.pt"
+    return Network(module=module, inputs=spec, class_names=tuple(cfg["class_names"]), layers=tuple(cfg["layers"]),
+                   imported=True, outputs=m.get("outputs", "logits"), fold=-1, weights=weights)

@@ -18,8 +18,9 @@ from fercore.recording.hooks import hook_count
 from fercore.store.layout import list_runs, load_config
 from fercore.store.reader import open_run
 from fercore.training.formats import ModelFileError, load_module
-from fercore.training.imported import import_model, load_imported, map_classes
+from fercore.training.imported import import_model, map_classes
 from fercore.training.models import ModelSpec, build_model, conv_layers, layer_geometry
+from fercore.training.network import load_imported
 
 NAMES = list(foreign_nets.NETS)
 
