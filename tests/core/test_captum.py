@@ -17,6 +17,10 @@ itself (Captum is a test dependency only: ``requirements-dev.txt``; ``fercore`` 
   value scaling). Zero-bias CNN (5x5 bias-free convs, tiling pools), a VGG13 (3x3 convs with
   biases, dropout in eval mode) and a small net with overlapping, padded pools and a stride-2
   conv; units at the centre, at the corners and next to the border (boxes leaving the image).
+- **Guided backpropagation** (:func:`fercore.recording.guided.guided_backprop`, the projection of
+  any network other than fercore's own) equals ``captum.attr.GuidedBackprop`` on the same unit
+  (a wrapper whose output is that unit), on the input, for the ResNet-style and the 3-channel
+  networks of ``tests/foreign_nets.py`` (batch norm, residual adds, in-place ReLUs).
 """
 
 from __future__ import annotations
@@ -239,3 +243,48 @@ def test_deconv_equals_captum_deconvolution(arch, faces, one_thread):
                     assert float((got[p] - v * crop1).abs().max()) <= DECONV_RTOL * v * peak1 + 1e-30, where
         assert nonzero >= len(img) // 2, (layer, nonzero)  # the projections compared are not all zero
     assert not model.training
+
+
+# ------------------------------------------------------------- guided backpropagation, any network
+class _Unit(nn.Module):
+    """One unit of a layer as a network's only output: Captum attributes the input to it."""
+
+    def __init__(self, net: nn.Module, layer: str, f: int, i: int, j: int):
+        super().__init__()
+        self.net, self.layer, self.unit = net, layer, (f, i, j)
+
+    def forward(self, x):
+        from fercore.recording.hooks import LayerCapture
+
+        with LayerCapture(self.net, [self.layer], detach=False, stop=True, eval_mode=False) as cap:
+            cap.run(x)
+            a = cap.outputs[self.layer]
+        f, i, j = self.unit
+        return a[:, f, i, j][:, None]
+
+
+@pytest.mark.parametrize("name", ["resnet", "rgb"])
+def test_guided_backprop_equals_captum_guided_backprop(name, one_thread):
+    """:func:`fercore.recording.guided.guided_backprop` equals ``captum.attr.GuidedBackprop`` on
+    the same unit of networks whose ReLUs are ``nn.ReLU`` modules (in-place ones included: the
+    3-channel net), on the input; tolerance 1e-5 of the gradient's peak."""
+    import foreign_nets
+    from captum.attr import GuidedBackprop
+
+    from fercore.recording.fields import measure_geometry
+    from fercore.recording.guided import guided_backprop
+
+    torch.manual_seed(3)
+    net = getattr(foreign_nets, foreign_nets.NETS[name][0])().eval()
+    channels = foreign_nets.NETS[name][1]
+    x = torch.randn(3, channels, 48, 48)
+    layers = [n for n, m in net.named_modules() if isinstance(m, nn.Conv2d)]
+    geos = measure_geometry(net, layers, size=48, channels=channels)
+    for layer in (layers[1], layers[-1]):
+        n_out = geos[layer][0].out_size
+        for img, (f, i, j) in enumerate([(0, 0, 0), (1, n_out // 2, n_out // 3), (2, n_out - 1, n_out - 1)]):
+            ours = guided_backprop(net, x, layer, torch.tensor([img]), torch.tensor([f]), torch.tensor([[i, j]]))[0]
+            ref = GuidedBackprop(_Unit(net, layer, f, i, j)).attribute(x[img:img + 1].clone(), target=0)[0]
+            peak = float(ref.abs().max())
+            assert peak > 0, (layer, f, i, j)
+            torch.testing.assert_close(ours, ref.detach(), atol=1e-5 * peak, rtol=0)
