@@ -326,3 +326,40 @@ def test_torchscript_that_torch_export_cannot_convert_goes_through_onnx(foreign,
     want = torch.jit.load(str(kw["model_file"]))(x)
     torch.testing.assert_close(net(x), want, atol=1e-4, rtol=1e-4)
     assert sum(isinstance(m, torch.nn.Conv2d) for m in net.modules()) == 6
+
+
+@pytest.mark.parametrize("arch", ["zero_bias", "vgg13"])
+def test_the_walk_for_any_module_records_what_the_fernet_path_records(tmp_path, arch):
+    """fercore's own network taken as a plain module (hooks, measured fields, guided projections)
+    gives the fast path's lists, maxima and boxes."""
+    from test_record import make_faceset
+
+    from fercore.recording.record import record_model
+    from fercore.training.inputs import InputSpec
+
+    fs = make_faceset(n=40, size=32)
+    model = build_model(ModelSpec(arch=arch, in_size=32, n_classes=3, width=0.1, init_seed=1)).eval()
+
+    class Plain(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features, self.classifier = model.features, model.classifier
+
+        def forward(self, x):
+            return self.classifier(torch.flatten(self.features(x), 1))
+
+    a = record_model(model, fs, tmp_path / "fast.h5", normalize_method="standardize", k=5)
+    b = record_model(Plain(), fs, tmp_path / "any.h5", inputs=InputSpec(size=32, normalize="standardize"), k=5)
+    with h5py.File(a) as fa, h5py.File(b) as fb:
+        assert fb.attrs["projection"] == "guided_backprop" and json.loads(fb.attrs["layers"]) == conv_layers(model)
+        for layer in conv_layers(model):
+            ga, gb = fa["layers"][layer], fb["layers"][layer]
+            for key in ("rf", "jump", "start", "out_size"):
+                assert ga.attrs[key] == gb.attrs[key], (layer, key)
+            np.testing.assert_allclose(ga["max_act"][()], gb["max_act"][()], atol=1e-3)
+            keys = ("index", "pos", "box") + (("patch",) if gb.attrs["patch_frame"] == "box" else ())
+            if gb.attrs["patch_frame"] == "image":  # a field larger than the input: the whole face
+                assert ga.attrs["rf"] > 32 and gb["topk/patch"].shape[-1] == 32
+            for lst in ("topk", "topk_distinct"):
+                for key in keys:
+                    np.testing.assert_array_equal(ga[f"{lst}/{key}"][()], gb[f"{lst}/{key}"][()], err_msg=f"{layer} {lst}/{key}")
