@@ -10,9 +10,15 @@ of the run and of its null (raw / distinct / beyond emotion), the null's beyond-
 the calibration figure (target: at most 1 per layer, as for the untrained null), and whether the three
 formats give identical record indices.
 
+With ``--fernet`` it also records fercore's own zero-bias CNN and VGG13 (half width, untrained, 64 px,
+``--fernet-n`` faces) twice, through their fast path (deconvnet, the layer chain's geometry) and
+as plain modules through the walk for any network (hooks, measured fields, guided
+backpropagation), and prints both times, their ratio and whether the lists and geometry agree.
+
 Usage::
 
     python bench/bench_own_network.py [--n 2400] [--steps 300] [--k 16] [--nets resnet xception rgb]
+                                      [--fernet] [--fernet-n 480]
 
 Runs in a cache of its own (``$FERCORE_CACHE``, default a ``bench-own-network`` folder in the
 system temporary directory). The accuracy printed is on the same phantom faces the network was
@@ -39,6 +45,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300, help="SGD steps of batch 32 outside fercore")
     ap.add_argument("--k", type=int, default=16)
     ap.add_argument("--nets", nargs="+", default=["resnet", "xception", "rgb"])
+    ap.add_argument("--fernet", action="store_true", help="also time FERNet's fast path against the walk for any module")
+    ap.add_argument("--fernet-n", type=int, default=480)
     args = ap.parse_args()
     os.environ.setdefault("FERCORE_CACHE", str(Path(tempfile.gettempdir()) / "bench-own-network"))
 
@@ -109,6 +117,48 @@ def main() -> None:
         for w in summary.get("warnings", []):
             print(f"  warning: {w}")
         print(f"  permuted null, most filters beyond emotion in one layer: {worst} (target <= 1)")
+    if args.fernet:
+        _fernet_paths(args)
+
+
+def _fernet_paths(args) -> None:
+    import h5py
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from fercore.data.phantom import generate_faceset
+    from fercore.recording.record import record_model
+    from fercore.store.layout import cache_dir
+    from fercore.training.inputs import InputSpec
+    from fercore.training.models import ModelSpec, build_model
+
+    fs = generate_faceset(n=args.fernet_n, size=64, seed=0)
+    print(f"\n== FERNet's fast path against the walk for any module ({len(fs)} faces, 64 px, k = 4)")
+    for spec in (ModelSpec(arch="zero_bias", in_size=64, width=0.5), ModelSpec(arch="vgg13", in_size=64, width=0.5)):
+        model = build_model(spec).eval()
+
+        class Plain(nn.Module):  # the same network, not a FERNet
+            def __init__(self, net):
+                super().__init__()
+                self.features, self.classifier = net.features, net.classifier
+
+            def forward(self, x):
+                return self.classifier(torch.flatten(self.features(x), 1))
+
+        a, b = cache_dir() / "fast.h5", cache_dir() / "any.h5"
+        t0 = time.perf_counter()
+        record_model(model, fs, a, normalize_method="standardize", k=4)
+        fast = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        record_model(Plain(model), fs, b, inputs=InputSpec(size=64, normalize="standardize"), k=4)
+        walk = time.perf_counter() - t0
+        with h5py.File(a) as fa, h5py.File(b) as fb:
+            same = all(np.array_equal(fa["layers"][la]["topk/index"][()], fb["layers"][la]["topk/index"][()])
+                       and all(fa["layers"][la].attrs[k] == fb["layers"][la].attrs[k] for k in ("rf", "jump", "start"))
+                       for la in fa["layers"])
+        print(f"  {spec.arch} width 0.5: fast path {fast:.1f} s, any module {walk:.1f} s (ratio {walk / fast:.2f}); "
+              f"identical lists and geometry: {same}")
 
 
 if __name__ == "__main__":
