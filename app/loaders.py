@@ -266,7 +266,7 @@ def confusion_figure(run_dir: str, stamp: float):
 def topk(run_dir: str, stamp: float, layer: str, f: int, distinct: bool) -> dict:
     """The filter's top-K (the reader's TopK) as a plain dict of arrays."""
     t = reader(run_dir, stamp).topk(layer, int(f), distinct=distinct)
-    return {k: np.asarray(getattr(t, k)) for k in ("index", "activation", "pos", "box", "patch", "deconv")}
+    return {k: np.asarray(getattr(t, k)) for k in ("index", "activation", "pos", "box", "patch")}
 
 
 def evidence(run_dir: str, stamp: float, layer: str):
@@ -442,16 +442,15 @@ def cooc_heatmap(run_dir: str, stamp: float):
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def filter_grid(run_dir: str, stamp: float, layer: str, kind: str, size: int = 48) -> list[bytes]:
-    """PNG bytes per filter (index = filter): its top patch ("patch") or the deconvnet
-    projection of its top activation ("deconv"), ``size`` pixels square."""
+    """PNG bytes per filter (index = filter): its top patch ("patch") or the projection of its top
+    activation ("deconv"; call only once :func:`projections_ready` says the layer's are computed),
+    ``size`` pixels square."""
     r = reader(run_dir, stamp)
-    arrays = r.topk_arrays(layer)
-    tiles = []
-    for f in range(len(arrays["index"])):
-        t = r.topk(layer, f)
-        img = t.patch[0] if kind == "patch" else figures.to_uint8(t.deconv[0])
-        tiles.append(figures.png_bytes(figures.resize(img, size)))
-    return tiles
+    if kind == "patch":
+        imgs = [r.topk(layer, f).patch[0] for f in range(r.n_filters(layer))]
+    else:
+        imgs = [figures.to_uint8(p) for p in r.top1_projections(layer)]
+    return [figures.png_bytes(figures.resize(img, size)) for img in imgs]
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -476,21 +475,21 @@ def filter_panels(run_dir: str, stamp: float, layer: str, f: int, distinct: bool
     Returns
     -------
     dict
-        ``patches``, ``deconv``, ``sources``: one PNG each, the top-K best first in a grid of
-        tiles with their captions drawn under them (activation values; image index, label and
-        AUs under the sources; also the download); ``table`` (rank, image, label, AUs,
-        activation); ``n`` (images listed).
+        ``patches``, ``sources``: one PNG each, the top-K best first in a grid of tiles with their
+        captions drawn under them (activation values; image index, label and AUs under the
+        sources; also the download); ``table`` (rank, image, label, AUs, activation); ``n``
+        (images listed). The projections come on their own (:func:`projection_panel`): they are
+        made on demand.
     """
     t = topk(run_dir, stamp, layer, f, distinct)
     fs = faceset(run_dir, stamp)
     scale = max(1, 128 // fs.size)
     size_in = int(reader(run_dir, stamp).header.get("image_size", fs.size))
-    patches, deconv, sources, acts, src_caps, rows = [], [], [], [], [], []
+    patches, sources, acts, src_caps, rows = [], [], [], [], []
     for i, idx in enumerate(t["index"]):
         if idx < 0:
             continue
         patches.append(figures.resize(t["patch"][i], 96))
-        deconv.append(figures.resize(figures.to_uint8(t["deconv"][i]), 96))
         sources.append(figures.draw_box(figures.resize(fs.images[idx], size_in), t["box"][i], scale=scale))
         label = fs.class_names[fs.labels[idx]] if fs.labels[idx] >= 0 else "unlabelled"
         present = [f"AU{int(a)}" for a, v in zip(fs.au_ids, fs.aus[idx], strict=True) if v > 0]
@@ -500,12 +499,61 @@ def filter_panels(run_dir: str, stamp: float, layer: str, f: int, distinct: bool
                      "activation": float(t["activation"][i])})
     cols = 12  # 96 px tiles: a row fits the wide layout beside the sidebar
     out = {"patches": figures.png_bytes(figures.captioned_tiles(patches, acts, cols=cols, lines=1)),
-           "deconv": figures.png_bytes(figures.captioned_tiles(deconv, acts, cols=cols, lines=1)),
            "sources": figures.png_bytes(figures.captioned_tiles(
                sources, src_caps, cols=max(1, 1150 // (sources[0].shape[1] + 6)) if sources else 1, lines=3)),
            "table": figures.sig3(pd.DataFrame(rows, columns=["rank", "image", "label", "AUs present", "activation"])),
            "n": len(sources)}
     return out
+
+
+# ----------------------------------------------------------------------- projections on demand
+def projections_ready(run_dir: str, stamp: float, layer: str, f: int | None) -> bool:
+    """Whether filter ``f``'s projections (``None``: every filter's first one, for the grid) are
+    computed (read from the cache each time: another tab or a job may have just written them)."""
+    r = reader(run_dir, stamp)
+    return (r.top1_projections(layer) if f is None else r.projections(layer, int(f))) is not None
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def projection_panel(run_dir: str, stamp: float, layer: str, f: int, distinct: bool) -> bytes:
+    """One filter's top-K projections as one PNG of captioned tiles, best first (call once
+    :func:`projections_ready`)."""
+    r = reader(run_dir, stamp)
+    t = topk(run_dir, stamp, layer, f, distinct)
+    proj = r.projections(layer, int(f))["distinct" if distinct else "raw"]
+    tiles = [figures.resize(figures.to_uint8(proj[i]), 96) for i, idx in enumerate(t["index"]) if idx >= 0]
+    caps = [f"act {a:.3g}" for a, idx in zip(t["activation"], t["index"], strict=True) if idx >= 0]
+    return figures.png_bytes(figures.captioned_tiles(tiles, caps, cols=12, lines=1))
+
+
+def start_projections(run_dir: str, stamp: float, layer: str, f: int | None):
+    """Compute filter ``f``'s projections (``None``: every filter's first, for the grid) on the
+    server and cache them beside the records: (Job, started). A second request for the same
+    filter joins the running job."""
+    from app import jobs
+
+    def work(progress):
+        from fercore.recording.project import filter_projections, top1_projections
+
+        r = reader(run_dir, stamp)
+        with _MODEL_LOCK:  # the run's network is shared with uploads
+            if f is None:
+                top1_projections(r, layer)
+            else:
+                filter_projections(r, layer, int(f))
+        progress(1, 1, "project")
+        return run_dir
+
+    what = "every filter's first projection" if f is None else f"filter #{f}'s projections"
+    return jobs.registry().start("projections", f"{run_dir}|{stamp}|{layer}|{f}", work,
+                                 label=f"Computing {what} of {layer}", stages=("project",), started_by=_who())
+
+
+def projection_job(run_dir: str, stamp: float, layer: str, f: int | None):
+    """The latest projection job of this filter (running or not), or None."""
+    from app import jobs
+
+    return jobs.registry().latest("projections", f"{run_dir}|{stamp}|{layer}|{f}")
 
 
 # ------------------------------------------------------------------------------------ the null

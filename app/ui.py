@@ -262,6 +262,37 @@ def null_missing(run_dir: str, *, key: str) -> None:
     run_job_or_follow(loaders.start_null, run_dir, key=f"build_null_{key}", label="Build the null network")
 
 
+# ----------------------------------------------------------------------- projections on demand
+def projections_or_wait(run_dir: str, stamp: float, layer: str, f: int | None, *, what: str) -> bool:
+    """True when filter ``f``'s projections (``None``: every filter's first, for the grid) exist.
+    Otherwise start computing them on the server (once: another tab asking for the same filter
+    joins the job), show a placeholder that redraws the page as soon as they exist, and return
+    False; the rest of the view is not held up."""
+    if loaders.projections_ready(run_dir, stamp, layer, f):
+        return True
+    job = loaders.projection_job(run_dir, stamp, layer, f)
+    if job is not None and not job.running and job.error:
+        st.error(f"{job.label} failed: {job.error}")
+        if st.button("Try again", key=f"projections_retry_{layer}_{f}"):
+            loaders.start_projections(run_dir, stamp, layer, f)
+            st.rerun()
+        return False
+    loaders.start_projections(run_dir, stamp, layer, f)
+
+    @st.fragment(run_every=POLL_S)
+    def _wait() -> None:
+        if loaders.projections_ready(run_dir, stamp, layer, f):
+            st.rerun(scope="app")
+        done = loaders.projection_job(run_dir, stamp, layer, f)
+        if done is not None and not done.running:
+            st.rerun(scope="app")  # failed: the page says why
+        st.info(f"⏳ Computing {what}… Projections are made the first time they are asked for, then kept with "
+                "the records.")
+
+    _wait()
+    return False
+
+
 # ---------------------------------------------------------------------------- downloads
 def csv_button(label: str, data: str | Callable[[], str], file_name: str, key: str) -> None:
     """A CSV download. Pass a callable to make the file only when the button is clicked (the

@@ -281,7 +281,10 @@ def build_run(
     run_dir = Path(train_preset(path, preset, progress=_stage_progress(progress, 1, "train"),
                                 **dict(train_options or {})))
     if k is not None or not _recorded(run_dir):  # existing records keep the k they were made with
-        record(run_dir, progress=_stage_progress(progress, 2, "record"), **({} if k is None else {"k": k}))
+        # the projections of a run built here are made up front: for the default network they cost
+        # about a third of a second, and its Filters view then never waits for them
+        record(run_dir, progress=_stage_progress(progress, 2, "record"), projections="all",
+               **({} if k is None else {"k": k}))
     if null is not None:
         stage = _stage_progress(progress, 3, "null")
         stage(0, 1)  # named even when every part of it is cached

@@ -51,8 +51,11 @@ depth = ev["stage"].max(axis=1)
 order = loaders.filter_order(run_dir, stamp, layer, order_by)
 n = len(order)
 captions = tuple(f"#{f} AU{int(ev['au_ids'][judged[f]])}\n{figures.STAGE_SHORT[int(depth[f])]}" for f in order)
-grid_png = loaders.filter_grid_png(run_dir, stamp, layer, kind, tuple(int(i) for i in order), captions)
 st.subheader(f"All {n} filters of {layer}")
+if kind == "deconv" and not ui.projections_or_wait(run_dir, stamp, layer, None,
+                                                  what=f"the projection of every filter's top image of {layer}"):
+    kind = "patch"  # the patches meanwhile
+grid_png = loaders.filter_grid_png(run_dir, stamp, layer, kind, tuple(int(i) for i in order), captions)
 projection = loaders.projection_words(run_dir, stamp, layer)
 st.image(grid_png, caption=f"{n} filters, {'top patch' if kind == 'patch' else projection} each, "
                            f"in {order_by} order", output_format="PNG")
@@ -107,7 +110,8 @@ st.image(p["patches"], width="content", output_format="PNG")
 st.markdown("**Source images** with the receptive field box; image number, label and AUs present under each")
 st.image(p["sources"], width="content", output_format="PNG")
 st.markdown(f"**Projections**: {projection} of each activation onto its receptive field")
-st.image(p["deconv"], width="content", output_format="PNG")
+if ui.projections_or_wait(run_dir, stamp, layer, f, what=f"the projections of filter #{f}'s top {p['n']} images"):
+    st.image(loaders.projection_panel(run_dir, stamp, layer, f, distinct), width="content", output_format="PNG")
 st.caption(f"Made by {projection}: " + ("the unit's activation sent back through the network's convolutions, "
            "ReLUs and max-pool switches" if reader.projection(layer) == "deconvnet" else
            "the gradient of the unit with respect to the input, each ReLU passing back only positive signal "

@@ -12,7 +12,7 @@ import importlib
 import sys
 
 #: The command modules, in the order of the data path.
-COMMANDS = ("phantom", "phantom_seq", "import_", "train", "import_model", "sequence", "evaluate", "record", "analyze", "null", "summary", "runs",
+COMMANDS = ("phantom", "phantom_seq", "import_", "train", "import_model", "sequence", "evaluate", "record", "project", "analyze", "null", "summary", "runs",
             "default")
 
 

@@ -7,13 +7,14 @@ import argparse
 from fercore.recording.record import DEFAULT_K, MAX_K
 
 NAME = "record"
-HELP = "record each filter's top-K images, projections and per-image maxima into records.h5"
+HELP = "record each filter's top-K images, patches and per-image maxima into records.h5 (projections on demand)"
 DESCRIPTION = (
     "Run a trained run's fold-0 weights (or an imported network) over the FaceSet it was trained on (or "
     "--data FILE) and write <run>/records.h5: per filter the top-K images (raw and one per sequence/subject) "
-    "with receptive-field patches and projections (Zeiler-Fergus deconvnet for a network trained here, guided "
-    "backpropagation for any other), and the N x F matrix of per-image maxima. Cached: nothing is redone when "
-    "the file already matches."
+    "with receptive-field patches, and the N x F matrix of per-image maxima, at the speed of the forward pass. "
+    "Projections (Zeiler-Fergus deconvnet for a network trained here, guided backpropagation for any other) are "
+    "made when first asked for and cached beside the records (--projections all: every one now). Cached: "
+    "nothing is redone when the file already matches."
 )
 
 
@@ -26,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="layers (dotted names such as features.conv3): conv layers of a run trained here, any "
                              "module that runs once per forward pass of an imported network; default every conv layer")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--projections", choices=("none", "all"), default="none",
+                        help="none (default): each filter's projections are made the first time something asks for "
+                             "them (the Filters view, python -m fercore project); all: every one now, after recording")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -35,6 +39,6 @@ def run(args: argparse.Namespace) -> int:
 
     with tqdm_progress(disable=args.quiet) as progress:
         path = record(args.run, data=args.data, k=args.k, layers=args.layers, batch_size=args.batch_size,
-                      progress=progress)
+                      projections=args.projections, progress=progress)
     print(path)
     return 0

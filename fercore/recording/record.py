@@ -35,14 +35,10 @@ from torch import nn
 
 from fercore.data.faceset import FaceSet
 from fercore.recording.deconv import (
-    deconv_project,
-    forward_switches,
     is_pool2x2,
     pool2x2,
-    pool_switches,
 )
 from fercore.recording.fields import measure_geometry
-from fercore.recording.guided import guided_backprop
 from fercore.recording.hooks import LayerCapture
 from fercore.recording.streaming import RunningDistinctTopK, RunningTopK
 from fercore.store.faceset_h5 import load_faceset
@@ -53,7 +49,7 @@ from fercore.store.records_h5 import (
     write_records,
 )
 from fercore.training import distributed
-from fercore.training.inputs import MEAN_STD, InputSpec, check_method, normalize, to_input
+from fercore.training.inputs import InputSpec, check_method, to_input
 from fercore.training.loop import default_device
 from fercore.training.models import (
     FERNet,
@@ -69,8 +65,6 @@ __all__ = ["DEFAULT_K", "MAX_K", "record", "record_model"]
 
 DEFAULT_K = 16
 MAX_K = 1000
-#: Memory (MiB) for the max-pool switches of listed images kept from the streaming pass.
-SWITCH_CACHE_MB = 64
 _TOPK_LISTS = ("topk", "topk_distinct")
 
 
@@ -108,20 +102,21 @@ def record_model(model: nn.Module, faceset: FaceSet, path: str | Path, *, normal
                  inputs: InputSpec | None = None, k: int = DEFAULT_K, layers: list[str] | None = None,
                  batch_size: int = 128,
                  attrs: dict | None = None, progress: Progress | None = None,
-                 device: str | torch.device | None = None, switch_cache_mb: float = SWITCH_CACHE_MB) -> Path:
+                 device: str | torch.device | None = None, projections: str = "none") -> Path:
     """Record ``model`` over ``faceset`` into ``path`` (the loop driver behind :func:`record`).
 
     Under ``torchrun`` (:func:`fercore.training.distributed.context`) every process streams its
-    contiguous share of the images and projects the list entries on them; the lists are merged
-    exactly (the single-process result, ties to the earlier image), the per-image maxima gathered
-    in order, and rank 0 writes the file. Every process must call it with the same arguments.
+    contiguous share of the images and cuts the patches of the list entries on them; the lists are
+    merged exactly (the single-process result, ties to the earlier image), the per-image maxima
+    gathered in order, and rank 0 writes the file. Every process must call it with the same
+    arguments.
 
     Parameters
     ----------
     model : nn.Module
-        A :class:`~fercore.training.models.FERNet` (its fast path: deconvnet projections, exact
-        geometry from the layer chain) or any module (hooks, measured geometry, guided
-        backpropagation).
+        A :class:`~fercore.training.models.FERNet` (its fast path: ReLU and 2 x 2 pools fused,
+        exact geometry from the layer chain, deconvnet projections) or any module (hooks, measured
+        geometry, guided backpropagation).
     faceset : FaceSet
         N images (any square size; resized to the model's input like in training).
     path : path
@@ -139,21 +134,24 @@ def record_model(model: nn.Module, faceset: FaceSet, path: str | Path, *, normal
     attrs : dict, optional
         Extra root attributes (run name, faceset path, fold ...).
     progress : callable, optional
-        ``progress(done, total, stage)``; stages ``record`` then ``deconv``. An exception it
-        raises aborts the recording and leaves any previous file intact. Rank 0 only reports.
+        ``progress(done, total, stage)``; stages ``record``, ``patches`` (and ``project``). An
+        exception it raises aborts the recording and leaves any previous file intact. Rank 0 only
+        reports.
     device : str or torch.device, optional
         Where the network runs: default CUDA when present (under ``torchrun`` the process's own
         GPU), else the CPU. The model is moved there and back.
-    switch_cache_mb : float
-        Memory (MiB, allocated once: it does not grow with N) for the max-pool switches of the
-        images in the lists, kept from the streaming pass so that the second pass does not run the
-        network on them again; 0 runs it on every listed image. Results do not depend on it.
+    projections : {"none", "all"}
+        The projections of the list entries are made on demand and cached beside the records
+        (:mod:`fercore.recording.project`); ``"all"`` computes every one of them now, after the
+        records are written (``record --projections all``).
 
     Returns
     -------
     Path
     """
     k = _check_k(k)
+    if projections not in ("none", "all"):
+        raise ValueError(f"projections: expected 'none' (made on demand) or 'all' (now), got {projections!r}")
     fernet = isinstance(model, FERNet)
     if fernet:
         if normalize_method is None:
@@ -200,9 +198,7 @@ def record_model(model: nn.Module, faceset: FaceSet, path: str | Path, *, normal
         nf = widths[name]
         states[name] = _LayerState(name, nf, geos[name].out_size, np.zeros((end - start, nf), np.float16),
                                    RunningTopK(k, start=start), RunningDistinctTopK(k, start=start))
-    cache = None
     capture = None if fernet else LayerCapture(model, layers, stop=True)
-    n_entries = 2 * k * sum(st.n_filters for st in states.values())
     try:
         if capture is not None:
             capture.__enter__()
@@ -214,11 +210,10 @@ def record_model(model: nn.Module, faceset: FaceSet, path: str | Path, *, normal
                 e = min(s + batch_size, end)
                 x = spec.prepare(faceset.images[s:e]).to(dev)
                 if fernet:
-                    maps, pools = _stream_forward(model, x, layers)
+                    maps = _stream_forward(model, x, layers)
                 else:
                     capture.run(x)
                     maps = {name: _map_and_max(capture.outputs[name]) for name in layers}
-                    pools = None
                 codes = np.array([group_code.setdefault(g, len(group_code)) for g in groups[s:e]], np.int64)
                 for name, st in states.items():
                     a, mx_t = maps[name]
@@ -228,16 +223,6 @@ def record_model(model: nn.Module, faceset: FaceSet, path: str | Path, *, normal
                     st.topk.add(mx, payload=arg)
                     st.distinct.add(mx, codes, payload=arg)
 
-                def switches_of(sel, pools=pools):
-                    sel = torch.from_numpy(sel).to(dev)
-                    return {name: pool_switches(m, t[sel], relu_first=rf)[1] for name, m, t, rf in pools}
-
-                if cache is None and fernet:
-                    budget = int(switch_cache_mb * 2**20) if _cache_pays(model, layers[-1]) else 0
-                    cache = _SwitchCache([(name, sw) for name, sw in switches_of(np.zeros(1, np.int64)).items()],
-                                         n_entries=n_entries, budget=budget)
-                if cache is not None and cache.slots:
-                    cache.update(_list_members(states), s, e, switches_of)
                 progress(min(n, start + (e - start) * world), n, "record")
         if capture is not None:
             capture.remove()
@@ -245,21 +230,15 @@ def record_model(model: nn.Module, faceset: FaceSet, path: str | Path, *, normal
             for st in states.values():
                 st.topk, st.distinct = _merge_lists(ctx, st.topk, st.distinct, groups, st.n_filters)
 
-        # pass 2: patches and projections of the top-K images only (this process's)
+        # pass 2: the patches of the top-K images only (this process's); no network runs
         frames = {name: "box" if fernet or geos[name].rf <= in_size else "image" for name in layers}
         lists = {}
         for name, st in states.items():
             side = geos[name].rf if frames[name] == "box" else in_size
             for key, stat in (("topk", st.topk), ("topk_distinct", st.distinct)):
                 lists[(name, key)] = _topk_arrays(stat, st.map_w, geos[name], side=side)
-        if fernet:
-            _fill_patches_and_deconv(model, faceset, lists, geos, in_size=in_size, method=normalize_method,
-                                     batch_size=max(8, min(batch_size, 128)), progress=progress,
-                                     own=(start, end), device=dev, cache=cache)
-        else:
-            _fill_patches_and_guided(model, faceset, lists, geos, frames, spec=spec,
-                                     batch_size=max(8, min(batch_size, 128)), progress=progress,
-                                     own=(start, end), device=dev)
+        _fill_patches(faceset, lists, geos, frames, in_size=in_size, batch_size=max(8, min(batch_size, 256)),
+                      progress=progress, own=(start, end))
     finally:
         if capture is not None:
             capture.remove()
@@ -298,7 +277,23 @@ def record_model(model: nn.Module, faceset: FaceSet, path: str | Path, *, normal
         write_records(path, attrs=head, data=data, layers=out_layers)
     finally:
         distributed.barrier(ctx)
+    if projections == "all":
+        if ctx is None or ctx.is_main:
+            _project_all(model, path, spec, layers, faceset, progress)
     return Path(path)
+
+
+def _project_all(model: nn.Module, path: Path, spec: InputSpec, layers: list[str], faceset: FaceSet,
+                 progress: Progress) -> None:
+    """Every projection of the records just written, into their cache (``projections="all"``)."""
+    from fercore.recording.project import ensure_projections
+    from fercore.store.reader import RunReader
+    from fercore.training.network import Network
+
+    reader = RunReader(Path(path).parent, records_file=Path(path).name)
+    net = Network(module=model, inputs=spec, class_names=reader.class_names, layers=tuple(layers),
+                  imported=not isinstance(model, FERNet))
+    ensure_projections(reader, network=net, faceset=faceset, progress=progress)
 
 
 def _stream_forward(model: FERNet, x: torch.Tensor, layers: list[str]):
@@ -311,16 +306,11 @@ def _stream_forward(model: FERNet, x: torch.Tensor, layers: list[str]):
 
     Returns
     -------
-    maps : dict of layer to ((B, F, h, w) output, (B, F) spatial maximum)
-    pools : list of (pool name, module, its input, relu_first)
-        Every max-pool on the way, with what :func:`fercore.recording.deconv.pool_switches` needs
-        to give its switches for some of the images (the input of the ReLU before it when
-        ``relu_first``).
+    dict of layer to ((B, F, h, w) output, (B, F) spatial maximum)
     """
     want = set(layers)
     chain = feature_modules(model, layers[-1])
     out: dict[str, list] = {}
-    pools = []
     h = x
     i = 0
     while i < len(chain):
@@ -331,7 +321,6 @@ def _stream_forward(model: FERNet, x: torch.Tensor, layers: list[str]):
                 out[name] = [h, None]
         elif isinstance(m, nn.ReLU):
             if i + 1 < len(chain) and is_pool2x2(chain[i + 1][1]):
-                pools.append((chain[i + 1][0], chain[i + 1][1], h, True))
                 pre, _ = pool2x2(h)
                 prev = chain[i - 1][0] if i > 0 else None
                 if prev in out and out[prev][1] is None and out[prev][0] is h \
@@ -342,7 +331,6 @@ def _stream_forward(model: FERNet, x: torch.Tensor, layers: list[str]):
                 continue
             h = F.relu(h)  # not in place: a recorded map may be this tensor
         elif isinstance(m, nn.MaxPool2d):
-            pools.append((name, m, h, False))
             h = pool2x2(h)[0] if is_pool2x2(m) else m(h)
         else:
             h = m(h)
@@ -350,92 +338,7 @@ def _stream_forward(model: FERNet, x: torch.Tensor, layers: list[str]):
     for v in out.values():
         if v[1] is None:
             v[1] = v[0].amax(dim=(2, 3))
-    return {name: (a, mx) for name, (a, mx) in out.items()}, pools
-
-
-class _SwitchCache:
-    """The max-pool switches of images in some top-K list, kept from the streaming pass so that
-    the second pass need not run the network again on them.
-
-    Its arrays are allocated once, at a size that does not depend on N: ``budget`` bytes, or less
-    when that is more than every list could ever hold (2 x sum F x K images). After every batch the
-    images that left all lists free their slots and the batch's images that entered a list take
-    free ones; an entrant that finds none is simply run again in the second pass."""
-
-    def __init__(self, pools: list, *, n_entries: int, budget: int):
-        self.shapes = [(name, tuple(t.shape[1:]), t.dtype) for name, t in pools]
-        per_image = sum(int(np.prod(s)) * torch.empty((), dtype=d).element_size() for _, s, d in self.shapes)
-        self.slots = int(min(n_entries, budget // max(per_image, 1))) if per_image else 0
-        self.arrays = {name: np.empty((self.slots, *shape), dtype=torch.empty((), dtype=dt).numpy().dtype)
-                       for name, shape, dt in self.shapes}
-        self.slot_of: dict[int, int] = {}
-        self.free = list(range(self.slots - 1, -1, -1))
-
-    def update(self, members: np.ndarray, start: int, end: int, switches_of) -> None:
-        """``members``: sorted images in some list now; ``start..end``: the batch; ``switches_of``:
-        callable(local indices) -> {pool: (M, C, h, w) switches} of those batch images."""
-        if not self.slots:
-            return
-        if self.slot_of:
-            ids = np.fromiter(self.slot_of, np.int64, len(self.slot_of))
-            for i in ids[~np.isin(ids, members)].tolist():
-                self.free.append(self.slot_of.pop(i))
-        new = members[(members >= start) & (members < end)]
-        new = new[[int(i) not in self.slot_of for i in new.tolist()]] if self.slot_of else new
-        new = new[:len(self.free)]
-        if not len(new):
-            return
-        slots = np.array([self.free.pop() for _ in range(len(new))], np.int64)
-        sw = switches_of(new - start)
-        for name, arr in self.arrays.items():
-            arr[slots] = sw[name].cpu().numpy()
-        self.slot_of.update(zip(new.tolist(), slots.tolist(), strict=True))
-
-    def get(self, images: np.ndarray) -> tuple[np.ndarray, dict]:
-        """(hit (M,) bool, {pool: switches of the hit images, in order})."""
-        slots = np.array([self.slot_of.get(int(i), -1) for i in images], np.int64)
-        hit = slots >= 0
-        return hit, {name: arr[slots[hit]] for name, arr in self.arrays.items()}
-
-
-#: Keep switches from the streaming pass only for networks whose convolutions before the deepest
-#: recorded layer cost at least this many multiply-adds per element of the max-pools' inputs: an
-#: image entering a list then costs less to keep (its switches: a few comparisons per element,
-#: for about 1.6 entrants per finally listed image, measured) than to run again. Measured on this
-#: project's CPU: the default network (83) records faster without, the half-width zero-bias CNN
-#: (283) and VGG13 (over 1,000) with.
-_CACHE_MIN_MACS_PER_ELEMENT = 150
-
-
-def _cache_pays(model: FERNet, deepest: str) -> bool:
-    """Whether keeping switches from the streaming pass is cheaper than running the network again
-    on the listed images (:data:`_CACHE_MIN_MACS_PER_ELEMENT`)."""
-    size = model.spec.in_size
-    macs = elems = 0
-    for name, m in feature_modules(model, deepest)[:-1]:
-        if isinstance(m, nn.Conv2d):
-            geo = layer_geometry(model, name)
-            macs += geo.out_size ** 2 * m.out_channels * m.in_channels * _pair_int(m.kernel_size) ** 2
-            size = geo.out_size
-            channels = m.out_channels
-        elif isinstance(m, nn.MaxPool2d):
-            elems += channels * size * size
-            size = layer_geometry(model, name).out_size
-    return elems > 0 and macs >= _CACHE_MIN_MACS_PER_ELEMENT * elems
-
-
-def _pair_int(v) -> int:
-    return v if isinstance(v, int) else v[0]
-
-
-def _list_members(states: dict) -> np.ndarray:
-    """Sorted images that are in some list of some layer."""
-    parts = [stat.index.ravel() for st in states.values() for stat in (st.topk, st.distinct)
-             if stat.index is not None]
-    if not parts:
-        return np.zeros(0, np.int64)
-    m = np.unique(np.concatenate(parts))
-    return m[m >= 0]
+    return {name: (a, mx) for name, (a, mx) in out.items()}
 
 
 def _argmax_where(a: torch.Tensor, mx: np.ndarray, thr: np.ndarray | None) -> np.ndarray:
@@ -498,14 +401,14 @@ def _global_group_codes(parts: list[RunningDistinctTopK], groups: np.ndarray) ->
 
 
 def _gather_results(ctx, lists: dict, max_acts: dict, n: int) -> dict:
-    """Rank 0 receives every process's patches and projections (those of the entries on its
+    """Rank 0 receives every process's patches (those of the entries on its
     images: every process knows every entry's image, so each sends only its own) and the
     per-image maxima, concatenated in image order; returns those (N, F) matrices there."""
     shards = [distributed.shard(n, r, ctx.world_size) for r in range(ctx.world_size)]
     lo, hi = shards[ctx.rank]
     for arr in lists.values():
         idx = arr["index"]
-        for key in ("patch", "deconv"):
+        for key in ("patch",):
             got = distributed.gather_arrays(ctx, arr[key][(idx >= lo) & (idx < hi)])
             if got is not None:
                 for (s, e), part in zip(shards, got, strict=True):
@@ -527,8 +430,8 @@ def _scaled_landmarks(fs: FaceSet, in_size: int) -> np.ndarray | None:
 
 
 def _topk_arrays(stat: RunningTopK, map_w: int, geo, *, side: int | None = None) -> dict[str, np.ndarray]:
-    """The list's arrays, with room for its patches and projections: ``side`` x ``side`` (the
-    receptive field, or the whole input for a field larger than it)."""
+    """The list's arrays, with room for its patches: ``side`` x ``side`` (the receptive field, or
+    the whole input for a field larger than it)."""
     side = geo.rf if side is None else int(side)
     vals, idx = stat.result()
     pay = stat.payload
@@ -541,77 +444,44 @@ def _topk_arrays(stat: RunningTopK, map_w: int, geo, *, side: int | None = None)
     nf, kk = idx.shape
     return {"index": idx.astype(np.int64), "activation": np.where(ok, vals, np.nan).astype(np.float32),
             "pos": pos, "box": box,
-            "patch": np.zeros((nf, kk, side, side), np.uint8),
-            "deconv": np.zeros((nf, kk, side, side), np.float16)}
+            "patch": np.zeros((nf, kk, side, side), np.uint8)}
 
 
-def _fill_patches_and_deconv(model, fs: FaceSet, lists: dict, geos: dict, *, in_size: int, method: str,
-                             batch_size: int, progress: Progress, own: tuple[int, int],
-                             device: torch.device, cache: _SwitchCache | None = None) -> None:
-    """Cut the patch and compute the deconvnet projection of every top-K entry (both lists) whose
-    image lies in ``own`` (``[start, end)``: all images for one process).
-
-    The max-pool switches of the listed images come from ``cache`` (kept from the streaming pass)
-    or, for those it could not hold, from a forward pass over only those images, ``batch_size`` at
-    a time (so memory does not depend on N or on the lists); each layer's entries on a batch of
-    images, of every filter and of both lists, are projected in one call.
-    A distinct-list entry that is also in the raw list (same filter, same image: the same unit) is
-    copied from it."""
-    convs = conv_layers(model)
-    names = sorted(geos, key=convs.index)
+def _fill_patches(fs: FaceSet, lists: dict, geos: dict, frames: dict, *, in_size: int, batch_size: int,
+                  progress: Progress, own: tuple[int, int]) -> None:
+    """Cut the patch of every top-K entry (both lists) whose image lies in ``own`` (``[start, end)``:
+    all images for one process): the unit's box of the face at the network's input side (zero
+    outside the image), or the whole face (``frames[layer] == "image"``), ``batch_size`` images at
+    a time (no padded copy of the images)."""
+    names = list(geos)
     todo, copies = _entries(names, lists, own)
     wanted = np.unique(np.concatenate([t[:, 3] for t in todo.values()])) if todo else np.zeros(0, np.int64)
     total = len(wanted)
-    progress(0, total, "deconv")
-    sizes = None
-    with torch.no_grad():
-        for s in range(0, total, batch_size):
-            chunk = wanted[s:s + batch_size]
-            unit = to_input(fs.images[chunk], in_size=in_size, method=None)  # (B, 1, S, S) in [0, 1]
-            x = normalize(unit, method).to(device)  # the streaming pass's input, exactly
-            pix = np.clip(np.round(unit[:, 0].numpy() * 255.0), 0, 255).astype(np.uint8)  # (B, S, S)
-            deepest = None
-            for name in reversed(names):
-                t = todo[name]
-                lo, hi = np.searchsorted(t[:, 3], [chunk[0], chunk[-1] + 1])
-                if hi > lo:
-                    deepest = name
-                    break
-            switches = None
-            if deepest is not None:
-                if sizes is None:
-                    sizes = forward_switches(model, x[:1], names[-1])[1]
-                switches = _chunk_switches(model, x, chunk, deepest, cache, sizes)
-            for name in names:
-                got = _chunk_entries(todo[name], chunk)
-                if got is None:
+    progress(0, total, "patches")
+    for s in range(0, total, batch_size):
+        chunk = wanted[s:s + batch_size]
+        unit = to_input(fs.images[chunk], in_size=in_size, method=None)  # (B, 1, S, S) in [0, 1]
+        pix = np.clip(np.round(unit[:, 0].numpy() * 255.0), 0, 255).astype(np.uint8)  # (B, S, S)
+        for name in names:
+            got = _chunk_entries(todo[name], chunk)
+            if got is None:
+                continue
+            lid, fi, ki, local = got
+            for which, key in ((0, "topk"), (1, "topk_distinct")):
+                sel = lid == which
+                if not sel.any():
                     continue
-                lid, fi, ki, local = got
-                for which, key in ((0, "topk"), (1, "topk_distinct")):
-                    sel = lid == which
-                    if sel.any():
-                        arr = lists[(name, key)]
-                        arr["patch"][fi[sel], ki[sel]] = _cut(pix, local[sel], arr["box"][fi[sel], ki[sel]],
-                                                              geos[name].rf)
-                acts = np.where(lid == 0, lists[(name, "topk")]["activation"][fi, ki],
-                                lists[(name, "topk_distinct")]["activation"][fi, ki])
-                pos = np.where((lid == 0)[:, None], lists[(name, "topk")]["pos"][fi, ki],
-                               lists[(name, "topk_distinct")]["pos"][fi, ki]).astype(np.int64)
-                proj = deconv_project(model, x, name, torch.from_numpy(local).to(device),
-                                      torch.from_numpy(fi).to(device), torch.from_numpy(pos).to(device),
-                                      # Zeiler-Fergus project the rectified map: a negative maximum projects to 0
-                                      torch.from_numpy(np.maximum(acts, 0)).to(device), switches=switches)
-                proj = proj.to(torch.float16).cpu().numpy()
-                for which, key in ((0, "topk"), (1, "topk_distinct")):
-                    sel = lid == which
-                    if sel.any():
-                        lists[(name, key)]["deconv"][fi[sel], ki[sel]] = proj[sel]
-            progress(min(s + batch_size, total), total, "deconv")
+                arr = lists[(name, key)]
+                if frames[name] == "box":
+                    arr["patch"][fi[sel], ki[sel]] = _cut(pix, local[sel], arr["box"][fi[sel], ki[sel]], geos[name].rf)
+                else:
+                    arr["patch"][fi[sel], ki[sel]] = pix[local[sel]]
+        progress(min(s + batch_size, total), total, "patches")
     _copy_shared(names, lists, copies, own)
 
 
 def _entries(names: list[str], lists: dict, own: tuple[int, int]) -> tuple[dict, dict]:
-    """The list entries to cut and project, per layer: rows (list id 0 raw / 1 distinct, filter,
+    """The list entries to cut, per layer: rows (list id 0 raw / 1 distinct, filter,
     rank in list, image) sorted by image, of the images in ``own``; a distinct entry that is also
     a raw entry (same filter and image: the same unit) is left out and copied afterwards
     (``copies``: per layer the (F, K) mask of such entries and the raw rank they copy)."""
@@ -644,74 +514,13 @@ def _chunk_entries(t: np.ndarray, chunk: np.ndarray):
 
 
 def _copy_shared(names: list[str], lists: dict, copies: dict, own: tuple[int, int]) -> None:
-    """Distinct entries that are raw entries too (the same unit) get the raw entry's patch and
-    projection."""
+    """Distinct entries that are raw entries too (the same unit) get the raw entry's patch."""
     for name in names:
         raw, dis = lists[(name, "topk")], lists[(name, "topk_distinct")]
         hit, kr = copies[name]
         hit = hit & (dis["index"] >= own[0]) & (dis["index"] < own[1])
         fi, ki = np.nonzero(hit)
-        dis["deconv"][fi, ki] = raw["deconv"][fi, kr[fi, ki]]
         dis["patch"][fi, ki] = raw["patch"][fi, kr[fi, ki]]
-
-
-def _fill_patches_and_guided(model: nn.Module, fs: FaceSet, lists: dict, geos: dict, frames: dict, *,
-                             spec: InputSpec, batch_size: int, progress: Progress, own: tuple[int, int],
-                             device: torch.device) -> None:
-    """Cut the patch and compute the guided-backpropagation projection of every top-K entry whose
-    image lies in ``own``, for any network: the gradient of the unit with respect to the input,
-    taken back to the grey face (summed over the input channels, each divided by its std), cut to
-    the unit's box (``frames[layer] == "box"``) or kept whole (``"image"``: a field larger than
-    the input)."""
-    names = list(geos)
-    todo, copies = _entries(names, lists, own)
-    wanted = np.unique(np.concatenate([t[:, 3] for t in todo.values()])) if todo else np.zeros(0, np.int64)
-    total = len(wanted)
-    size = spec.size
-    scale = torch.tensor(spec.std if spec.normalize == MEAN_STD else (1.0,) * spec.channels).view(1, -1, 1, 1)
-    progress(0, total, "project")
-    for s in range(0, total, batch_size):
-        chunk = wanted[s:s + batch_size]
-        unit = to_input(fs.images[chunk], in_size=size, method=None)  # (B, 1, S, S) in [0, 1]
-        pix = np.clip(np.round(unit[:, 0].numpy() * 255.0), 0, 255).astype(np.uint8)  # (B, S, S)
-        x = spec.prepare(fs.images[chunk]).to(device)
-        for name in names:
-            got = _chunk_entries(todo[name], chunk)
-            if got is None:
-                continue
-            lid, fi, ki, local = got
-            pos = np.where((lid == 0)[:, None], lists[(name, "topk")]["pos"][fi, ki],
-                           lists[(name, "topk_distinct")]["pos"][fi, ki]).astype(np.int64)
-            grad = guided_backprop(model, x, name, torch.from_numpy(local), torch.from_numpy(fi),
-                                   torch.from_numpy(pos), chunk=32)
-            grey = (grad / scale).sum(1).numpy()  # (P, S, S): d unit / d grey pixel (up to the resize)
-            for which, key in ((0, "topk"), (1, "topk_distinct")):
-                sel = lid == which
-                if not sel.any():
-                    continue
-                arr = lists[(name, key)]
-                if frames[name] == "box":
-                    boxes = arr["box"][fi[sel], ki[sel]]
-                    rf = geos[name].rf
-                    arr["patch"][fi[sel], ki[sel]] = _cut(pix, local[sel], boxes, rf)
-                    arr["deconv"][fi[sel], ki[sel]] = _cut_float(grey[sel], boxes, rf)
-                else:
-                    arr["patch"][fi[sel], ki[sel]] = pix[local[sel]]
-                    arr["deconv"][fi[sel], ki[sel]] = grey[sel].astype(np.float16)
-        progress(min(s + batch_size, total), total, "project")
-    _copy_shared(names, lists, copies, own)
-
-
-def _cut_float(maps: np.ndarray, box: np.ndarray, rf: int) -> np.ndarray:
-    """(P, rf, rf) float16: each (S, S) map under its box, zero outside the image."""
-    size = maps.shape[-1]
-    rows = box[:, 1, None] + np.arange(rf)[None]
-    cols = box[:, 0, None] + np.arange(rf)[None]
-    p = np.arange(len(maps))[:, None, None]
-    out = maps[p, np.clip(rows, 0, size - 1)[:, :, None], np.clip(cols, 0, size - 1)[:, None, :]]
-    inside = ((rows >= 0) & (rows < size))[:, :, None] & ((cols >= 0) & (cols < size))[:, None, :]
-    out = np.where(inside, out, 0.0)
-    return out.astype(np.float16)
 
 
 def _module_layers(model: nn.Module, layers, spec: InputSpec) -> list[str]:
@@ -754,27 +563,6 @@ def _map_and_max(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return a, a.amax(dim=(2, 3))
 
 
-def _chunk_switches(model, x: torch.Tensor, chunk: np.ndarray, deepest: str, cache: _SwitchCache | None,
-                    sizes: dict) -> tuple[dict, dict]:
-    """(switches, sizes) of the images ``chunk`` (inputs ``x``) up to ``deepest``: from the cache
-    where it holds them, from a forward pass over the others."""
-    hit, kept = cache.get(chunk) if cache is not None and cache.slots else (np.zeros(len(chunk), bool), {})
-    if not hit.any():
-        return forward_switches(model, x, deepest)
-    out = {}
-    miss = np.flatnonzero(~hit)
-    fresh = forward_switches(model, x[torch.from_numpy(miss).to(x.device)], deepest)[0] if miss.size else {}
-    hit_at = torch.from_numpy(np.flatnonzero(hit)).to(x.device)
-    for name, arr in kept.items():
-        t = torch.from_numpy(arr).to(x.device)
-        full = t.new_empty((len(chunk), *t.shape[1:]))
-        full[hit_at] = t
-        if name in fresh:
-            full[torch.from_numpy(miss).to(x.device)] = fresh[name]
-        out[name] = full
-    return out, sizes
-
-
 def _cut(pix: np.ndarray, local: np.ndarray, box: np.ndarray, rf: int) -> np.ndarray:
     """(P, rf, rf) uint8 patches of ``pix[local]`` under ``box`` (x0, y0, ...), zero outside the
     image (no padded copy of the images: only the P patches are allocated)."""
@@ -792,7 +580,7 @@ def _cut(pix: np.ndarray, local: np.ndarray, box: np.ndarray, rf: int) -> np.nda
 
 
 def record(run_dir, *, data=None, k: int = DEFAULT_K, layers: list[str] | None = None,
-           batch_size: int = 128, progress: Progress | None = None) -> Path:
+           batch_size: int = 128, projections: str = "none", progress: Progress | None = None) -> Path:
     """Record a run's filters into ``<run_dir>/records.h5`` (cached).
 
     Parameters
@@ -808,13 +596,16 @@ def record(run_dir, *, data=None, k: int = DEFAULT_K, layers: list[str] | None =
         Layers (dotted names): conv layers of a network trained here, any module of an imported
         one; every conv layer when None.
     batch_size : int
+    projections : {"none", "all"}
+        Projections are made when something asks for them (:mod:`fercore.recording.project`);
+        ``"all"`` computes every one now (also for records that were already there).
     progress : callable, optional
 
     Returns
     -------
     Path
         The records file. It is not rebuilt when it already matches (same run, weights, data
-        hash, k, layers and schema).
+        hash, k, layers and schema). New records drop the projections cached for earlier ones.
     """
     from fercore.store.faceset_h5 import read_faceset_info
     from fercore.store.layout import (
@@ -843,6 +634,10 @@ def record(run_dir, *, data=None, k: int = DEFAULT_K, layers: list[str] | None =
             if (h.get("schema_version") == RECORDS_SCHEMA and h.get("run_hash") == cfg.get("run_hash")
                     and h.get("faceset_hash") == info["content_hash"] and h.get("k") == k
                     and list(h.get("layers", [])) == layer_list and h.get("fold") == net.fold):
+                if projections == "all":
+                    from fercore.recording.project import ensure_projections
+
+                    ensure_projections(run_dir, network=net, progress=progress)
                 return out
         except RecordsFileError:
             pass  # unreadable: rebuild
@@ -857,6 +652,13 @@ def record(run_dir, *, data=None, k: int = DEFAULT_K, layers: list[str] | None =
         attrs.update(trained_on_run_faceset=data_path.resolve() == Path(cfg["faceset"]["path"]).resolve(),
                      data_note=("images of folds other than the weights' test fold were training/validation "
                                 "images of this model"))
-    return record_model(net.module, fs, out, normalize_method=None if imported else net.inputs.normalize,
+    path = record_model(net.module, fs, out, normalize_method=None if imported else net.inputs.normalize,
                         inputs=net.inputs, k=k, layers=layer_list, batch_size=batch_size, attrs=attrs,
-                        progress=progress)
+                        progress=progress, projections=projections)
+    from fercore.store.projections_h5 import clear_stale_projections
+    from fercore.store.reader import open_run
+
+    reader = open_run(run_dir)
+    if reader.has_records:
+        clear_stale_projections(run_dir, keep=reader.projections_folder.name)
+    return path

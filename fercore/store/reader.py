@@ -19,9 +19,16 @@ import numpy as np
 
 from fercore.store.geometry import LayerGeometry
 from fercore.store.layout import is_null_dir, null_dir, records_path, resolve_run
+from fercore.store.projections_h5 import (
+    projections_dir,
+    read_filter_projections,
+    read_top1,
+    records_key,
+)
 from fercore.store.records_h5 import (
     STATS_VERSION,
     RecordsFileError,
+    has_layer_array,
     read_analysis_attrs,
     read_layer_array,
     read_layer_group,
@@ -48,11 +55,12 @@ class TopK:
         past the image).
     patch : (K, P, P) uint8
         Image pixels under ``box``, zero where the box leaves the image (P = receptive field).
-    deconv : (K, P, P) float32
+    deconv : (K, P, P) float32 or None
         The projection of that one activation onto the pixels of ``box``: the Zeiler-Fergus
-        deconvnet, or guided backpropagation (:meth:`RunReader.projection`). For a layer whose
-        receptive field is larger than the input of a network other than FERNet (layer attribute
-        ``patch_frame`` "image"), patch and projection cover the whole input (P = its side).
+        deconvnet, or guided backpropagation (:meth:`RunReader.projection`); None until it is
+        computed (projections are made on demand: :mod:`fercore.recording.project`). For a layer
+        whose receptive field is larger than the input of a network other than FERNet (layer
+        attribute ``patch_frame`` "image"), patch and projection cover the whole input (P = its side).
     """
 
     index: np.ndarray
@@ -60,7 +68,7 @@ class TopK:
     pos: np.ndarray
     box: np.ndarray
     patch: np.ndarray
-    deconv: np.ndarray
+    deconv: np.ndarray | None
 
     def __len__(self) -> int:
         return int((self.index >= 0).sum())
@@ -102,8 +110,9 @@ class RunReader:
         The records file's attributes (schema_version, run, faceset_hash, fold, k, n, ...).
     """
 
-    def __init__(self, run_dir: str | Path):
+    def __init__(self, run_dir: str | Path, *, records_file: str | None = None):
         self.run_dir = Path(run_dir)
+        self._records_file = records_file
         if not self.run_dir.is_dir():
             raise FileNotFoundError(f"run directory {self.run_dir} does not exist; train a run first")
         self.name = self.run_dir.name
@@ -119,7 +128,7 @@ class RunReader:
         self.class_names: tuple[str, ...] = tuple(self.config.get("class_names", ()))
         self.au_ids = np.zeros(0, dtype=np.int64)
         self._mtime: int | None = None
-        path = records_path(self.run_dir)
+        path = self.records_path
         rebuild = self._rebuild_hint()
         if not path.exists():
             self.records_error = f"records.h5 missing in {self.run_dir}: {rebuild}"
@@ -139,7 +148,9 @@ class RunReader:
     # ---------------------------------------------------------------------------------------
     @property
     def records_path(self) -> Path:
-        return records_path(self.run_dir)
+        """The records file (``<run_dir>/records.h5``, or ``records_file`` of the constructor: a
+        records file written by :func:`fercore.recording.record.record_model` anywhere)."""
+        return self.run_dir / self._records_file if self._records_file else records_path(self.run_dir)
 
     def is_stale(self) -> bool:
         """Whether ``records.h5`` was created, rebuilt or removed since this reader opened it
@@ -233,8 +244,45 @@ class RunReader:
             pos=self._array(layer, f"{g}/pos")[f].astype(np.int64),
             box=self._array(layer, f"{g}/box")[f].astype(np.int64),
             patch=self._array(layer, f"{g}/patch")[f],
-            deconv=self._array(layer, f"{g}/deconv")[f].astype(np.float32),
+            deconv=None if (p := self.projections(layer, f)) is None else p["distinct" if distinct else "raw"],
         )
+
+    # ----------------------------------------------------------------------- the projections
+    @property
+    def projections_folder(self) -> Path:
+        """Where the projections of these records are cached (:mod:`fercore.store.projections_h5`)."""
+        self._need_records()
+        key = records_key(self.header, self._mtime)
+        return projections_dir(self.run_dir, key, str(self.header.get("projection", "deconvnet")))
+
+    def _legacy(self, layer: str) -> bool:
+        """Whether the records file itself holds the layer's projections (recorded before they
+        were made on demand)."""
+        key = (layer, "__legacy__")
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = has_layer_array(self.records_path, layer, "topk/deconv")
+            return self._cache[key]
+
+    def projections(self, layer: str, f: int) -> dict[str, np.ndarray] | None:
+        """Filter ``f``'s projections, ``{"raw": (K, P, P), "distinct": (K, P, P)}`` float32 (the
+        two lists in order), or None while they are not computed
+        (:func:`fercore.recording.project.filter_projections` computes and caches them)."""
+        n = self.n_filters(layer)
+        if not 0 <= int(f) < n:
+            raise ValueError(f"filter {f} out of range for {layer} ({n} filters: 0..{n - 1})")
+        if self._legacy(layer):
+            return {"raw": self._array(layer, "topk/deconv")[int(f)].astype(np.float32),
+                    "distinct": self._array(layer, "topk_distinct/deconv")[int(f)].astype(np.float32)}
+        return read_filter_projections(self.projections_folder, layer, int(f))
+
+    def top1_projections(self, layer: str) -> np.ndarray | None:
+        """(F, P, P) float32: every filter's first raw projection (the filter grid), or None while
+        not computed."""
+        self._layer(layer)
+        if self._legacy(layer):
+            return self._array(layer, "topk/deconv")[:, 0].astype(np.float32)
+        return read_top1(self.projections_folder, layer)
 
     def topk_arrays(self, layer: str, *, distinct: bool = False) -> dict[str, np.ndarray]:
         """Every filter's list at once: ``index`` (F, K) int64, ``activation`` (F, K) float32,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 import h5py
@@ -22,6 +23,7 @@ __all__ = [
     "RECORDS_SCHEMA",
     "STATS_VERSION",
     "RecordsFileError",
+    "has_layer_array",
     "read_analysis_attrs",
     "read_layer_array",
     "read_layer_group",
@@ -55,7 +57,8 @@ def write_records(path: str | os.PathLike, *, attrs: dict, data: dict[str, np.nd
     attrs : dict
         Root attributes: ``run``, ``run_dir``, ``faceset_path``, ``faceset_hash``, ``fold``,
         ``k``, ``n``, ``image_size``, ``normalize``, ``layers`` (list), ``class_names``,
-        ``au_ids`` (list), ``batch_size``. ``schema_version`` and ``fercore_kind`` are added.
+        ``au_ids`` (list), ``batch_size``. ``schema_version``, ``fercore_kind`` and a new random
+        ``records_id`` (what the projection cache is keyed by) are added.
     data : dict of str to array
         Per-image arrays of the recorded FaceSet, stored under ``/data`` (labels (N,), aus (N, A),
         groups (N,) str, landmarks (N, 68, 2) optional).
@@ -66,6 +69,7 @@ def write_records(path: str | os.PathLike, *, attrs: dict, data: dict[str, np.nd
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["fercore_kind"] = "records"
         f.attrs["schema_version"] = RECORDS_SCHEMA
+        f.attrs["records_id"] = uuid.uuid4().hex  # a new one per recording: keys the projection cache
         for key, value in attrs.items():
             f.attrs[key] = json.dumps(value) if key in _JSON_ATTRS else value
         f.attrs["analyzed"] = False
@@ -169,6 +173,13 @@ def read_records_header(path: str | os.PathLike) -> dict:
         except (KeyError, ValueError, OSError) as e:
             raise RecordsFileError(f"{path}: damaged or incomplete records file ({e})") from None
     return head
+
+
+def has_layer_array(path: str | os.PathLike, layer: str, name: str) -> bool:
+    """Whether ``/layers/<layer>/<name>`` exists (e.g. ``topk/deconv`` of records made before
+    projections were computed on demand)."""
+    with _open(path) as f:
+        return f"layers/{layer}/{name}" in f
 
 
 def read_layer_array(path: str | os.PathLike, layer: str | None, name: str) -> np.ndarray:

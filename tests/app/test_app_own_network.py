@@ -68,3 +68,41 @@ def test_an_imported_run_without_records_is_recorded_from_the_page(foreign, tmp_
     assert_clean(at)
     assert "permuted" in texts(at)  # the funnel beside its permuted null
     assert (run / "records.h5").exists() and (run / "null" / "permuted" / "records.h5").exists()
+
+
+def test_the_filters_view_shows_patches_at_once_and_projections_when_made(foreign, tmp_path):
+    """Projections are made on demand: the view draws everything else first, with a placeholder,
+    computes the filter's projections on the server, and shows them; then they are instant."""
+    import shutil
+
+    from fercore.analysis.analyze import analyze
+    from fercore.recording.record import record
+    from fercore.store.reader import open_run
+    from fercore.training.imported import import_model
+
+    cache = tmp_path / "cache"
+    (cache / "datasets").mkdir(parents=True)
+    data = cache / "datasets" / foreign.data.name
+    shutil.copy(foreign.data, data)
+    run = import_model(**foreign.files["resnet"]["torchscript"], name="ondemand", root=cache / "runs")
+    record(run, data=data, k=8)
+    analyze(run, null=None)
+    at = _open(cache, run)
+    at.switch_page("views/filters.py").run()
+    assert_clean(at)
+    t = texts(at)
+    assert "Computing the projections of filter" in t and "Top patches" in t and "Source images" in t
+    images_before = len(at.get("image"))
+    at = finish_jobs(at)
+    assert_clean(at)
+    t = texts(at)
+    assert "Computing the projections" not in t and "guided backpropagation" in t
+    assert len(at.get("image")) == images_before + 1  # the projections joined the page
+    layer, f = at.selectbox(key="filters_layer").value, at.selectbox(key="filters_filter").value
+    assert open_run(run).projections(layer, f) is not None
+    # the grid by projection: every filter's first one, made on demand too
+    at.radio(key="filters_kind").set_value("deconv").run()
+    assert "every filter's top image" in texts(at)
+    at = finish_jobs(at)
+    assert_clean(at)
+    assert open_run(run).top1_projections(layer) is not None and "every filter's top image" not in texts(at)

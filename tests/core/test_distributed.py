@@ -102,8 +102,7 @@ def test_two_process_recording_equals_one_process(tmp_path):
                         np.testing.assert_array_equal(ga[name][()], gb[name][()], err_msg=f"{layer}/{key}/{name}")
                 np.testing.assert_array_equal(ga["activation"][()], gb["activation"][()])
                 np.testing.assert_array_equal(ga["patch"][()], gb["patch"][()])
-                da, db = ga["deconv"][()].astype(np.float32), gb["deconv"][()].astype(np.float32)
-                np.testing.assert_allclose(da, db, rtol=1e-3, atol=1e-3 * max(1e-6, float(np.abs(da).max())))
+                assert "deconv" not in ga and "deconv" not in gb  # projections are made on demand
 
 
 def test_two_process_training_completes_and_loads(tmp_path):

@@ -36,7 +36,13 @@ def test_reader_surface(run):
         assert isinstance(t, TopK) and t.index.shape == (6,) and t.box.shape == (6, 4)
         rf = r.geometry(layer).rf
         assert t.patch.shape == (6, rf, rf) and t.patch.dtype == np.uint8
-        assert t.deconv.shape == (6, rf, rf) and t.deconv.dtype == np.float32
+        assert t.deconv is None or t.deconv.shape == (6, rf, rf)  # made on demand
+        from fercore.recording.project import filter_projections
+
+        proj = filter_projections(r, layer, nf - 1)
+        assert proj["raw"].shape == (6, rf, rf) and proj["raw"].dtype == np.float32
+        t = r.topk(layer, nf - 1)
+        np.testing.assert_array_equal(t.deconv, proj["raw"])
         np.testing.assert_allclose(t.activation, ma[t.index, nf - 1].astype(np.float32), rtol=2e-3, atol=2e-3)
         d = r.topk(layer, 0, distinct=True)
         groups = r.faceset().groups[d.index[d.index >= 0]]

@@ -58,10 +58,21 @@ def make_run(tmp_path, fs=None, name="tiny-run-abcdef12", seed=0):
     return run
 
 
+def stored_projections(path, layer) -> dict[str, np.ndarray]:
+    """Every filter's cached projections of a records file: {"topk": (F, K, P, P), "topk_distinct": ...}."""
+    from fercore.store.reader import RunReader
+
+    r = RunReader(path.parent, records_file=path.name)
+    got = [r.projections(layer, f) for f in range(r.n_filters(layer))]
+    assert all(g is not None for g in got), "projections not computed"
+    return {"topk": np.stack([g["raw"] for g in got]), "topk_distinct": np.stack([g["distinct"] for g in got])}
+
+
 def test_topk_matches_max_matrix_and_patches_are_image_crops(tmp_path):
     fs = make_faceset()
     model = tiny_model()
-    path = record_model(model, fs, tmp_path / "r.h5", normalize_method="standardize", k=5, batch_size=7)
+    path = record_model(model, fs, tmp_path / "r.h5", normalize_method="standardize", k=5, batch_size=7,
+                        projections="all")
     head = read_records_header(path)
     assert head["schema_version"] == RECORDS_SCHEMA and head["k"] == 5 and head["n"] == len(fs)
     assert head["layers"] == conv_layers(model)
@@ -94,12 +105,12 @@ def test_topk_matches_max_matrix_and_patches_are_image_crops(tmp_path):
                             want = img[yy, xx] if 0 <= yy < 16 and 0 <= xx < 16 else 0
                             assert patch[fi, ki, yy - y0, xx - x0] == want
             # deconv entries are the projections of those activations; shared ones are reused
-            dec = g["topk/deconv"][()].astype(np.float32)
+            dec = stored_projections(path, layer)["topk"]
             proj = deconv_project(model, x, layer, torch.from_numpy(idx[:, 0]), torch.arange(full.shape[1]),
                                   torch.from_numpy(pos[:, 0].astype(np.int64)),
                                   torch.from_numpy(g["topk/activation"][:, 0]))
             np.testing.assert_allclose(dec[:, 0], proj.numpy(), rtol=2e-3, atol=2e-3 * float(np.abs(dec).max()))
-            ddec, dindex = g["topk_distinct/deconv"][()].astype(np.float32), g["topk_distinct/index"][()]
+            ddec, dindex = stored_projections(path, layer)["topk_distinct"], g["topk_distinct/index"][()]
             for fi in range(full.shape[1]):
                 for ki in range(5):
                     hit = np.nonzero(idx[fi] == dindex[fi, ki])[0]
@@ -333,9 +344,9 @@ def test_deconv_with_overlapping_and_odd_pools_equals_full_map(one_thread):
 
 @pytest.mark.parametrize("layers", [None, ["features.conv1"], ["features.conv2"]])
 def test_recorded_projections_equal_projections_from_scratch(tmp_path, layers):
-    """The recorded projections (second pass over the listed images, a chunk at a time, switches
-    in their compact form) equal projections from one forward pass over all images, also for
-    overlapping pools, odd map sizes and small batches."""
+    """The projections of the records (computed over the listed images, a chunk at a time,
+    switches in their compact form) equal projections from one forward pass over all images, also
+    for overlapping pools, odd map sizes and small batches."""
     model = _odd_pool_model()
     rng = np.random.default_rng(5)
     n = 40
@@ -343,7 +354,7 @@ def test_recorded_projections_equal_projections_from_scratch(tmp_path, layers):
                  class_names=("a", "b", "c"), aus=np.zeros((n, 0), np.float32), au_ids=np.zeros(0),
                  subjects=np.array([f"s{i % 7}" for i in range(n)]), folds=np.arange(n) % 2)
     path = record_model(model, fs, tmp_path / "r.h5", normalize_method="standardize", k=4, batch_size=3,
-                        layers=layers)
+                        layers=layers, projections="all")
     x = to_input(fs.images, in_size=19, method="standardize")
     with h5py.File(path) as f:
         for layer in f["layers"]:
@@ -354,7 +365,7 @@ def test_recorded_projections_equal_projections_from_scratch(tmp_path, layers):
                 # the recording projects the rectified maximum: a filter whose best is negative gets 0
                 want = deconv_project(model, x, layer, torch.from_numpy(idx[fi, ki]), torch.from_numpy(fi),
                                       torch.from_numpy(pos[fi, ki]), torch.from_numpy(np.maximum(act[fi, ki], 0)))
-                got = g["deconv"][()].astype(np.float32)[fi, ki]
+                got = stored_projections(path, layer)[key][fi, ki]
                 np.testing.assert_allclose(got, want.numpy(), rtol=2e-3, atol=2e-3 * max(1e-6, float(np.abs(got).max())))
                 assert not np.abs(got[act[fi, ki] <= 0]).any()
     assert hook_count(model) == 0
