@@ -19,7 +19,9 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, help="run directory, run name under cache/runs, or a unique prefix")
+    parser.add_argument("--run-dir", "--run", dest="run", required=True,
+                        help="run directory, run name under cache/runs, or a unique prefix (--run-dir is the spelling "
+                             "torchrun accepts: it rejects --run as an abbreviation of its own --run-path)")
     parser.add_argument("--data", default=None, metavar="FILE",
                         help="FaceSet .h5 to record on (default: the run's; required for an imported network)")
     parser.add_argument("--k", type=int, default=DEFAULT_K, help=f"top images kept per filter (default {DEFAULT_K}, at most {MAX_K})")

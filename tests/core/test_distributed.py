@@ -122,3 +122,37 @@ def test_two_process_training_completes_and_loads(tmp_path):
     # same config, same cache layout: a single process finds the run and trains nothing
     assert train(fs_path, SPEC, CONFIG, root=roots) == run
     assert not (run / "ckpt").exists()
+
+
+def test_the_documented_torchrun_record_command_runs_as_written(tmp_path):
+    """docs/training.md's ``torchrun ... -m fercore record`` line, run verbatim (only ``<run>``
+    filled in), gives the records of one process."""
+    import os
+    import shlex
+    import shutil
+
+    from fercore.recording.record import record
+
+    doc = (REPO / "docs" / "training.md").read_text()
+    (line,) = [ln.strip() for ln in doc.splitlines()
+               if ln.strip().startswith("torchrun --standalone") and "fercore record" in ln]
+    from test_record import make_run
+
+    run = make_run(tmp_path, fs=make_faceset(n=43, size=16))
+    twin = tmp_path / "one" / run.name
+    shutil.copytree(run, twin)
+    record(twin, k=16)  # one process, the command's defaults
+    argv = shlex.split(line.replace("<run>", str(run)))
+    assert argv[0] == "torchrun"
+    argv[0] = str(Path(sys.executable).parent / "torchrun")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    with h5py.File(twin / "records.h5") as a, h5py.File(run / "records.h5") as b:
+        assert list(a["layers"]) == list(b["layers"]) and a.attrs["k"] == b.attrs["k"] == 16
+        for layer in a["layers"]:
+            la, lb = a["layers"][layer], b["layers"][layer]
+            np.testing.assert_array_equal(la["max_act"][()], lb["max_act"][()])
+            for key in ("topk", "topk_distinct"):
+                for name in ("index", "pos", "box", "activation", "patch"):
+                    np.testing.assert_array_equal(la[f"{key}/{name}"][()], lb[f"{key}/{name}"][()])
