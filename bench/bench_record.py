@@ -2,10 +2,14 @@
 
 1. Throughput: ``record_model`` against a bare forward pass (``model(x)`` under ``no_grad``)
    over the same images and batch size, in one process, as adjacent pairs (the order
-   alternating); the ratio bare time / record time (target >= 0.75) is taken per pair and its
-   median printed (this machine's speed drifts by tens of percent between seconds), for the
-   streaming pass alone and for the whole recording (streaming + patches/deconvnet of the top-K +
-   writing the file), with the fixed part (whole - streaming: bounded by the lists, not by N).
+   alternating); the ratio bare time / record time is taken per pair and its median printed with
+   the range (this machine's speed drifts by tens of percent between seconds), for the streaming
+   pass alone and for the whole recording (streaming + the patches of the top-K + writing the
+   file; projections are made on demand), with the fixed part (whole - streaming: bounded by the
+   lists, not by N).
+1b. Projections on demand: the first projection of one filter's top-16 of the deepest recorded
+   layer (both lists, the filter's own entries only), and the same again from the cache, for
+   ``--filters`` filters spread over the layer (median and range).
 2. Memory: the peak traced memory (tracemalloc: numpy and Python allocations; torch's own
    allocator is not traced, but its per-batch buffers do not depend on N) of ``record_model``
    over N and over 4N images, each in a fresh subprocess, against the growth of the N x F
@@ -86,7 +90,8 @@ def _model(run: str | None = None, size: int = 48, preset: str = "phantom-defaul
                                  n_aus=n_aus)).eval()
 
 
-def throughput(n: int, batch_size: int, repeats: int, run: str | None = None, preset: str = "phantom-default") -> None:
+def throughput(n: int, batch_size: int, repeats: int, run: str | None = None, preset: str = "phantom-default",
+               filters: int = 5) -> None:
     import torch
 
     from fercore.recording.record import record_model
@@ -114,10 +119,12 @@ def throughput(n: int, batch_size: int, repeats: int, run: str | None = None, pr
         record_model(model, fs, tmp / "r.h5", normalize_method="standardize", k=16, batch_size=batch_size,
                      progress=progress)
         t1 = time.perf_counter()
-        return marks["deconv"] - t0, t1 - t0
+        return marks["patches"] - t0, t1 - t0
 
-    bare()  # warm up
-    rec()
+    warm = fs.subset(np.arange(min(n, 512)))  # warm up (caches, allocator) on a few batches
+    with torch.no_grad():
+        model(to_input(warm.images[:batch_size], in_size=size, method="standardize"))
+    record_model(model, warm, tmp / "warm.h5", normalize_method="standardize", k=16, batch_size=batch_size)
     b, st, w = [], [], []
     for i in range(repeats):  # adjacent pairs, the order alternating: the ratios are per pair
         if i % 2:
@@ -138,8 +145,36 @@ def throughput(n: int, batch_size: int, repeats: int, run: str | None = None, pr
           f"ratio median {np.median(b / st):.2f} (pairs {np.min(b / st):.2f}-{np.max(b / st):.2f})")
     print(f"  record, whole       median {np.median(w):7.3f} s  {n / np.median(w):8.0f} images/s  "
           f"ratio median {np.median(b / w):.2f} (pairs {np.min(b / w):.2f}-{np.max(b / w):.2f}) "
-          f"(+ patches/deconv of the top-16 and writing records.h5)")
+          f"(+ patches of the top-16 and writing records.h5; projections on demand)")
     print(f"  fixed part (whole - streaming, does not grow with N): median {np.median(w - st):.3f} s")
+    projections(model, fs, tmp / "r.h5", filters)
+
+
+def projections(model, fs, path: Path, n_filters: int = 5) -> None:
+    """Time the on-demand projection of single filters of the deepest recorded layer."""
+    from fercore.recording.project import filter_projections
+    from fercore.store.reader import RunReader
+    from fercore.training.inputs import InputSpec
+    from fercore.training.network import Network
+
+    reader = RunReader(path.parent, records_file=path.name)
+    layer = reader.layers[-1]
+    net = Network(model, InputSpec(size=model.spec.in_size, normalize="standardize"), reader.class_names,
+                  tuple(reader.layers))
+    nf = reader.n_filters(layer)
+    chosen = np.unique(np.linspace(0, nf - 1, n_filters).round().astype(int))
+    first, cached = [], []
+    for f in chosen:
+        t0 = time.perf_counter()
+        filter_projections(reader, layer, int(f), network=net, faceset=fs)
+        first.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        filter_projections(RunReader(path.parent, records_file=path.name), layer, int(f), network=net, faceset=fs)
+        cached.append(time.perf_counter() - t0)
+    first, cached = np.array(first) * 1e3, np.array(cached) * 1e3
+    print(f"  projections on demand, {layer} ({reader.projection(layer)}), one filter's top-16 (both lists), "
+          f"{len(chosen)} filters: first {np.median(first):.0f} ms ({first.min():.0f}-{first.max():.0f}), "
+          f"cached {np.median(cached):.1f} ms ({cached.min():.1f}-{cached.max():.1f})")
 
 
 def _memory_child(n: int, batch_size: int, run: str | None = None, preset: str = "phantom-default") -> None:
@@ -197,12 +232,13 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", default="phantom-default",
                     help="record this preset's network, freshly initialised (e.g. cpu-real: zero-bias at width 0.5; "
                          "ferplus-vgg13-mv: VGG13 at 64 px); default phantom-default")
+    ap.add_argument("--filters", type=int, default=5, help="filters timed for projections on demand")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         _memory_child(args.child, args.batch_size, args.run, args.preset)
         return 0
-    throughput(args.n, args.batch_size, args.repeats, args.run, args.preset)
+    throughput(args.n, args.batch_size, args.repeats, args.run, args.preset, args.filters)
     if not args.skip_memory:
         memory(args.n, args.batch_size, args.run, args.preset)
     return 0

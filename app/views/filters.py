@@ -111,7 +111,9 @@ st.markdown("**Source images** with the receptive field box; image number, label
 st.image(p["sources"], width="content", output_format="PNG")
 st.markdown(f"**Projections**: {projection} of each activation onto its receptive field")
 if ui.projections_or_wait(run_dir, stamp, layer, f, what=f"the projections of filter #{f}'s top {p['n']} images"):
-    st.image(loaders.projection_panel(run_dir, stamp, layer, f, distinct), width="content", output_format="PNG")
+    proj_png = loaders.projection_panel(run_dir, stamp, layer, f, distinct)
+    st.image(proj_png, width="content", output_format="PNG")
+    ui.png_button("Projections (PNG)", proj_png, f"{layer}_{f}_projections.png", "dl_projections")
 st.caption(f"Made by {projection}: " + ("the unit's activation sent back through the network's convolutions, "
            "ReLUs and max-pool switches" if reader.projection(layer) == "deconvnet" else
            "the gradient of the unit with respect to the input, each ReLU passing back only positive signal "

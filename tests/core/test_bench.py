@@ -14,4 +14,4 @@ def test_bench_record_runs_on_a_run_whose_input_is_not_48_px(tmp_path, capsys):
     run = make_run(tmp_path, make_faceset(n=24, size=32))
     bench_record.throughput(40, batch_size=16, repeats=1, run=str(run))
     out = capsys.readouterr().out
-    assert "40 noise images 32x32" in out and "ratio median" in out
+    assert "40 noise images 32x32" in out and "ratio median" in out and "projections on demand" in out
