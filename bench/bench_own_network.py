@@ -11,9 +11,10 @@ the calibration figure (target: at most 1 per layer, as for the untrained null),
 formats give identical record indices.
 
 With ``--fernet`` it also records fercore's own zero-bias CNN and VGG13 (half width, untrained, 64 px,
-``--fernet-n`` faces) twice, through their fast path (deconvnet, the layer chain's geometry) and
-as plain modules through the walk for any network (hooks, measured fields, guided
-backpropagation), and prints both times, their ratio and whether the lists and geometry agree.
+``--fernet-n`` faces) twice, with every projection, through their fast path (deconvnet, the layer
+chain's geometry) and as plain modules through the walk for any network (hooks, measured fields,
+guided backpropagation), and prints both times, their ratio and whether the lists and geometry
+agree.
 
 Usage::
 
@@ -58,6 +59,7 @@ def main() -> None:
     from fercore.analysis.analyze import analyze
     from fercore.data.phantom import generate_faceset
     from fercore.pipeline import phantom_path
+    from fercore.recording.project import ensure_projections
     from fercore.recording.record import record
     from fercore.store.faceset_h5 import load_faceset, save_faceset
     from fercore.store.layout import cache_dir, runs_dir
@@ -92,6 +94,9 @@ def main() -> None:
                 indices[fmt] = [f["layers"][la]["topk/index"][()] for la in open_run(run).layers]
             line = f"  {fmt:10s} import {t_import:5.2f} s, record {t_record:6.1f} s"
             if fmt == "torchscript":
+                t0 = time.perf_counter()
+                ensure_projections(run)
+                line += f", every projection (on demand) {time.perf_counter() - t0:5.1f} s"
                 t0 = time.perf_counter()
                 ev = evaluate_run(run, data)
                 t_eval = time.perf_counter() - t0
@@ -134,7 +139,8 @@ def _fernet_paths(args) -> None:
     from fercore.training.models import ModelSpec, build_model
 
     fs = generate_faceset(n=args.fernet_n, size=64, seed=0)
-    print(f"\n== FERNet's fast path against the walk for any module ({len(fs)} faces, 64 px, k = 4)")
+    print(f"\n== FERNet's fast path against the walk for any module ({len(fs)} faces, 64 px, k = 4, every "
+          "projection made)")
     for spec in (ModelSpec(arch="zero_bias", in_size=64, width=0.5), ModelSpec(arch="vgg13", in_size=64, width=0.5)):
         model = build_model(spec).eval()
 
@@ -148,10 +154,10 @@ def _fernet_paths(args) -> None:
 
         a, b = cache_dir() / "fast.h5", cache_dir() / "any.h5"
         t0 = time.perf_counter()
-        record_model(model, fs, a, normalize_method="standardize", k=4)
+        record_model(model, fs, a, normalize_method="standardize", k=4, projections="all")
         fast = time.perf_counter() - t0
         t0 = time.perf_counter()
-        record_model(Plain(model), fs, b, inputs=InputSpec(size=64, normalize="standardize"), k=4)
+        record_model(Plain(model), fs, b, inputs=InputSpec(size=64, normalize="standardize"), k=4, projections="all")
         walk = time.perf_counter() - t0
         with h5py.File(a) as fa, h5py.File(b) as fb:
             same = all(np.array_equal(fa["layers"][la]["topk/index"][()], fb["layers"][la]["topk/index"][()])
