@@ -531,6 +531,15 @@ def start_projections(run_dir: str, stamp: float, layer: str, f: int | None):
     server and cache them beside the records: (Job, started). A second request for the same
     filter joins the running job."""
     from app import jobs
+    from fercore.recording.face import cached_network
+
+    # The network is loaded here, in the page's thread, not in the job's: loading an imported
+    # network compiles Python (torch.fx code), and CPython 3.11 compiling in two threads at once can
+    # fail ("AST constructor recursion depth mismatch") while Streamlit compiles a page.
+    r = reader(run_dir, stamp)
+    fold = r.header.get("fold")
+    with _MODEL_LOCK:
+        cached_network(run_dir, None if fold is None or int(fold) < 0 else int(fold))
 
     def work(progress):
         from fercore.recording.project import filter_projections, top1_projections
