@@ -264,9 +264,14 @@ def confusion_figure(run_dir: str, stamp: float):
 # ------------------------------------------------------------------------------------ analysis
 @st.cache_data(show_spinner=False, max_entries=64)
 def topk(run_dir: str, stamp: float, layer: str, f: int, distinct: bool) -> dict:
-    """The filter's top-K (the reader's TopK) as a plain dict of arrays."""
-    t = reader(run_dir, stamp).topk(layer, int(f), distinct=distinct)
-    return {k: np.asarray(getattr(t, k)) for k in ("index", "activation", "pos", "box", "patch")}
+    """The filter's top-K (the reader's TopK without its projections, which are made on demand:
+    :func:`projection_panel`) as a plain dict of arrays."""
+    r = reader(run_dir, stamp)
+    n = r.n_filters(layer)
+    if not 0 <= int(f) < n:
+        raise ValueError(f"filter {f} out of range for {layer} ({n} filters: 0..{n - 1})")
+    rows = {k: v[int(f)] for k, v in r.topk_arrays(layer, distinct=distinct).items()}
+    return {**rows, "patch": r.patches(layer, distinct=distinct)[int(f)]}
 
 
 def evidence(run_dir: str, stamp: float, layer: str):
@@ -447,7 +452,7 @@ def filter_grid(run_dir: str, stamp: float, layer: str, kind: str, size: int = 4
     ``size`` pixels square."""
     r = reader(run_dir, stamp)
     if kind == "patch":
-        imgs = [r.topk(layer, f).patch[0] for f in range(r.n_filters(layer))]
+        imgs = r.patches(layer)[:, 0]
     else:
         imgs = [figures.to_uint8(p) for p in r.top1_projections(layer)]
     return [figures.png_bytes(figures.resize(img, size)) for img in imgs]

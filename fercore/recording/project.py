@@ -254,14 +254,17 @@ def ensure_projections(run, *, layers: list[str] | None = None, filters: list[in
         images = (faceset or reader.faceset()).images
     for layer in layers:
         mine = [f for la, f in todo if la == layer]
+        first = {}  # each filter's first raw projection, as stored (float16)
         for s in range(0, len(mine), batch_filters):
             chunk = mine[s:s + batch_filters]
             for f, (raw, dis) in _compute(reader, layer, chunk, net, images).items():
                 write_filter_projections(folder, layer, f, raw, dis, attrs={"method": reader.projection(layer)})
+                first[f] = raw[0].astype(np.float16).astype(np.float32)
             done += len(chunk)
             progress(done, total, "project")
         if filters is None and read_top1(folder, layer) is None:  # every filter now: the grid's too
-            k0 = [reader.projections(layer, f)["raw"][0] for f in range(reader.n_filters(layer))]
+            k0 = [first[f] if f in first else reader.projections(layer, f)["raw"][0]
+                  for f in range(reader.n_filters(layer))]
             write_top1(folder, layer, np.stack(k0), attrs={"method": reader.projection(layer)})
     return folder
 

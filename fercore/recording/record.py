@@ -25,6 +25,7 @@ records too; only the weights' test fold was unseen by the model.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,12 +54,11 @@ from fercore.training.inputs import InputSpec, check_method, to_input
 from fercore.training.loop import default_device
 from fercore.training.models import (
     FERNet,
-    conv_layers,
     feature_modules,
     layer_geometry,
     resolve_layer,
 )
-from fercore.training.network import module_order
+from fercore.training.network import fernet_layers, module_layers
 from fercore.util import Progress, no_progress
 
 __all__ = ["DEFAULT_K", "MAX_K", "record", "record_model"]
@@ -72,20 +72,6 @@ def _check_k(k) -> int:
     if not isinstance(k, int | np.integer) or not 1 <= int(k) <= MAX_K:
         raise ValueError(f"k: expected an integer from 1 to {MAX_K} (top images per filter), got {k!r}")
     return int(k)
-
-
-def _check_layers(model: FERNet, layers) -> list[str]:
-    convs = conv_layers(model)
-    if layers is None or len(layers) == 0:
-        return convs
-    out = []
-    for name in layers:
-        resolve_layer(model, name)
-        if name not in convs:
-            raise ValueError(f"layers: {name!r} is not a conv layer; conv layers are {', '.join(convs)}")
-        if name not in out:
-            out.append(name)
-    return sorted(out, key=convs.index)
 
 
 @dataclass
@@ -168,7 +154,7 @@ def record_model(model: nn.Module, faceset: FaceSet, path: str | Path, *, normal
     if int(batch_size) < 1:
         raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
     progress = progress or no_progress
-    layers = _check_layers(model, layers) if fernet else _module_layers(model, layers, spec)
+    layers = fernet_layers(model, layers) if fernet else module_layers(model, layers, spec)
     n = len(faceset)
     if n == 0:
         raise ValueError("record: the FaceSet has no images")
@@ -200,12 +186,10 @@ def record_model(model: nn.Module, faceset: FaceSet, path: str | Path, *, normal
                                    RunningTopK(k, start=start), RunningDistinctTopK(k, start=start))
     capture = None if fernet else LayerCapture(model, layers, stop=True)
     try:
-        if capture is not None:
-            capture.__enter__()
         # pass 1: stream every image once, through the conv stack up to the deepest recorded layer
         # (the classifier adds nothing to the records)
         progress(0, n, "record")
-        with torch.no_grad():
+        with torch.no_grad(), capture or contextlib.nullcontext():
             for s in range(start, end, batch_size):
                 e = min(s + batch_size, end)
                 x = spec.prepare(faceset.images[s:e]).to(dev)
@@ -224,8 +208,6 @@ def record_model(model: nn.Module, faceset: FaceSet, path: str | Path, *, normal
                     st.distinct.add(mx, codes, payload=arg)
 
                 progress(min(n, start + (e - start) * world), n, "record")
-        if capture is not None:
-            capture.remove()
         if ctx is not None:
             for st in states.values():
                 st.topk, st.distinct = _merge_lists(ctx, st.topk, st.distinct, groups, st.n_filters)
@@ -240,8 +222,6 @@ def record_model(model: nn.Module, faceset: FaceSet, path: str | Path, *, normal
         _fill_patches(faceset, lists, geos, frames, in_size=in_size, batch_size=max(8, min(batch_size, 256)),
                       progress=progress, own=(start, end))
     finally:
-        if capture is not None:
-            capture.remove()
         model.to(home).train(was_training)
     max_acts = {name: st.max_act for name, st in states.items()}
     if ctx is not None:
@@ -521,29 +501,6 @@ def _copy_shared(names: list[str], lists: dict, copies: dict, own: tuple[int, in
         hit = hit & (dis["index"] >= own[0]) & (dis["index"] < own[1])
         fi, ki = np.nonzero(hit)
         dis["patch"][fi, ki] = raw["patch"][fi, kr[fi, ki]]
-
-
-def _module_layers(model: nn.Module, layers, spec: InputSpec) -> list[str]:
-    """Any network's layers to record: the named modules in forward order (each must run once),
-    every Conv2d when None."""
-    dev = next(iter(model.parameters()), torch.zeros(0)).device
-    x = torch.zeros(2, spec.channels, spec.size, spec.size, device=dev)
-    names = None if layers is None or len(layers) == 0 else list(dict.fromkeys(layers))
-    if names is not None:
-        for name in names:
-            resolve_layer(model, name)
-    order, calls = module_order(model, x, names)
-    if names is None:
-        if not order:
-            raise ValueError("record: no Conv2d layer runs in the network's forward pass")
-        return order
-    for name in names:
-        if name not in calls:
-            raise ValueError(f"layers: {name!r} does not run in the forward pass (no output to record)")
-        if calls[name] > 1:
-            raise ValueError(f"layers: {name!r} runs {calls[name]} times in one forward pass, so it has no single "
-                             "output map; name a module that runs once")
-    return order
 
 
 def _widths(model: nn.Module, layers: list[str], spec: InputSpec, dev) -> dict[str, int]:

@@ -294,6 +294,11 @@ class RunReader:
                 "pos": self._array(layer, f"{g}/pos").astype(np.int64),
                 "box": self._array(layer, f"{g}/box").astype(np.int64)}
 
+    def patches(self, layer: str, *, distinct: bool = False) -> np.ndarray:
+        """(F, K, P, P) uint8: every filter's top-K patches (no projection is read)."""
+        self._layer(layer)
+        return self._array(layer, f"{'topk_distinct' if distinct else 'topk'}/patch")
+
     def max_activations(self, layer: str) -> np.ndarray:
         """(N, F) float16: each image's spatial maximum of each filter."""
         self._layer(layer)

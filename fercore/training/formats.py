@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 from torch import fx, nn
 
-__all__ = ["FORMATS", "ModelFileError", "detect_format", "load_module", "parse_factory"]
+__all__ = ["FORMATS", "ModelFileError", "detect_format", "first_lines", "load_module", "parse_factory"]
 
 #: The formats :func:`load_module` reads.
 FORMATS = ("torchscript", "export", "onnx", "state_dict")
@@ -176,7 +176,7 @@ def _factory_module(weights: Path, factory: str, *, factory_dir=None) -> nn.Modu
         result = net.load_state_dict(state, strict=False)
     except RuntimeError as e:  # shapes that differ
         raise ModelFileError(f"{weights}: the weights do not fit the module {func}() builds: "
-                             f"{_first_lines(str(e), 4)}; build the same architecture they were saved from") from None
+                             f"{first_lines(str(e), 4)}; build the same architecture they were saved from") from None
     missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
     if missing or unexpected:
         what = []
@@ -236,9 +236,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             what = f" ({found.group(1)})" if found else ""
             raise ModelFileError(f"{path}: holds a pickled Python object{what}, e.g. a whole module saved with "
                                  f"torch.save(model); fercore does not unpickle code. Instead {_SAVE_HINT}") from None
-        raise ModelFileError(f"{path}: not a readable state dict ({_first_lines(text, 1)})") from None
+        raise ModelFileError(f"{path}: not a readable state dict ({first_lines(text, 1)})") from None
     except Exception as e:  # torch raises many types for a file that is not its own
-        raise ModelFileError(f"{path}: not a model file fercore reads ({type(e).__name__}: {_first_lines(str(e), 1)}); "
+        raise ModelFileError(f"{path}: not a model file fercore reads ({type(e).__name__}: {first_lines(str(e), 1)}); "
                              "expected TorchScript, a .pt2 program, ONNX, or a state dict with --factory") from None
     if isinstance(obj, dict) and not _tensor_dict(obj):
         for key in ("state_dict", "model_state_dict", "model", "net", "weights"):
@@ -257,7 +257,8 @@ def _tensor_dict(d: dict) -> bool:
     return all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in d.items())
 
 
-def _first_lines(text: str, n: int) -> str:
+def first_lines(text: str, n: int = 1) -> str:
+    """The first ``n`` non-empty lines of an error's text, joined (at most 400 characters)."""
     lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
     return " ".join(lines[:n])[:400]
 
@@ -271,7 +272,7 @@ def _torchscript_module(path: Path, example: torch.Tensor) -> nn.Module:
     try:
         ts = torch.jit.load(str(path), map_location="cpu")
     except Exception as e:
-        raise ModelFileError(f"{path}: not a TorchScript file ({_first_lines(str(e), 1)})") from None
+        raise ModelFileError(f"{path}: not a TorchScript file ({first_lines(str(e), 1)})") from None
     ts.eval()
     with torch.no_grad():
         want = ts(example)
@@ -283,7 +284,7 @@ def _torchscript_module(path: Path, example: torch.Tensor) -> nn.Module:
             reasons.append(str(e))
             continue
         except Exception as e:
-            reasons.append(f"{type(e).__name__}: {_first_lines(str(e), 2)}")
+            reasons.append(f"{type(e).__name__}: {first_lines(str(e), 2)}")
             continue
         with torch.no_grad():
             got = gm(example)
@@ -343,7 +344,7 @@ def _export_module(path: Path) -> nn.Module:
             warnings.simplefilter("ignore")
             ep = torch.export.load(str(path))
     except Exception as e:
-        raise ModelFileError(f"{path}: not a torch.export program ({type(e).__name__}: {_first_lines(str(e), 1)}); "
+        raise ModelFileError(f"{path}: not a torch.export program ({type(e).__name__}: {first_lines(str(e), 1)}); "
                              "save one with torch.export.save(torch.export.export(model, (x,)), 'model.pt2')") from None
     return modularize(ep)
 
@@ -599,7 +600,7 @@ def _onnx_module(path: Path) -> nn.Module:
     try:
         model = onnx.load(str(path))
     except Exception as e:
-        raise ModelFileError(f"{path}: not a readable ONNX file ({type(e).__name__}: {_first_lines(str(e), 1)})") \
+        raise ModelFileError(f"{path}: not a readable ONNX file ({type(e).__name__}: {first_lines(str(e), 1)})") \
             from None
     inputs = onnx_inputs(model)
     if len(inputs) != 1:
@@ -620,7 +621,7 @@ def _onnx_module(path: Path) -> nn.Module:
             raise ModelFileError(_unsupported(path, first, opset)) from None
     except Exception as e:
         raise ModelFileError(f"{path}: onnx2torch could not convert the graph ({type(e).__name__}: "
-                             f"{_first_lines(str(e), 2)})") from None
+                             f"{first_lines(str(e), 2)})") from None
     gm = _dotted_names(gm)
     if _nhwc(inputs[0][1]):
         _transpose_input(gm)
@@ -644,7 +645,7 @@ def _unsupported(path: Path, err: Exception, opset: int | None) -> str:
     text = str(err)
     found = re.search(r"domain='([^']*)', operation_type='([^']+)', version=(\d+)", text)
     what = (f"the operator {found.group(2)}" + (f" of domain {found.group(1)}" if found.group(1) else "")
-            + f" (version {found.group(3)})") if found else f"an operator ({_first_lines(text, 1)})"
+            + f" (version {found.group(3)})") if found else f"an operator ({first_lines(text, 1)})"
     return (f"{path}: {what} has no converter in onnx2torch, so fercore cannot run this graph in PyTorch"
             + (f" (also after converting opset {opset} to {ONNX_FALLBACK_OPSET})" if opset and opset > ONNX_FALLBACK_OPSET
                else "")

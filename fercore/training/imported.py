@@ -29,6 +29,7 @@ from fercore.store.layout import load_config, runs_dir
 from fercore.training.formats import (
     ModelFileError,
     detect_format,
+    first_lines,
     load_module,
     onnx_inputs,
     parse_factory,
@@ -104,7 +105,7 @@ def _inspect(module, spec: InputSpec, n_classes: int, path: Path) -> dict:
             out = module(x)
     except Exception as e:
         raise ModelFileError(f"{path}: the network does not run on a {shape} input (--size {spec.size} --channels "
-                             f"{spec.channels}): {type(e).__name__}: {_short(e)}; give the input side and channels it "
+                             f"{spec.channels}): {type(e).__name__}: {first_lines(str(e))}; give the input side and channels it "
                              "was trained with") from None
     if isinstance(out, tuple | list):
         shapes = ", ".join(str(tuple(o.shape)) if isinstance(o, torch.Tensor) else type(o).__name__ for o in out)
@@ -145,11 +146,6 @@ def _inspect(module, spec: InputSpec, n_classes: int, path: Path) -> dict:
     return {"outputs": "probabilities" if probs else "logits", "layers": order,
             "repeated": [n for n in order if calls[n] > 1],
             "n_parameters": int(sum(p.numel() for p in module.parameters()))}
-
-
-def _short(e: Exception) -> str:
-    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
-    return (lines[0] if lines else "")[:300]
 
 
 def import_model(model_file, *, classes, size: int, channels: int = 1, mean=None, std=None,

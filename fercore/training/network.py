@@ -18,10 +18,11 @@ import torch
 from torch import nn
 
 from fercore.store.layout import is_imported, is_null_dir, load_config, trained_folds
-from fercore.training.formats import ModelFileError, load_module
+from fercore.training.formats import ModelFileError, first_lines, load_module
 from fercore.training.inputs import InputSpec
 
-__all__ = ["Network", "check_layers", "example_input", "load_imported", "load_network", "module_order"]
+__all__ = ["Network", "check_layers", "example_input", "fernet_layers", "load_imported", "load_network",
+           "module_layers", "module_order"]
 
 #: Seed of the random inputs a network is checked and converted with.
 _EXAMPLE_SEED = 0
@@ -116,33 +117,56 @@ def module_order(module: nn.Module, x: torch.Tensor, names: list[str] | None = N
 
 def check_layers(net: Network, layers) -> list[str]:
     """The layers to record: ``net.layers`` when None or empty; else the named modules, checked
-    (a ValueError lists the conv layers for an unknown name) and put in forward order."""
-    from fercore.training.models import FERNet, resolve_layer
+    (:func:`fernet_layers` for a network trained here, :func:`module_layers` for any other) and put
+    in forward order."""
+    from fercore.training.models import FERNet
 
     if layers is None or len(layers) == 0:
         return list(net.layers)
-    wanted = list(dict.fromkeys(layers))
-    for name in wanted:
-        try:
-            resolve_layer(net.module, name)
-        except ValueError:
-            raise ValueError(f"layers: unknown layer {name!r}; conv layers are {', '.join(net.layers)}") from None
     if isinstance(net.module, FERNet):
-        bad = [n for n in wanted if n not in net.layers]
-        if bad:
-            raise ValueError(f"layers: {bad[0]!r} is not a conv layer; conv layers are {', '.join(net.layers)}")
-        return sorted(wanted, key=net.layers.index)
-    x = torch.zeros(2, net.inputs.channels, net.inputs.size, net.inputs.size)
-    dev = next(iter(net.module.parameters()), torch.zeros(0)).device
-    order, calls = module_order(net.module, x.to(dev), wanted)
-    never = [n for n in wanted if n not in calls]
-    if never:
-        raise ValueError(f"layers: {never[0]!r} does not run in the forward pass (no output to record); "
-                         f"conv layers are {', '.join(net.layers)}")
-    twice = [n for n in wanted if calls[n] > 1]
-    if twice:
-        raise ValueError(f"layers: {twice[0]!r} runs {calls[twice[0]]} times in one forward pass, so it has no "
-                         "single output map; name a module that runs once")
+        return fernet_layers(net.module, layers)
+    return module_layers(net.module, layers, net.inputs)
+
+
+def fernet_layers(model, layers) -> list[str]:
+    """A FERNet's layers to record: its conv layers (all when None), in order; a ValueError names
+    an unknown layer or one that is not a conv layer, listing the conv layers."""
+    from fercore.training.models import conv_layers, resolve_layer
+
+    convs = conv_layers(model)
+    if layers is None or len(layers) == 0:
+        return convs
+    out = []
+    for name in layers:
+        resolve_layer(model, name)
+        if name not in convs:
+            raise ValueError(f"layers: {name!r} is not a conv layer; conv layers are {', '.join(convs)}")
+        if name not in out:
+            out.append(name)
+    return sorted(out, key=convs.index)
+
+
+def module_layers(module: nn.Module, layers, spec: InputSpec) -> list[str]:
+    """Any network's layers to record: the named modules (every ``Conv2d`` when None), in the order
+    the forward pass runs them. A ValueError names an unknown module (listing the conv layers), one
+    that does not run, or one that runs more than once per pass (it has no single output map)."""
+    from fercore.training.models import resolve_layer
+
+    names = None if layers is None or len(layers) == 0 else list(dict.fromkeys(layers))
+    for name in names or ():
+        resolve_layer(module, name)
+    dev = next(iter(module.parameters()), torch.zeros(0)).device
+    order, calls = module_order(module, torch.zeros(2, spec.channels, spec.size, spec.size, device=dev), names)
+    if names is None:
+        if not order:
+            raise ValueError("layers: no Conv2d layer runs in the network's forward pass")
+        return order
+    for name in names:
+        if name not in calls:
+            raise ValueError(f"layers: {name!r} does not run in the forward pass (no output to record)")
+        if calls[name] > 1:
+            raise ValueError(f"layers: {name!r} runs {calls[name]} times in one forward pass, so it has no single "
+                             "output map; name a module that runs once")
     return order
 
 
@@ -182,11 +206,6 @@ def example_input(spec: InputSpec, batch: int) -> torch.Tensor:
     return torch.randn(batch, spec.channels, spec.size, spec.size, generator=g)
 
 
-def _first_line(e: Exception) -> str:
-    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
-    return (lines[0] if lines else "")[:300]
-
-
 def _model_root(run_dir: Path) -> Path:
     """The directory holding ``model/``: the run's, or for a null network its run's."""
     return run_dir.parent.parent if is_null_dir(run_dir) else run_dir
@@ -218,7 +237,7 @@ def load_imported(run_dir) -> Network:
             state = torch.load(wpath, map_location="cpu", weights_only=True)
             module.load_state_dict(state)
         except Exception as e:
-            raise ModelFileError(f"{wpath}: unreadable null weights ({type(e).__name__}: {_first_line(e)}); delete "
+            raise ModelFileError(f"{wpath}: unreadable null weights ({type(e).__name__}: {first_lines(str(e))}); delete "
                                  f"{run_dir} and build the null again") from None
         weights = f"weights/fold{folds[0]}.pt"
     return Network(module=module, inputs=spec, class_names=tuple(cfg["class_names"]), layers=tuple(cfg["layers"]),
