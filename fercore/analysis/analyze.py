@@ -17,6 +17,7 @@ import numpy as np
 
 from fercore.analysis import estimators as est
 from fercore.analysis.criteria import STAGES, Criteria, funnel, judged_au, stage_reached
+from fercore.analysis.power import STATUS_WORDS, au_power
 from fercore.data.facs import presence
 from fercore.store.layout import (
     is_null_dir,
@@ -66,9 +67,12 @@ def layer_evidence(max_act: np.ndarray, raw_index: np.ndarray, raw_box: np.ndarr
     -------
     dict of str to array
         Figures (F, A) float32 ``share_raw``, ``share_distinct``, ``expected``, ``excess``,
-        ``auc_emotion``, ``z_emotion``, ``p_emotion``, ``q_emotion``, ``r_au``, ``p_au``, ``q_au``,
-        ``r_partial``, ``p_partial``, ``spatial_raw``, ``spatial_distinct``; ``n_listed`` (F, A)
-        int; ``n_units`` (A,) int (units the within-emotion test rests on); ``r_emotion`` (F, C);
+        ``auc_emotion`` with its 95 % interval ``auc_low``, ``auc_high``, ``z_emotion``,
+        ``p_emotion``, ``q_emotion``, ``r_au``, ``p_au``, ``q_au``, ``r_partial``, ``p_partial``,
+        ``spatial_raw``, ``spatial_distinct``; ``n_listed`` (F, A) int; ``n_units`` (A,) int
+        (units the within-emotion test rests on); the test's power at this layer's burden
+        (:func:`fercore.analysis.power.au_power`): ``detectable_auc``, ``detectable_r``,
+        ``critical_auc`` (A,) float, ``power_status`` (A,) int8, ``bh_threshold`` (); ``r_emotion`` (F, C);
         ``r_within`` (F, A, C); ``kl`` (F,); the funnel masks (F, A) bool ``raw``, ``distinct``,
         ``beyond_emotion``, ``spatial``; ``stage`` (F, A) int8; ``judged`` (F,) int64;
         ``order_evidence``, ``order_cluster`` (F,) int64.
@@ -86,8 +90,8 @@ def layer_evidence(max_act: np.ndarray, raw_index: np.ndarray, raw_box: np.ndarr
     ev = {
         "share_raw": share_raw, "share_distinct": share_distinct,
         "expected": top["expected_share"], "excess": top["excess"], "n_listed": top["n_listed"],
-        "auc_emotion": test["auc"], "z_emotion": test["z"], "p_emotion": test["p"], "q_emotion": q_emotion,
-        "n_units": test["n_units"],
+        "auc_emotion": test["auc"], "auc_low": test["low"], "auc_high": test["high"],
+        "z_emotion": test["z"], "p_emotion": test["p"], "q_emotion": q_emotion, "n_units": test["n_units"],
         "r_au": r_au, "p_au": p_au, "q_au": est.benjamini_hochberg(p_au),
         "r_partial": r_partial, "p_partial": p_partial,
         "r_emotion": est.emotion_correlation(x, labels, n_classes),
@@ -95,6 +99,8 @@ def layer_evidence(max_act: np.ndarray, raw_index: np.ndarray, raw_box: np.ndarr
         "kl": est.kl_selectivity(counts, base),
         "spatial_raw": est.spatial_share(raw_index, raw_box, landmarks, au_ids),
         "spatial_distinct": est.spatial_share(distinct_index, distinct_box, landmarks, au_ids),
+        **au_power(units, test["p"], alpha=criteria.alpha, margin=criteria.min_auc,
+                   min_minority=criteria.min_minority),
     }
     masks = funnel({**ev, "spatial": ev["spatial_distinct"], "base_rate": base, "testable": test["testable"]},
                    criteria)
@@ -156,6 +162,36 @@ def _stage_summary(layer_ev: dict, au_ids: np.ndarray, alpha: float) -> dict:
                   "aus": [int(a) for a in au_ids[m.any(axis=0)]],
                   "expected_false": round(alpha * rejections, 3) if s in ("beyond_emotion", "spatial") else None}
     return out
+
+
+def _power_summary(ev: dict, au_ids: np.ndarray, alpha: float) -> dict:
+    """The layer's power per AU next to its best filter: ``bh_threshold`` and per AU ``au``,
+    ``units`` (the test rests on), ``status`` (untestable / detectable / out of reach), ``detectable_auc``, ``detectable_r``,
+    ``critical_auc``, the filter with the largest within-emotion AUC (``best_filter``,
+    ``best_auc`` and its interval ``best_low``, ``best_high``) and ``found`` (a filter of the
+    layer is beyond emotion for the AU), ``test_passed`` (a filter's within-emotion test passes,
+    q < alpha, whether or not its top-K lists pass the stages before). None for figures that do not
+    apply."""
+
+    def num(v):
+        return round(float(v), 4) if np.isfinite(v) else None
+
+    rows = []
+    for a, au in enumerate(au_ids):
+        auc = np.asarray(ev["auc_emotion"][:, a], dtype=np.float64)
+        best = int(np.nanargmax(auc)) if np.isfinite(auc).any() else None
+        rows.append({
+            "au": int(au), "units": int(ev["n_units"][a]), "status": STATUS_WORDS[int(ev["power_status"][a])],
+            "detectable_auc": num(ev["detectable_auc"][a]), "detectable_r": num(ev["detectable_r"][a]),
+            "critical_auc": num(ev["critical_auc"][a]), "best_filter": best,
+            "best_auc": None if best is None else num(auc[best]),
+            "best_low": None if best is None else num(ev["auc_low"][best, a]),
+            "best_high": None if best is None else num(ev["auc_high"][best, a]),
+            "found": bool(np.asarray(ev["beyond_emotion"])[:, a].any()),
+            "test_passed": bool((np.nan_to_num(np.asarray(ev["q_emotion"][:, a], dtype=np.float64), nan=2.0)
+                                 < alpha).any()),
+        })
+    return {"bh_threshold": float(ev["bh_threshold"]), "aus": rows}
 
 
 def run_warnings(run_dir: Path, *, n_units: int, testable: np.ndarray) -> list[str]:
@@ -250,7 +286,7 @@ def analyze(run_dir, *, null: str | None = "auto", criteria: Criteria | None = N
         if fs.sequences is not None and fs.frames is not None:  # filters in time
             layers[layer]["temporal"] = temporal_evidence(reader.max_activations(layer), fs)
         row = {"layer": layer, "n_filters": int(ev["judged"].shape[0]),
-               "stages": _stage_summary(ev, au_ids, crit.alpha),
+               "stages": _stage_summary(ev, au_ids, crit.alpha), "power": _power_summary(ev, au_ids, crit.alpha),
                "groups_in_topk": _groups_in_list(raw["index"], fs.groups)}
         if null_reader is not None and layer in null_reader.layers:
             nev = null_reader.evidence(layer)

@@ -26,7 +26,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["STAGES", "STAGE_LABELS", "Criteria", "first_failure", "funnel", "judged_au", "stage_reached", "verdict"]
+from fercore.analysis.power import OUT_OF_REACH, POWER
+
+__all__ = ["STAGES", "STAGE_LABELS", "Criteria", "first_failure", "funnel", "judged_au", "power_phrase", "stage_reached",
+           "verdict"]
 
 #: The funnel's stages, in order; each is a subset of the one before.
 STAGES = ("raw", "distinct", "beyond_emotion", "spatial")
@@ -162,8 +165,10 @@ def verdict(ev, criteria: Criteria, f: int, a: int) -> list[dict]:
              f"(needs {c.min_minority})")
         ok_b = False
     else:
-        d = (f"within-emotion AUC {_fmt(auc)} over {int(g['n_units'][a])} units, tested against {c.min_auc:.2f}: "
+        d = (f"within-emotion AUC {_fmt(auc)}{_interval(g, f, a)} over {int(g['n_units'][a])} units, tested against "
+             f"{c.min_auc:.2f}: "
              + (f"q = {q:.2g}" + ("" if q < c.alpha else f", not below {c.alpha:g}") if np.isfinite(q) else "no test")
+             + power_phrase(g, a)
              + (f"; its distinct list carries the AU {_fmt(dshare)} against the {_fmt(exp_share)} its emotions predict"
                 if np.isfinite(exp_share) else ""))
         ok_b = bool(q < c.alpha)
@@ -181,6 +186,26 @@ def verdict(ev, criteria: Criteria, f: int, a: int) -> list[dict]:
         chain = chain and bool(row["passed"])
         row["in_funnel"] = chain
     return out
+
+
+def _interval(g, f: int, a: int) -> str:
+    if "auc_low" not in g or not np.isfinite(g["auc_low"][f, a]):
+        return ""
+    return f" [{_fmt(float(g['auc_low'][f, a]))}, {_fmt(float(g['auc_high'][f, a]))}]"
+
+
+def power_phrase(ev, a: int) -> str:
+    """What the test could find for AU column ``a`` on this data, as a clause of a verdict:
+    "; detectable from AUC 0.71 on this data (80 % power at this layer's burden)", or that no
+    filter could be found; "" where the analysis has no power figures."""
+    if "detectable_auc" not in ev:
+        return ""
+    det = float(np.asarray(ev["detectable_auc"])[a])
+    if np.isfinite(det):
+        return f"; detectable from AUC {det:.2f} on this data ({POWER:.0%} power at this layer's burden)"
+    if int(np.asarray(ev["power_status"])[a]) == OUT_OF_REACH:
+        return "; out of reach on this data: even a perfect filter would not pass at this layer's burden"
+    return ""
 
 
 def first_failure(rows: list[dict]) -> dict | None:

@@ -510,7 +510,7 @@ def unit_activations(max_act: np.ndarray, units: UnitTable) -> np.ndarray:
 
 
 def within_emotion_auc(x_units: np.ndarray, units: UnitTable, *, margin: float = 0.5,
-                       min_minority: int = 5) -> dict[str, np.ndarray]:
+                       min_minority: int = 5, ci: float = 0.95) -> dict[str, np.ndarray]:
     """Does a filter tell the units that carry an AU from those that do not, within each emotion?
 
     The effect is the within-emotion AUC: over the emotion classes where the AU varies, the
@@ -539,12 +539,18 @@ def within_emotion_auc(x_units: np.ndarray, units: UnitTable, *, margin: float =
     min_minority : int
         AUs with fewer units within classes that tell presence from absence
         (:attr:`UnitTable.minority`) are untestable: NaN.
+    ci : float
+        Level of the confidence interval of the AUC (default 0.95).
 
     Returns
     -------
     dict
-        ``auc`` (F, A) float64; ``z`` and ``p`` (F, A) float64; ``n_units`` (A,) int64 units in the
-        classes where the AU varies (what the test rests on); ``testable`` (A,) bool.
+        ``auc`` (F, A) float64; ``z`` and ``p`` (F, A) float64; ``low`` and ``high`` (F, A)
+        float64, the ``ci`` confidence interval of the AUC (DeLong's variance of each class's
+        Mann-Whitney AUC, from the units' placements, pooled with the classes' pair weights; the
+        interval is over the units, not under the null, and clipped to [0, 1]); ``n_units`` (A,)
+        int64 units in the classes where the AU varies (what the test rests on); ``testable``
+        (A,) bool.
     """
     x = np.asarray(x_units, dtype=np.float64)
     n_f, n_a = x.shape[1], units.present.shape[1]
@@ -553,11 +559,13 @@ def within_emotion_auc(x_units: np.ndarray, units: UnitTable, *, margin: float =
     testable = units.minority >= int(min_minority)
     auc = np.full((n_f, n_a), np.nan)
     z = np.full((n_f, n_a), np.nan)
+    half = np.full((n_f, n_a), np.nan)
     n_units = np.zeros(n_a, np.int64)
     ranks: dict[tuple[int, bytes], np.ndarray] = {}  # mid-ranks per class and coded subset
     for a in range(n_a):
         u_sum = np.zeros(n_f)
         var = np.zeros(n_f)
+        var_alt = np.zeros(n_f)  # sum_c pairs_c^2 Var(AUC_c), DeLong
         pairs = 0.0
         for c in range(units.n.shape[0]):
             sel = np.flatnonzero((units.label == c) & ~np.isnan(units.present[:, a]))
@@ -571,16 +579,37 @@ def within_emotion_auc(x_units: np.ndarray, units: UnitTable, *, margin: float =
             r = ranks[key]
             u_sum += r[y == 1].sum(axis=0) - m * (m + 1) / 2
             var += m * (n - m) / (n * (n - 1)) * ((r - r.mean(axis=0)) ** 2).sum(axis=0)
+            var_alt += (m * (n - m)) ** 2 * _delong_var(x[sel], r, y == 1)
             pairs += m * (n - m)
             n_units[a] += n
         if pairs == 0:
             continue
         auc[:, a] = u_sum / pairs
+        half[:, a] = sps.norm.isf((1.0 - ci) / 2) * np.sqrt(var_alt) / pairs
         if testable[a]:
             se = np.sqrt(var) / pairs
             with np.errstate(invalid="ignore", divide="ignore"):
                 z[:, a] = np.where(se > 0, (auc[:, a] - margin) / np.where(se > 0, se, 1.0), np.nan)
-    return {"auc": auc, "z": z, "p": sps.norm.sf(z), "n_units": n_units, "testable": testable}
+    return {"auc": auc, "z": z, "p": sps.norm.sf(z), "low": np.clip(auc - half, 0.0, 1.0),
+            "high": np.clip(auc + half, 0.0, 1.0), "n_units": n_units, "testable": testable}
+
+
+def _delong_var(x: np.ndarray, r: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """(F,) DeLong's variance of one class's Mann-Whitney AUC from the units' placements.
+
+    ``x`` (n, F) activations of the class's units, ``r`` their mid-ranks in the class, ``pos``
+    (n,) bool the units with the AU. A positive unit's placement is the share of negatives below
+    it (ties half), a negative's the share of positives above it: the difference of its rank in
+    the class and its rank among its own side counts the other side's units below it.
+    """
+    m, k = int(pos.sum()), int((~pos).sum())
+    below_pos = r[pos] - sps.rankdata(x[pos], axis=0)  # negatives below each positive
+    below_neg = r[~pos] - sps.rankdata(x[~pos], axis=0)  # positives below each negative
+    v10 = below_pos / k
+    v01 = 1.0 - below_neg / m
+    s10 = v10.var(axis=0, ddof=1) if m > 1 else np.zeros(x.shape[1])
+    s01 = v01.var(axis=0, ddof=1) if k > 1 else np.zeros(x.shape[1])
+    return s10 / m + s01 / k
 
 
 def expected_topk(topk_index: np.ndarray, labels: np.ndarray, present: np.ndarray,

@@ -14,10 +14,11 @@ import io
 import numpy as np
 
 from fercore.analysis.criteria import STAGE_LABELS, STAGES, Criteria, first_failure, verdict
+from fercore.analysis.power import POWER
 from fercore.data.facs import au_name
 from fercore.store.reader import RunReader, open_run
 
-__all__ = ["CSV_COLUMNS", "evidence_csv", "evidence_rows", "format_summary", "summary_dict"]
+__all__ = ["CSV_COLUMNS", "evidence_csv", "evidence_rows", "format_power", "format_summary", "summary_dict"]
 
 
 def summary_dict(run) -> dict:
@@ -100,7 +101,49 @@ def format_summary(summary: dict) -> str:
     if summary.get("untestable_aus"):
         out += ["", "Untestable AUs (too few units within the emotions tell them apart from the emotion): "
                 + " ".join(f"AU{a}" for a in summary["untestable_aus"])]
+    out += format_power(summary)
     return "\n".join(out)
+
+
+def format_power(summary: dict) -> list[str]:
+    """The power tables of :func:`format_summary`: per layer and AU the detectable effect next to
+    the layer's best filter for the AU ([] for a summary stored before power was computed)."""
+    layers = [r for r in summary["layers"] if "power" in r]
+    if not layers:
+        return []
+    out = ["", f"What the beyond-emotion test could find on this data: a filter whose true within-emotion AUC is at "
+           f"least 'detectable' is found with probability {POWER:.0%} at the layer's multiple-testing burden "
+           "(planted units on the data's own units; partial r: the same effect as a correlation given the emotion); "
+           "'best': the layer's filter with the largest within-emotion AUC, 95 % interval over units; "
+           "'found': a filter of the layer is beyond emotion for the AU (its test and, before it, its top-K lists pass)."]
+    for row in layers:
+        pw = row["power"]
+        out += ["", f"{row['layer']} (a found pair needs p <= {pw['bh_threshold']:.2g}):"]
+        body = [[f"AU{r['au']}", str(r["units"]), _power_cell(r), _best_cell(r), _found_cell(r)] for r in pw["aus"]]
+        out += ["  " + line for line in _grid(["AU", "units", "detectable AUC (partial r)", "best filter: AUC [95 % CI]",
+                                                 "found"], body)]
+    return out
+
+
+def _found_cell(r: dict) -> str:
+    if r["found"]:
+        return "yes"
+    if r.get("test_passed"):
+        return "no: a filter passes the test, its top-K lists not"
+    return "no"
+
+
+def _power_cell(r: dict) -> str:
+    if r["status"] != "detectable":
+        return r["status"]
+    return f"{r['detectable_auc']:.2f} ({r['detectable_r']:.2f})"
+
+
+def _best_cell(r: dict) -> str:
+    if r["best_filter"] is None or r["best_auc"] is None:
+        return "-"
+    ci = f" [{r['best_low']:.2f}, {r['best_high']:.2f}]" if r["best_low"] is not None else ""
+    return f"#{r['best_filter']}: {r['best_auc']:.2f}{ci}"
 
 
 def _grid(header: list[str], body: list[list[str]]) -> list[str]:
@@ -115,7 +158,8 @@ def _grid(header: list[str], body: list[list[str]]) -> list[str]:
 #: Columns of the ranked CSV (``analyze --csv``), headers in words.
 CSV_COLUMNS = (
     "layer", "filter", "AU", "AU name", "stage reached", "verdict", "raw top-K share", "distinct top-K share",
-    "expected share given the emotions", "excess share", "within-emotion AUC", "within-emotion test p",
+    "expected share given the emotions", "excess share", "within-emotion AUC", "its 95 % interval, low",
+    "its 95 % interval, high", "detectable AUC on this data", "within-emotion test p",
     "q (Benjamini-Hochberg)", "units the test rests on", "correlation with AU", "partial correlation given emotion",
     "KL selectivity", "share in the AU region", "null p95 of the distinct share", "null p95 of the within-emotion AUC",
 )
@@ -148,6 +192,9 @@ def evidence_rows(reader: RunReader, layers: list[str] | None = None) -> list[di
                 "expected share given the emotions": float(ev["expected"][f, a]),
                 "excess share": float(ev["excess"][f, a]),
                 "within-emotion AUC": float(ev["auc_emotion"][f, a]),
+                "its 95 % interval, low": float(ev["auc_low"][f, a]),
+                "its 95 % interval, high": float(ev["auc_high"][f, a]),
+                "detectable AUC on this data": float(ev["detectable_auc"][a]),
                 "within-emotion test p": float(ev["p_emotion"][f, a]),
                 "q (Benjamini-Hochberg)": float(ev["q_emotion"][f, a]),
                 "units the test rests on": int(ev["n_units"][a]),

@@ -36,7 +36,7 @@ __all__ = [
 RECORDS_SCHEMA = 2
 #: Version of the analysis ``analyze`` stores in a records file (``/analysis`` attribute
 #: ``stats_version``); a reader of another version asks for ``analyze`` again.
-STATS_VERSION = 2
+STATS_VERSION = 3
 
 #: Header attributes stored as JSON text.
 _JSON_ATTRS = ("layers", "class_names", "au_ids", "meta", "input")
