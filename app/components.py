@@ -15,7 +15,8 @@ import streamlit as st
 from fercore.analysis.criteria import STAGE_LABELS, STAGES
 
 __all__ = ["funnel_caption", "funnel_display", "funnel_frame", "funnel_line", "funnel_line_text", "null_badge",
-           "null_badge_text", "summary_table", "verdict_lines"]
+           "null_badge_text", "power_caption", "power_frame", "power_range", "power_tables", "summary_table",
+           "verdict_lines"]
 
 
 #: The null networks in words (``summary["null"]``).
@@ -54,8 +55,61 @@ def funnel_frame(summary: dict) -> pd.DataFrame:
         e = r["stages"]["beyond_emotion"]["expected_false"]
         d["expected false (beyond emotion)"] = None if e is None else round(e, 2)
         d["AUs beyond emotion"] = ", ".join(f"AU{a}" for a in r["stages"]["beyond_emotion"]["aus"]) or "–"
+        d["detectable AUC (range over AUs)"] = power_range(r) or "–"
         rows.append(d)
     return pd.DataFrame(rows)
+
+
+def power_range(layer_row: dict) -> str | None:
+    """``"0.68–0.83"``: the smallest and largest detectable within-emotion AUC over the layer's
+    testable AUs (None before power was stored, or when no AU is detectable)."""
+    det = [r["detectable_auc"] for r in (layer_row.get("power") or {}).get("aus", []) if r["detectable_auc"] is not None]
+    if not det:
+        return None
+    lo, hi = min(det), max(det)
+    return f"{lo:.2f}" if f"{lo:.2f}" == f"{hi:.2f}" else f"{lo:.2f}–{hi:.2f}"
+
+
+def power_frame(summary: dict, layer: str) -> pd.DataFrame | None:
+    """One row per AU of ``layer``: what the beyond-emotion test could find on this data next to
+    the layer's best filter for the AU (None before power was stored)."""
+    row = next((r for r in summary.get("layers", []) if r["layer"] == layer and "power" in r), None)
+    if row is None:
+        return None
+    out = []
+    for r in row["power"]["aus"]:
+        det = r["status"] if r["detectable_auc"] is None else f"{r['detectable_auc']:.2f} (r {r['detectable_r']:.2f})"
+        best = "–" if r["best_auc"] is None else (
+            f"{r['best_auc']:.2f}" + ("" if r["best_low"] is None else f" [{r['best_low']:.2f}, {r['best_high']:.2f}]"))
+        found = "yes" if r["found"] else ("test only" if r.get("test_passed") else "no")
+        out.append({"AU": f"AU{r['au']}", "units": r["units"], "detectable AUC": det,
+                    "best filter": "–" if r["best_filter"] is None else f"#{r['best_filter']}",
+                    "its AUC [95 % CI]": best, "found": found})
+    return pd.DataFrame(out)
+
+
+def power_caption(summary: dict, layer: str) -> str:
+    """How to read :func:`power_frame`."""
+    row = next((r for r in summary.get("layers", []) if r["layer"] == layer and "power" in r), None)
+    thr = "" if row is None else f" (a found pair needs p ≤ {row['power']['bh_threshold']:.2g})"
+    return ("**detectable AUC**: the smallest within-emotion AUC the beyond-emotion test finds with 80 % probability "
+            f"on this data at the layer's multiple-testing burden{thr}, from filters planted into the data's own "
+            "units; r: the same effect as a partial correlation given the emotion. **its AUC**: the layer's filter "
+            "with the largest within-emotion AUC, 95 % interval over units. **found**: a filter is beyond emotion "
+            "for the AU; *test only*: a filter passes the within-emotion test but its top-K lists do not pass the "
+            "stages before it. *untestable*: too few units within the emotions show the AU and its absence; "
+            "*out of reach*: not even a perfect filter would pass on this data.")
+
+
+def power_tables(summary: dict, *, key: str | None = None) -> None:
+    """Draw :func:`power_frame` for every layer (deepest first, a layer column) with its caption."""
+    layers = [r["layer"] for r in summary.get("layers", []) if "power" in r][::-1]
+    if not layers:
+        return
+    frame = pd.concat([power_frame(summary, layer).assign(layer=layer) for layer in layers], ignore_index=True)
+    st.dataframe(frame[["layer", *[c for c in frame.columns if c != "layer"]]], hide_index=True, width="stretch",
+                 height=320, key=key)
+    st.caption(power_caption(summary, layers[0]))
 
 
 def funnel_display(summary: dict) -> pd.DataFrame:
@@ -90,6 +144,9 @@ def summary_table(summary: dict, *, key: str | None = None) -> None:
     if summary.get("untestable_aus"):
         st.caption("Untestable (too few units within the emotions show the AU and its absence): "
                    + " ".join(f"AU{a}" for a in summary["untestable_aus"]))
+    if any("power" in r for r in summary["layers"]):
+        with st.expander("What the beyond-emotion test could find on this data: the detectable effect per AU"):
+            power_tables(summary, key=None if key is None else f"{key}_power")
     st.download_button("Funnel (CSV)", data=funnel_frame(summary).to_csv(index=False).encode(),
                        file_name="funnel.csv", mime="text/csv", key=None if key is None else f"{key}_csv")
 
@@ -106,7 +163,9 @@ def funnel_line_text(summary: dict, layer: str) -> str | None:
         parts.append(f"{STAGE_LABELS[s]} **{n}**" + (f" (null {row['null_stages'][s]['filters']})"
                                                     if "null_stages" in row else ""))
     aus = ", ".join(f"AU{a}" for a in row["stages"]["beyond_emotion"]["aus"]) or "none"
-    return f"**{layer}**, {row['n_filters']} filters: " + " → ".join(parts) + f"; AUs beyond emotion: {aus}"
+    reach = power_range(row)
+    return (f"**{layer}**, {row['n_filters']} filters: " + " → ".join(parts) + f"; AUs beyond emotion: {aus}"
+            + (f"; the test finds a within-emotion AUC from **{reach}** (by AU, 80 % power on this data)" if reach else ""))
 
 
 def funnel_line(summary: dict, layer: str) -> None:

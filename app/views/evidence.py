@@ -7,7 +7,7 @@ from functools import partial
 
 import streamlit as st
 
-from app import figures, loaders, state, ui
+from app import components, figures, loaders, state, ui
 
 st.title("Evidence")
 ctx = ui.require_run()
@@ -18,13 +18,19 @@ st.caption(f"{loaders.run_label(run_dir)} · run `{reader.name}`")
 
 layers = list(reader.layers)
 layer = state.selectbox(st, "Layer", layers, name="layer", key="evidence_layer", default=layers[-1])
+summary = loaders.summary(run_dir, stamp)
+if not summary.get("warnings") and components.power_frame(summary, layer) is not None:
+    st.subheader(f"What the beyond-emotion test could find in {layer}")
+    st.dataframe(components.power_frame(summary, layer), hide_index=True, width="stretch", key="evidence_power")
+    st.caption(components.power_caption(summary, layer))
 st.subheader(f"Ranked filter × AU evidence, {layer}")
 table = loaders.evidence_table(run_dir, stamp, (layer,))
 st.dataframe(table, hide_index=True, width="stretch", height=420,
              column_config={c: st.column_config.NumberColumn(format="%.3g") for c in table.columns
                             if table[c].dtype.kind == "f"})
 st.caption(f"{len(table)} pairs whose distinct top-K share is above the AU's base rate, ranked by the deepest stage "
-           "of the funnel they reach, then the within-emotion test's q, then the excess share. Pick a pair in the "
+           "of the funnel they reach, then the within-emotion test's q, then the excess share; each within-emotion AUC "
+           "with its 95 % interval beside the AUC the test detects on this data. Pick a pair in the "
            "FAU map or the Filters view to see its images.")
 c1, c2 = st.columns([1, 1])
 with c1:

@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, components, figures, loaders, state, ui
+from fercore.analysis.criteria import auc_with_interval
 
 st.title("Filters")
 ctx = ui.require_run()
@@ -70,12 +71,15 @@ with st.expander("Filters and controls (table)"):
         "stage reached": [figures.STAGE_NAMES[int(depth[f])] for f in order],
         "distinct share": [float(ev["share_distinct"][f, judged[f]]) for f in order],
         "excess share": [float(ev["excess"][f, judged[f]]) for f in order],
+        "within-emotion AUC [95 % CI]": [auc_with_interval(ev, f, judged[f]) for f in order],
+        "detectable AUC on this data": [float(ev["detectable_auc"][judged[f]]) for f in order],
         "q (Benjamini-Hochberg)": [float(ev["q_emotion"][f, judged[f]]) for f in order],
         "KL selectivity": [float(ev["kl"][f]) for f in order],
     }))
     st.dataframe(grid_table, hide_index=True, width="stretch", key="filters_controls",
                  column_config={c: st.column_config.NumberColumn(format="%.3g")
-                                for c in ("distinct share", "excess share", "q (Benjamini-Hochberg)", "KL selectivity")})
+                                for c in ("distinct share", "excess share", "q (Benjamini-Hochberg)", "KL selectivity",
+                                          "detectable AUC on this data")})
     ui.csv_button("Filters and controls (CSV)", partial(figures.csv_text, grid_table), f"{layer}_controls.csv", "dl_controls")
 
 filters = [int(i) for i in order]

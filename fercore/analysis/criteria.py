@@ -28,7 +28,7 @@ import numpy as np
 
 from fercore.analysis.power import OUT_OF_REACH, POWER
 
-__all__ = ["STAGES", "STAGE_LABELS", "Criteria", "first_failure", "funnel", "judged_au", "power_phrase", "stage_reached",
+__all__ = ["STAGES", "STAGE_LABELS", "Criteria", "auc_with_interval", "first_failure", "funnel", "judged_au", "power_phrase", "stage_reached",
            "verdict"]
 
 #: The funnel's stages, in order; each is a subset of the one before.
@@ -143,7 +143,7 @@ def verdict(ev, criteria: Criteria, f: int, a: int) -> list[dict]:
     c = criteria
     g = {k: np.asarray(v) for k, v in ev.items()}
     share, dshare = float(g["share_raw"][f, a]), float(g["share_distinct"][f, a])
-    base, auc, q = float(g["base_rate"][a]), float(g["auc_emotion"][f, a]), float(g["q_emotion"][f, a])
+    base, q = float(g["base_rate"][a]), float(g["q_emotion"][f, a])
     exp_share, spatial = float(g["expected"][f, a]), float(g["spatial"][f, a])
     out = []
     ok_raw = share >= c.min_share and base < c.max_base_rate
@@ -165,7 +165,7 @@ def verdict(ev, criteria: Criteria, f: int, a: int) -> list[dict]:
              f"(needs {c.min_minority})")
         ok_b = False
     else:
-        d = (f"within-emotion AUC {_fmt(auc)}{_interval(g, f, a)} over {int(g['n_units'][a])} units, tested against "
+        d = (f"within-emotion AUC {auc_with_interval(g, f, a)} over {int(g['n_units'][a])} units, tested against "
              f"{c.min_auc:.2f}: "
              + (f"q = {q:.2g}" + ("" if q < c.alpha else f", not below {c.alpha:g}") if np.isfinite(q) else "no test")
              + power_phrase(g, a)
@@ -188,10 +188,13 @@ def verdict(ev, criteria: Criteria, f: int, a: int) -> list[dict]:
     return out
 
 
-def _interval(g, f: int, a: int) -> str:
-    if "auc_low" not in g or not np.isfinite(g["auc_low"][f, a]):
-        return ""
-    return f" [{_fmt(float(g['auc_low'][f, a]))}, {_fmt(float(g['auc_high'][f, a]))}]"
+def auc_with_interval(ev, f: int, a: int) -> str:
+    """``"0.58 [0.49, 0.67]"``: filter ``f``'s within-emotion AUC for AU column ``a`` with its 95 %
+    interval (the AUC alone where no interval is stored; "–" where the AU does not vary)."""
+    auc = _fmt(float(np.asarray(ev["auc_emotion"])[f, a]))
+    if "auc_low" not in ev or not np.isfinite(np.asarray(ev["auc_low"])[f, a]):
+        return auc
+    return f"{auc} [{_fmt(float(np.asarray(ev['auc_low'])[f, a]))}, {_fmt(float(np.asarray(ev['auc_high'])[f, a]))}]"
 
 
 def power_phrase(ev, a: int) -> str:
