@@ -181,9 +181,12 @@ def funnel_line(summary: dict, layer: str) -> None:
 
 
 def verdict_lines(rows: list[dict], au: str) -> None:
-    """The funnel of one filter × AU, stage by stage, naming what fails and by how much."""
+    """The verdict on one filter × AU in one sentence (the rows' ``headline``, where given), then
+    the funnel stage by stage, naming what fails and by how much."""
     marks = {True: "✓", False: "✗", None: "–"}
+    headline = getattr(rows, "headline", None)
     st.markdown(f"**{au}** — " + " · ".join(f"{r['label']} {marks[r['passed']]}" for r in rows) + "  \n"
+                + (f"{headline}  \n" if headline else "")
                 + "  \n".join(f":gray[{marks[r['passed']]} {r['label']}: {r['detail']}]" for r in rows))
 
 

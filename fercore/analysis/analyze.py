@@ -67,12 +67,15 @@ def layer_evidence(max_act: np.ndarray, raw_index: np.ndarray, raw_box: np.ndarr
     -------
     dict of str to array
         Figures (F, A) float32 ``share_raw``, ``share_distinct``, ``expected``, ``excess``,
-        ``auc_emotion`` with its 95 % interval ``auc_low``, ``auc_high``, ``z_emotion``,
+        ``auc_emotion`` with its 95 % interval ``auc_low``, ``auc_high`` and per class
+        ``auc_class`` (F, A, C), ``z_emotion``,
         ``p_emotion``, ``q_emotion``, ``r_au``, ``p_au``, ``q_au``, ``r_partial``, ``p_partial``,
         ``spatial_raw``, ``spatial_distinct``; ``n_listed`` (F, A) int; ``n_units`` (A,) int
         (units the within-emotion test rests on); the test's power at this layer's burden
         (:func:`fercore.analysis.power.au_power`): ``detectable_auc``, ``detectable_r``,
-        ``critical_auc`` (A,) float, ``power_status`` (A,) int8, ``bh_threshold`` (); ``r_emotion`` (F, C);
+        ``critical_auc`` (A,) float, ``power_status`` (A,) int8, ``bh_threshold`` (); the emotion
+        most of each distinct list shows, ``list_class`` (F,) int and its share ``list_class_share``
+        (F,); ``r_emotion`` (F, C);
         ``r_within`` (F, A, C); ``kl`` (F,); the funnel masks (F, A) bool ``raw``, ``distinct``,
         ``beyond_emotion``, ``spatial``; ``stage`` (F, A) int8; ``judged`` (F,) int64;
         ``order_evidence``, ``order_cluster`` (F,) int64.
@@ -90,7 +93,7 @@ def layer_evidence(max_act: np.ndarray, raw_index: np.ndarray, raw_box: np.ndarr
     ev = {
         "share_raw": share_raw, "share_distinct": share_distinct,
         "expected": top["expected_share"], "excess": top["excess"], "n_listed": top["n_listed"],
-        "auc_emotion": test["auc"], "auc_low": test["low"], "auc_high": test["high"],
+        "auc_emotion": test["auc"], "auc_low": test["low"], "auc_high": test["high"], "auc_class": test["by_class"],
         "z_emotion": test["z"], "p_emotion": test["p"], "q_emotion": q_emotion, "n_units": test["n_units"],
         "r_au": r_au, "p_au": p_au, "q_au": est.benjamini_hochberg(p_au),
         "r_partial": r_partial, "p_partial": p_partial,
@@ -102,6 +105,7 @@ def layer_evidence(max_act: np.ndarray, raw_index: np.ndarray, raw_box: np.ndarr
         **au_power(units, test["p"], alpha=criteria.alpha, margin=criteria.min_auc,
                    min_minority=criteria.min_minority),
     }
+    ev.update(_list_emotion(distinct_index, labels, n_classes))
     masks = funnel({**ev, "spatial": ev["spatial_distinct"], "base_rate": base, "testable": test["testable"]},
                    criteria)
     stage = stage_reached(masks)
@@ -113,6 +117,20 @@ def layer_evidence(max_act: np.ndarray, raw_index: np.ndarray, raw_box: np.ndarr
     out["order_evidence"] = _evidence_order(stage, ev, judged)
     out["order_cluster"] = _cluster_order(share_distinct - base[None, :])
     return out
+
+
+def _list_emotion(index: np.ndarray, labels: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
+    """The emotion most of each filter's distinct list shows (``list_class`` (F,) int64, -1 for an
+    empty list) and its share of the labelled listed images (``list_class_share`` (F,))."""
+    idx = np.asarray(index)
+    lab = np.where(idx >= 0, np.asarray(labels)[np.where(idx >= 0, idx, 0)], -1)
+    counts = np.stack([(lab == c).sum(axis=1) for c in range(n_classes)], axis=1) if n_classes else \
+        np.zeros((len(idx), 0), np.int64)
+    total = counts.sum(axis=1)
+    top = np.where(total > 0, counts.argmax(axis=1), -1) if n_classes else np.full(len(idx), -1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(total > 0, counts.max(axis=1, initial=0) / np.maximum(total, 1), np.nan)
+    return {"list_class": top.astype(np.int64), "list_class_share": share}
 
 
 def temporal_evidence(max_act: np.ndarray, fs) -> dict[str, np.ndarray]:

@@ -28,7 +28,7 @@ import numpy as np
 
 from fercore.analysis.power import OUT_OF_REACH, POWER
 
-__all__ = ["STAGES", "STAGE_LABELS", "Criteria", "auc_with_interval", "first_failure", "funnel", "judged_au", "power_phrase", "stage_reached",
+__all__ = ["STAGES", "STAGE_LABELS", "Criteria", "Verdict", "auc_with_interval", "explain", "first_failure", "funnel", "judged_au", "power_phrase", "stage_reached",
            "verdict"]
 
 #: The funnel's stages, in order; each is a subset of the one before.
@@ -209,6 +209,108 @@ def power_phrase(ev, a: int) -> str:
     if int(np.asarray(ev["power_status"])[a]) == OUT_OF_REACH:
         return "; out of reach on this data: even a perfect filter would not pass at this layer's burden"
     return ""
+
+
+class Verdict(list):
+    """The rows of :func:`verdict` with the one-sentence :func:`explain` as ``headline``."""
+
+    def __init__(self, rows, headline: str):
+        super().__init__(rows)
+        self.headline = headline
+
+
+def explain(ev, criteria: Criteria, f: int, a: int, class_names=()) -> str:
+    """The verdict on filter ``f`` and AU column ``a`` in one sentence, worded from the funnel; it
+    explains the apparent conflicts between the top-K share and the within-emotion test.
+
+    The top-K stages look at a filter's few strongest images, the within-emotion test at every
+    unit within the emotions: a filter can pass the test while its top-K share only equals what its
+    images' emotions predict (its top images are all of one emotion whose faces nearly always carry
+    the AU, yet within the emotions where the AU varies it still ranks the AU's units first), or
+    carry the AU in its top-K far beyond its emotions while the test fails (the excess rests on
+    its few strongest faces). Every view shows this sentence above the stage-by-stage
+    :func:`verdict`.
+
+    Parameters
+    ----------
+    ev : mapping
+        The layer's stored figures (:meth:`fercore.store.reader.RunReader.evidence`, with
+        ``spatial`` = ``spatial_distinct``); ``auc_class``, ``list_class``, ``list_class_share``
+        and ``rates`` are used where present.
+    class_names : sequence of str
+        The emotion of each class index.
+    """
+    rows = verdict(ev, criteria, f, a)
+    g = {k: np.asarray(v) for k, v in ev.items() if not isinstance(v, dict)}
+    au = f"AU{int(g['au_ids'][a])}" if "au_ids" in g else f"AU column {a}"
+    stage = {r["stage"]: r for r in rows}
+    auc = auc_with_interval(g, f, a)
+    det = float(g["detectable_auc"][a]) if "detectable_auc" in g else float("nan")
+    det_text = f", detectable from {det:.2f} on this data" if np.isfinite(det) else ""
+    dshare, exp_share = float(g["share_distinct"][f, a]), float(g["expected"][f, a])
+    q = float(g["q_emotion"][f, a])
+    test_ok = bool(np.isfinite(q) and q < criteria.alpha and bool(g["testable"][a]))
+    lead = _list_words(g, f, a, class_names)
+    if not bool(g["testable"][a]):
+        return (f"Untestable beyond emotion: {au} varies in {int(g['minority'][a])} units within the emotions "
+                f"(needs {criteria.min_minority}), so no filter can be told from an emotion detector for it"
+                + (f"; its top-K carries {au} ({_fmt(dshare)}){lead}." if stage["distinct"]["in_funnel"] else "."))
+    if stage["beyond_emotion"]["in_funnel"]:
+        where = _classes_words(g, f, a, class_names)
+        out = (f"Beyond emotion: {where}it tells the units with {au} from those without "
+               f"(within-emotion AUC {auc}{det_text}; q = {q:.2g})")
+        if stage["spatial"]["passed"] is True:
+            out += f", and its maxima lie in {au}'s region"
+        elif stage["spatial"]["passed"] is False:
+            out += f", but its maxima do not lie in {au}'s region ({stage['spatial']['detail']})"
+        if np.isfinite(exp_share) and dshare - exp_share <= 0.05:
+            out += (f". Its distinct top-K share ({_fmt(dshare)}) does not exceed what its images' emotions predict "
+                    f"({_fmt(exp_share)}){lead}: its strongest faces cannot tell an {au} unit from an emotion "
+                    "detector; the within-emotion test, over every unit, can")
+        return out + "."
+    if test_ok:  # the test passes, a top-K stage before it fails
+        fail = first_failure(rows)
+        return (f"Not beyond emotion: within the emotions it does separate {au} (AUC {auc}, q = {q:.2g}), but its "
+                f"top-K lists do not carry the AU: {fail['label']} fails ({fail['detail']}).")
+    if stage["distinct"]["in_funnel"]:
+        if np.isfinite(exp_share) and dshare - exp_share > 0.05:
+            why = (f"its top-K carries {au} ({_fmt(dshare)}) more often than its emotions predict ({_fmt(exp_share)}), "
+                   "but the excess rests on its few strongest faces")
+        else:
+            why = f"its top-K carries {au} ({_fmt(dshare)}) as often as its images' emotions predict{lead}"
+        return (f"Not beyond emotion: {why}; over every unit within the emotions its AUC is {auc}{det_text}, not "
+                f"significantly above {criteria.min_auc:.2f} (q = {q:.2g}).")
+    fail = first_failure(rows)
+    return (f"No evidence for {au}: {fail['label']} fails ({fail['detail']}); within-emotion AUC {auc}{det_text}."
+            if fail else f"No evidence for {au}.")
+
+
+def _list_words(g, f: int, a: int, class_names) -> str:
+    """", its distinct list being 94 % happy faces, which carry AU12 at a rate of 1.00" ("" when
+    the figures are not stored)."""
+    if "list_class" not in g or int(g["list_class"][f]) < 0:
+        return ""
+    c = int(g["list_class"][f])
+    name = class_names[c] if c < len(class_names) else f"class {c}"
+    rate = float(g["rates"][c, a]) if "rates" in g else float("nan")
+    return (f", its distinct list being {float(g['list_class_share'][f]):.0%} {name} faces"
+            + (f", which carry the AU at a rate of {rate:.2f}" if np.isfinite(rate) else ""))
+
+
+def _classes_words(g, f: int, a: int, class_names) -> str:
+    """"within neutral (AUC 0.81) and contempt (0.70) faces, " — the classes where it separates the
+    AU best ("" when per-class AUCs are not stored)."""
+    if "auc_class" not in g:
+        return ""
+    per = np.asarray(g["auc_class"][f, a], dtype=np.float64)
+    ok = np.flatnonzero(np.isfinite(per) & (per >= 0.6))
+    if not len(ok):
+        return ""
+    best = ok[np.argsort(-per[ok])][:2]
+    names = [class_names[c] if c < len(class_names) else f"class {c}" for c in best]
+    parts = [f"{names[0]} (AUC {per[best[0]]:.2f})"] + [f"{n} ({per[c]:.2f})" for n, c in zip(names[1:], best[1:],
+                                                                                           strict=True)]
+    return f"within {' and '.join(parts)} faces, "
 
 
 def first_failure(rows: list[dict]) -> dict | None:

@@ -548,7 +548,8 @@ def within_emotion_auc(x_units: np.ndarray, units: UnitTable, *, margin: float =
         ``auc`` (F, A) float64; ``z`` and ``p`` (F, A) float64; ``low`` and ``high`` (F, A)
         float64, the ``ci`` confidence interval of the AUC (DeLong's variance of each class's
         Mann-Whitney AUC, from the units' placements, pooled with the classes' pair weights; the
-        interval is over the units, not under the null, and clipped to [0, 1]); ``n_units`` (A,)
+        interval is over the units, not under the null, and clipped to [0, 1]); ``by_class`` (F, A,
+        C) float64 the AUC within each class (NaN where the AU does not vary in it); ``n_units`` (A,)
         int64 units in the classes where the AU varies (what the test rests on); ``testable``
         (A,) bool.
     """
@@ -560,6 +561,7 @@ def within_emotion_auc(x_units: np.ndarray, units: UnitTable, *, margin: float =
     auc = np.full((n_f, n_a), np.nan)
     z = np.full((n_f, n_a), np.nan)
     half = np.full((n_f, n_a), np.nan)
+    by_class = np.full((n_f, n_a, units.n.shape[0]), np.nan)
     n_units = np.zeros(n_a, np.int64)
     ranks: dict[tuple[int, bytes], np.ndarray] = {}  # mid-ranks per class and coded subset
     for a in range(n_a):
@@ -577,7 +579,9 @@ def within_emotion_auc(x_units: np.ndarray, units: UnitTable, *, margin: float =
             if key not in ranks:
                 ranks[key] = sps.rankdata(x[sel], axis=0)
             r = ranks[key]
-            u_sum += r[y == 1].sum(axis=0) - m * (m + 1) / 2
+            u_c = r[y == 1].sum(axis=0) - m * (m + 1) / 2
+            by_class[:, a, c] = u_c / (m * (n - m))
+            u_sum += u_c
             var += m * (n - m) / (n * (n - 1)) * ((r - r.mean(axis=0)) ** 2).sum(axis=0)
             var_alt += (m * (n - m)) ** 2 * _delong_var(x[sel], r, y == 1)
             pairs += m * (n - m)
@@ -591,7 +595,7 @@ def within_emotion_auc(x_units: np.ndarray, units: UnitTable, *, margin: float =
             with np.errstate(invalid="ignore", divide="ignore"):
                 z[:, a] = np.where(se > 0, (auc[:, a] - margin) / np.where(se > 0, se, 1.0), np.nan)
     return {"auc": auc, "z": z, "p": sps.norm.sf(z), "low": np.clip(auc - half, 0.0, 1.0),
-            "high": np.clip(auc + half, 0.0, 1.0), "n_units": n_units, "testable": testable}
+            "high": np.clip(auc + half, 0.0, 1.0), "by_class": by_class, "n_units": n_units, "testable": testable}
 
 
 def _delong_var(x: np.ndarray, r: np.ndarray, pos: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import io
 
 import numpy as np
 
-from fercore.analysis.criteria import STAGE_LABELS, STAGES, Criteria, first_failure, verdict
+from fercore.analysis.criteria import STAGE_LABELS, STAGES, Criteria, explain
 from fercore.analysis.power import POWER
 from fercore.data.facs import au_name
 from fercore.store.reader import RunReader, open_run
@@ -178,15 +178,14 @@ def evidence_rows(reader: RunReader, layers: list[str] | None = None) -> list[di
         base = ev["base_rate"]
         lift = np.nan_to_num(ev["share_distinct"] - base[None, :], nan=-1.0)
         null = ev.get("null") or {}
+        with_spatial = {**ev, "spatial": ev["spatial_distinct"]}
         for f, a in zip(*np.nonzero(lift > 0), strict=True):
             f, a = int(f), int(a)
-            v = verdict({**ev, "spatial": ev["spatial_distinct"]}, crit, f, a)
-            fail = first_failure(v)
             depth = int(ev["stage"][f, a])
             rows.append({
                 "layer": layer, "filter": f, "AU": int(ev["au_ids"][a]), "AU name": au_name(int(ev["au_ids"][a])),
                 "stage reached": STAGE_LABELS[STAGES[depth - 1]] if depth else "none",
-                "verdict": "passes every control" if fail is None else f"fails {fail['label']}: {fail['detail']}",
+                "verdict": explain(with_spatial, crit, f, a, reader.class_names),
                 "raw top-K share": float(ev["share_raw"][f, a]),
                 "distinct top-K share": float(ev["share_distinct"][f, a]),
                 "expected share given the emotions": float(ev["expected"][f, a]),
