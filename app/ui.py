@@ -147,7 +147,18 @@ def _require_run() -> tuple[str, float, object] | None:
                           label="Record and analyse again on the current data set")
         return None
     resolve_view(r)
+    au_targets_note(r)
     return run_dir, stamp, r
+
+
+def au_targets_note(r) -> None:
+    """At the top of every view of a run taught the AUs: say so, and where the emotion-only
+    answer is."""
+    if r.au_targets:
+        st.warning(f"**Trained with AU targets**: besides the emotion this network was taught the AUs "
+                   f"({r.au_targets}), so its AU-selective filters are partly there by construction. Whether an "
+                   "*expression* network learns the AUs by itself is answered by a run trained on the emotions "
+                   "only (the default, preset `phantom-default`); the Runs view compares the two.", icon="ℹ️")
 
 
 def record_imported(r) -> None:

@@ -8,7 +8,7 @@ bar (``app/jobs.py`` ``STAGE_SECONDS``).
 
 Steps: build the default run (cached when it exists); train, record and analyse two small
 comparison runs on the same phantom faces so that the Runs view has three runs to compare
-(``phantom-emotion`` and ``phantom-default`` with another initialisation, two folds each);
+(``phantom-multitask``, taught the AUs too, and ``phantom-default`` with another initialisation, two folds each);
 ``bench/bench_app.py`` (server time, AppTest) and ``bench/bench_browser.py`` (real browser, click
 to ``notRunning``) on the default run; the screenshots through the real-browser test in
 screenshot mode, and the Sequences view's on a run of phantom sequences (``phantom-default``,
@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 #: The comparison runs of the Runs view: (preset, overrides).
-EXTRA_RUNS = (("phantom-emotion", {"folds": (1, 2)}), ("phantom-default", {"folds": (0, 1), "init_seed": 1}))
+EXTRA_RUNS = (("phantom-multitask", {"folds": (1, 2)}), ("phantom-default", {"folds": (0, 1), "init_seed": 1}))
 
 
 def build_default(progress_log: list) -> Path:

@@ -152,6 +152,19 @@ class RunReader:
         records file written by :func:`fercore.recording.record.record_model` anywhere)."""
         return self.run_dir / self._records_file if self._records_file else records_path(self.run_dir)
 
+    @property
+    def au_targets(self) -> str | None:
+        """How the network was taught the AUs besides the emotion, in words ("an AU head on 18 AU
+        columns, loss weight 1"); None for a network trained on the emotions only, and for one
+        trained elsewhere (fercore does not know its targets)."""
+        if self.config.get("kind") == "imported":
+            return None
+        weight = float((self.config.get("train") or {}).get("au_weight") or 0.0)
+        n_aus = int((self.config.get("model") or {}).get("n_aus") or 0)
+        if not (weight and n_aus):
+            return None
+        return f"an AU head on {n_aus} AU columns, loss weight {weight:g}"
+
     def is_stale(self) -> bool:
         """Whether ``records.h5`` was created, rebuilt or removed since this reader opened it
         (then call :func:`open_run` again)."""

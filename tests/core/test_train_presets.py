@@ -57,12 +57,12 @@ def test_phantom_default_trains_an_au_head_only_where_the_data_has_au_codes(tmp_
     plain, coded = tmp_path / "plain.h5", tmp_path / "coded.h5"
     save_faceset(make_faceset(), plain)
     save_faceset(_with_aus(make_faceset()), coded)
-    spec, config = resolve("phantom-default", coded)
+    spec, config = resolve("phantom-multitask", coded)
     assert config.au_weight == 1.0 and spec.n_aus == 2 and spec.channels == (8, 16, 128)
-    spec, config = resolve("phantom-default", plain)  # no AU codes: the emotion head alone
+    spec, config = resolve("phantom-multitask", plain)  # no AU codes: the emotion head alone
     assert config.au_weight == 0.0 and spec.n_aus == 0
-    spec, config = resolve("phantom-emotion", coded)
-    assert config.au_weight == 0.0 and spec.n_aus == 0
+    spec, config = resolve("phantom-default", coded)  # the default learns the emotions only, as the papers
+    assert config.au_weight == 0.0 and spec.n_aus == 0 and spec.channels == (8, 16, 128)
     spec, _ = resolve("phantom-default", coded, width=0.5)  # a width override scales the paper's counts
     assert spec.channels is None and spec.width == 0.5
 
