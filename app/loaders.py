@@ -43,23 +43,23 @@ def list_runs() -> list[dict]:
     network: the FaceSet it was recorded on), ``source`` (the training FaceSet's source; "" for an
     imported network), ``drawn`` (trained on drawn faces only), ``model``, ``accuracy`` and ``sd``
     (fractions; an imported network's latest ``evaluate``, None before), ``date`` (when training
-    ended or the network was imported, ``YYYY-MM-DD HH:MM``), ``recorded``, ``analysed``, ``null``
+    ended or the network was imported, ``YYYY-MM-DD HH:MM``, from the run's ``config.json``),
+    ``date_from_files`` (``date`` is a file time: a run made before the time was stored),
+    ``recorded`` (records that open), ``records`` ("none", "ok", "damaged") and ``records_error``
+    (why damaged), ``analysed``, ``null``
     (kind or ""), ``protocol`` (short, in words), ``imported`` and ``label`` (what the run picker
     shows: data set · model · accuracy · date)."""
-    import datetime
-
     from fercore.store.layout import list_runs as runs
     from fercore.store.layout import load_config
     from fercore.store.reader import open_run
 
     done = [r for r in runs() if r.mean_acc is not None or r.imported]
-    ended = {r.dir: (r.dir / ("config.json" if r.imported else "metrics.json")).stat().st_mtime for r in done}
-    done.sort(key=lambda r: (r.recorded, ended[r.dir]), reverse=True)
+    done.sort(key=lambda r: (r.recorded, r.date.timestamp() if r.date else 0.0), reverse=True)
     out = []
     for r in done:
         cfg = load_config(r.dir)
         model = _model_name(cfg)
-        when = datetime.datetime.fromtimestamp(ended[r.dir]).strftime("%Y-%m-%d %H:%M")
+        when = f"{r.date:%Y-%m-%d %H:%M}" if r.date else ""
         source = "" if r.imported else str(cfg["faceset"].get("source") or "")
         analysed, null = False, ""
         if r.recorded:
@@ -75,6 +75,7 @@ def list_runs() -> list[dict]:
                     "drawn": source in DRAWN_SOURCES, "model": model,
                     "accuracy": None if r.mean_acc is None else float(r.mean_acc),
                     "sd": None if r.sd_acc is None else float(r.sd_acc), "date": when, "recorded": bool(r.recorded),
+                    "date_from_files": r.date_from_files, "records": r.records, "records_error": r.records_error,
                     "analysed": analysed, "null": null, "protocol": _protocol_short(cfg), "imported": r.imported,
                     "label": (f"{r.name.rsplit('-', 1)[0]} ({cfg['model'].get('format')}, trained elsewhere) · {dataset} · "
                               f"{acc} · {when}") if r.imported else f"{dataset} · {model} · {acc} · {when}"})
@@ -293,11 +294,16 @@ def criteria(run_dir: str, stamp: float):
 
 
 def verdict(run_dir: str, stamp: float, layer: str, f: int, a: int) -> list[dict]:
-    """The funnel for one filter and AU, stage by stage (:func:`fercore.analysis.criteria.verdict`)."""
+    """The funnel for one filter and AU, stage by stage (:func:`fercore.analysis.criteria.verdict`),
+    with the one-sentence verdict as ``.headline`` (:func:`fercore.analysis.criteria.explain`)."""
+    from fercore.analysis.criteria import Verdict, explain
     from fercore.analysis.criteria import verdict as rule
 
-    ev = evidence(run_dir, stamp, layer)
-    return rule({**ev, "spatial": ev["spatial_distinct"]}, criteria(run_dir, stamp), int(f), int(a))
+    ev = {**evidence(run_dir, stamp, layer)}
+    ev["spatial"] = ev["spatial_distinct"]
+    crit = criteria(run_dir, stamp)
+    names = reader(run_dir, stamp).class_names
+    return Verdict(rule(ev, crit, int(f), int(a)), explain(ev, crit, int(f), int(a), names))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -896,3 +902,120 @@ def sequence_view(run_dir: str, stamp: float, sequence: str) -> dict:
     return {"images": sf.images, "labels": sf.labels, "phases": sf.phases, "probs": sf.probs,
             "intensity": sf.intensity, "activation": sf.activation, "class_names": list(sf.class_names),
             "au_ids": [int(a) for a in sf.au_ids]}
+
+
+# ------------------------------------------------------------------- the Filters view's gallery
+#: The gallery's tiles (px), the space between them and its columns (it fills the left column of
+#: the Filters view, beside the details of the open filter, from a 1400 px window up).
+GALLERY_TILE = 64
+GALLERY_PAD = 6
+GALLERY_COLS = 5
+#: The width (px) the details column draws its image panels for.
+DETAILS_PX = 520
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def filter_gallery(run_dir: str, stamp: float, layer: str, kind: str, order_by: str) -> dict:
+    """Every filter of ``layer`` as a captioned tile, in ``order_by`` order (:func:`filter_order`),
+    drawn as one PNG with the cell of each filter, for :func:`app.charts.gallery` (shared by every
+    session: never change what it returns).
+
+    A tile is the filter's top patch (``kind`` "patch") or the projection of its top activation
+    ("deconv"; call once :func:`projections_ready` says the layer's are computed). A layer whose
+    receptive field covers at least :data:`app.figures.FACE_TILE_SHARE` of the image is shown, for
+    "patch", by the face of each filter's top activation with the field's box drawn instead. Under
+    each tile: the filter's number, the AU it is judged by and the deepest stage of the funnel it
+    reaches (:data:`app.figures.STAGE_SHORT`).
+
+    Returns
+    -------
+    dict
+        ``uri`` (the PNG as a data URI), ``png`` (its bytes, for the download), ``size`` (width,
+        height in px), ``tiles`` (DataFrame, one row per filter in order: ``filter``, its cell
+        ``x0``, ``y0``, ``x1``, ``y1`` in px of the PNG, ``AU judged``, ``stage reached``),
+        ``faces`` (whether the tiles are faces), ``rf`` (the receptive field in px, None when not
+        recorded) and ``image_size`` (the network's input, px).
+    """
+    import base64
+
+    r = reader(run_dir, stamp)
+    ev = evidence(run_dir, stamp, layer)
+    labels = au_labels(run_dir, stamp)
+    order = [int(f) for f in filter_order(run_dir, stamp, layer, order_by)]
+    judged = np.asarray(ev["judged"])
+    depth = np.asarray(ev["stage"]).max(axis=1)
+    fs = faceset(run_dir, stamp)
+    size_in = int(r.header.get("image_size", fs.size))
+    try:
+        rf = int(r.geometry(layer).rf)
+    except (KeyError, ValueError):
+        rf = None
+    faces = kind == "patch" and rf is not None and figures.rf_share(rf, size_in) >= figures.FACE_TILE_SHARE
+    t = GALLERY_TILE
+    if kind == "deconv":
+        images = [figures.to_uint8(p) for p in r.top1_projections(layer)]
+        tiles = [figures.resize(images[f], t) for f in order]
+    elif faces:
+        top = r.topk_arrays(layer)
+        index, boxes = top["index"][:, 0], top["box"][:, 0]
+        blank = np.full((t, t, 3), 255, np.uint8)
+        scale = max(1, round(2 * t / size_in))  # drawn larger, then shrunk: a box about 2 px wide on the tile
+        thick = max(1, round(2 * size_in * scale / t))
+        tiles = [blank if index[f] < 0 else figures.resize(figures.draw_box(
+            figures.resize(fs.images[index[f]], size_in), boxes[f], scale=scale, thickness=thick), t) for f in order]
+    else:
+        patches = r.patches(layer)[:, 0]
+        tiles = [figures.resize(patches[f], t) for f in order]
+    captions = [f"#{f} AU{int(ev['au_ids'][judged[f]])}\n{figures.STAGE_SHORT[int(depth[f])]}" for f in order]
+    font, lines, pad, cols = 11, 2, GALLERY_PAD, GALLERY_COLS
+    img = figures.captioned_tiles(tiles, captions, cols=cols, pad=pad, font_size=font, lines=lines)
+    cell_w, cell_h = t + pad, t + lines * (font + 3) + pad  # as captioned_tiles lays them out
+    row, col = np.divmod(np.arange(len(order)), cols)
+    cells = pd.DataFrame({"filter": order, "x0": col * cell_w - 2, "y0": row * cell_h - 2,
+                          "x1": col * cell_w + t + 2, "y1": row * cell_h + cell_h - pad + 1,
+                          "AU judged": [labels[judged[f]] for f in order],
+                          "stage reached": [figures.STAGE_NAMES[int(depth[f])] for f in order]})
+    png = figures.png_bytes(img)
+    return {"uri": "data:image/png;base64," + base64.b64encode(png).decode("ascii"), "png": png,
+            "size": (int(img.shape[1]), int(img.shape[0])), "tiles": cells, "faces": bool(faces), "rf": rf,
+            "image_size": size_in}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def filter_details(run_dir: str, stamp: float, layer: str, f: int, distinct: bool, width: int = DETAILS_PX) -> dict:
+    """What :func:`filter_panels` draws of one filter's top-K, laid out for a column ``width`` px
+    wide (the Filters view's details beside the gallery): ``patches``, ``sources`` (PNG bytes),
+    ``table`` and ``n`` as there."""
+    t = topk(run_dir, stamp, layer, f, distinct)
+    fs = faceset(run_dir, stamp)
+    scale = max(1, 128 // fs.size)
+    size_in = int(reader(run_dir, stamp).header.get("image_size", fs.size))
+    patches, sources, acts, src_caps, rows = [], [], [], [], []
+    for i, idx in enumerate(t["index"]):
+        if idx < 0:
+            continue
+        patches.append(figures.resize(t["patch"][i], 96))
+        sources.append(figures.draw_box(figures.resize(fs.images[idx], size_in), t["box"][i], scale=scale))
+        label = fs.class_names[fs.labels[idx]] if fs.labels[idx] >= 0 else "unlabelled"
+        present = [f"AU{int(a)}" for a, v in zip(fs.au_ids, fs.aus[idx], strict=True) if v > 0]
+        acts.append(f"act {t['activation'][i]:.3g}")
+        src_caps.append(f"#{idx} {label}\n" + (" ".join(present) if present else "no AU"))
+        rows.append({"rank": len(rows) + 1, "image": int(idx), "label": label, "AUs present": " ".join(present),
+                     "activation": float(t["activation"][i])})
+    src_cols = max(1, width // (sources[0].shape[1] + 6)) if sources else 1
+    return {"patches": figures.png_bytes(figures.captioned_tiles(patches, acts, cols=max(1, width // 102), lines=1)),
+            "sources": figures.png_bytes(figures.captioned_tiles(sources, src_caps, cols=src_cols, lines=3)),
+            "table": figures.sig3(pd.DataFrame(rows, columns=["rank", "image", "label", "AUs present", "activation"])),
+            "n": len(sources)}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def projection_tiles(run_dir: str, stamp: float, layer: str, f: int, distinct: bool, width: int = DETAILS_PX) -> bytes:
+    """:func:`projection_panel` laid out for a column ``width`` px wide (call once
+    :func:`projections_ready`)."""
+    r = reader(run_dir, stamp)
+    t = topk(run_dir, stamp, layer, f, distinct)
+    proj = r.projections(layer, int(f))["distinct" if distinct else "raw"]
+    tiles = [figures.resize(figures.to_uint8(proj[i]), 96) for i, idx in enumerate(t["index"]) if idx >= 0]
+    caps = [f"act {a:.3g}" for a, idx in zip(t["activation"], t["index"], strict=True) if idx >= 0]
+    return figures.png_bytes(figures.captioned_tiles(tiles, caps, cols=max(1, width // 102), lines=1))

@@ -13,13 +13,15 @@ st.title("Runs")
 ui.show_notes()
 runs = loaders.list_runs()
 by_dir = {r["run_dir"]: r for r in runs}
+RECORDED = {"ok": "✓", "damaged": "damaged: record again", "none": "✗"}
 
 table = pd.DataFrame([{
     "data set": r["dataset"], "source": r["source"] or "–", "model": r["model"], "protocol": r["protocol"],
     "mean test accuracy (%)": None if r["accuracy"] is None else 100 * r["accuracy"],
     "sd (%)": None if r["sd"] is None else 100 * r["sd"],
-    "recorded": "✓" if r["recorded"] else "✗", "analysed": "✓" if r["analysed"] else "✗",
-    "null network": r["null"] or "none", "trained or imported": r["date"], "run": r["name"],
+    "recorded": RECORDED.get(r.get("records", ""), "✓" if r["recorded"] else "✗"),
+    "analysed": "✓" if r["analysed"] else "✗", "null network": r["null"] or "none",
+    "trained or imported": r["date"] + (" (file time)" if r.get("date_from_files") else ""), "run": r["name"],
 } for r in runs])
 table = figures.sig3(table)
 st.dataframe(table, hide_index=True, width="stretch",
@@ -30,6 +32,14 @@ st.caption(f"{len(runs)} runs in the cache. *Source*: what the training faces ar
            "network trained elsewhere, whose accuracy is its latest `evaluate`). "
            "*Analysed*: the filter × AU analysis is stored; *null network*: the control it was compared with.")
 ui.csv_button("Runs (CSV)", partial(figures.csv_text, table), "runs.csv", "dl_runs")
+damaged = [r for r in runs if r.get("records") == "damaged"]
+if damaged:
+    st.warning("Damaged records (the file does not open: truncated, or written by another version); record "
+               "each run again: " + "; ".join(f"`python -m fercore record --run {r['name']}` ({r['records_error']})"
+                                            for r in damaged))
+if any(r.get("date_from_files") for r in runs):
+    st.caption("*(file time)*: a run made before fercore stored when it was trained; the date shown is when its "
+               "files were last written (a copied run shows the time of the copy).")
 
 st.subheader("Compare runs")
 options = list(by_dir)

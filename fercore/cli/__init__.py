@@ -36,7 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`... | head -1`): stop quietly. stdout points at devnull so the
+        # interpreter's final flush of what is still buffered cannot fail again.
+        _stdout_to_devnull()
+        return 1
     except (ValueError, FileNotFoundError) as e:
         # User errors (bad file, bad argument) are reported in one line, without a traceback.
         print(f"fercore {args.command}: error: {e}", file=sys.stderr)
@@ -44,3 +51,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"fercore {args.command}: interrupted; finished stages are cached and resume", file=sys.stderr)
         return 130
+
+
+def _stdout_to_devnull() -> None:
+    """Point the process's stdout (file descriptor and ``sys.stdout``) at the null device, as
+    Python's documentation advises after a BrokenPipeError (``signal`` module, "Note on SIGPIPE")."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # sys.stdout replaced by an object without a descriptor
+        sys.stdout = open(os.devnull, "w")  # kept open until exit
+    finally:
+        os.close(devnull)

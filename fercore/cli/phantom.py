@@ -19,9 +19,28 @@ DESCRIPTION = (
 )
 
 
+#: The image sides the phantom faces are drawn for (``--size``).
+SIZE_RANGE = (48, 128)
+
+
+def image_side(text: str) -> int:
+    """``--size``: an integer number of pixels within :data:`SIZE_RANGE` (argparse names the
+    argument in front of the message)."""
+    lo, hi = SIZE_RANGE
+    try:
+        size = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an image side in pixels, {lo}-{hi}; got {text!r}") from None
+    if not lo <= size <= hi:
+        raise argparse.ArgumentTypeError(
+            f"expected an image side of {lo}-{hi} pixels (the range the phantom faces are drawn for), got {size}; "
+            f"train at another input size with `python -m fercore train --size` instead")
+    return size
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=2000, help="number of images (default 2000)")
-    p.add_argument("--size", type=int, default=64, help="image side in pixels, 48-128 (default 64)")
+    p.add_argument("--size", type=image_side, default=64, help="image side in pixels, 48-128 (default 64)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--subjects", type=int, default=None, help="number of subjects (default n/16)")
     p.add_argument("--folds", type=int, default=10, help="subject-independent folds (default 10)")

@@ -225,7 +225,7 @@ def import_model(model_file, *, classes, size: int, channels: int = 1, mean=None
            "normalize": MEAN_STD, "layers": info["layers"], "layers_repeated": info["repeated"],
            "protocol": "trained elsewhere: fercore does not know its training data, folds or protocol",
            "importer_version": IMPORTER_VERSION,
-           "imported": datetime.datetime.now().isoformat(timespec="seconds")}
+           "imported": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{run_dir.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 
 from fercore.data.faceset import FaceSet
 from fercore.store.faceset_h5 import load_faceset, read_faceset_info
-from fercore.store.layout import runs_dir
+from fercore.store.layout import now_text, runs_dir, training_marker
 from fercore.training import distributed
 from fercore.training.augment import AugmentParams, augment_batch
 from fercore.training.inputs import check_method, normalize, normalize_method, to_input
@@ -203,6 +203,21 @@ class Round:
     kind: str  # "fold" or "split"
 
 
+def number_ranges(numbers) -> str:
+    """Integers in words, runs of consecutive ones as ranges: ``[-1, 10, 11, ..., 49]`` gives
+    ``"-1, 10–49"`` (sorted, duplicates dropped)."""
+    vals = sorted({int(v) for v in numbers})
+    parts = []
+    i = 0
+    while i < len(vals):
+        j = i
+        while j + 1 < len(vals) and vals[j + 1] == vals[j] + 1:
+            j += 1
+        parts.append(str(vals[i]) if j == i else f"{vals[i]}, {vals[j]}" if j == i + 1 else f"{vals[i]}–{vals[j]}")
+        i = j + 1
+    return ", ".join(parts)
+
+
 def fold_rounds(fs: FaceSet, *, folds=None) -> list[Round]:
     """The rounds of a FaceSet's protocol.
 
@@ -235,7 +250,8 @@ def fold_rounds(fs: FaceSet, *, folds=None) -> list[Round]:
     wanted = range(n_rounds) if folds is None else sorted({int(f) for f in folds})
     bad = [f for f in wanted if not 0 <= f < n_rounds]
     if bad:
-        raise ValueError(f"folds: {bad} out of range; this FaceSet has {n_rounds} {kind}s (0..{n_rounds - 1})")
+        raise ValueError(f"folds: {number_ranges(bad)} out of range; this FaceSet has {n_rounds} {kind}s "
+                         f"(0..{n_rounds - 1}); give rounds in that range, or a count K <= {n_rounds}")
     rounds = []
     for t in wanted:
         if kind == "split":
@@ -380,14 +396,19 @@ def _train_targets(fs: FaceSet, idx: np.ndarray, scheme: str) -> tuple[np.ndarra
     return keep, t, t.argmax(axis=1).astype(np.int64)
 
 
-def _au_targets(fs: FaceSet, keep: np.ndarray, spec: ModelSpec, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(n, A) float32 AU presence of the training images and (n, A) bool "coded" mask."""
+def _check_aus(fs: FaceSet, spec: ModelSpec) -> None:
+    """The FaceSet has the AU columns an AU head (``au_weight > 0``) trains on."""
     if fs.aus is None or fs.aus.shape[1] == 0:
         raise ValueError("TrainConfig.au_weight > 0 needs AU labels, and this FaceSet has none; "
                          "use au_weight 0 (emotion only) or a data set with AU codes (phantom, CK+ FACS files)")
     if fs.aus.shape[1] != spec.n_aus:
         raise ValueError(f"ModelSpec.n_aus = {spec.n_aus} but the FaceSet has {fs.aus.shape[1]} AU columns; "
                          "set n_aus to the FaceSet's AU count (fercore.presets.resolve does)")
+
+
+def _au_targets(fs: FaceSet, keep: np.ndarray, spec: ModelSpec, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, A) float32 AU presence of the training images and (n, A) bool "coded" mask."""
+    _check_aus(fs, spec)
     a = fs.aus[keep]
     mask = ~np.isnan(a)
     y = np.where(mask, a > 0, False).astype(np.float32)
@@ -450,6 +471,38 @@ def _load_checkpoint(ctx, ckpt_path: Path) -> dict | None:
     return None if data is None else torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
+def _round_targets(fs: FaceSet, rnd: Round, scheme: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_train_targets` of a round; ValueError when a part of the round has no image."""
+    keep, targets, acc_labels = _train_targets(fs, rnd.train, scheme)
+    if len(keep) == 0 or len(rnd.valid) == 0 or len(rnd.test) == 0:
+        raise ValueError(
+            f"round {rnd.index}: {len(keep)} training, {len(rnd.valid)} validation and {len(rnd.test)} test "
+            f"images; every part needs at least one labelled image (check the FaceSet's folds/splits)"
+        )
+    return keep, targets, acc_labels
+
+
+def _check_before_writing(fs: FaceSet, rounds: list[Round], spec: ModelSpec, config: TrainConfig,
+                          device: torch.device) -> None:
+    """Every check that training would otherwise make only inside a round, made before the run
+    directory is written, so that a bad argument leaves nothing behind: the model builds at this
+    input size, each round has images under the label scheme, the AU head has AU columns, and the
+    device is usable."""
+    try:
+        build_model(spec)  # e.g. zero_bias needs an input size that is a multiple of 8
+    except ValueError as e:
+        raise ValueError(f"--model {spec.arch} at --size {spec.in_size}: {e}; nothing was written") from None
+    for rnd in rounds:
+        _round_targets(fs, rnd, config.scheme)
+    if config.au_weight:
+        _check_aus(fs, spec)
+    try:
+        torch.zeros(1, device=device)
+    except (RuntimeError, AssertionError) as e:
+        raise ValueError(f"device {device}: not usable here ({e}); use --device cpu, or leave it out "
+                         f"(CUDA when present, else the CPU)") from None
+
+
 def _train_round(fs, x_unit, x_norm, rnd: Round, spec, config, method, device, run_dir, tick) -> dict:
     """Train one round (resuming from its checkpoint) and return its result dict (under
     ``torchrun``: on every process; rank 0 writes the files)."""
@@ -457,12 +510,7 @@ def _train_round(fs, x_unit, x_norm, rnd: Round, spec, config, method, device, r
     main = ctx is None or ctx.is_main
     t0, c0 = time.perf_counter(), time.process_time()
     ckpt_path = run_dir / "ckpt" / f"fold{rnd.index}.pt"
-    keep, targets, acc_labels = _train_targets(fs, rnd.train, config.scheme)
-    if len(keep) == 0 or len(rnd.valid) == 0 or len(rnd.test) == 0:
-        raise ValueError(
-            f"round {rnd.index}: {len(keep)} training, {len(rnd.valid)} validation and {len(rnd.test)} test "
-            f"images; every part needs at least one labelled image (check the FaceSet's folds/splits)"
-        )
+    keep, targets, acc_labels = _round_targets(fs, rnd, config.scheme)
     aug = config.augment
     x_src = x_unit if aug else x_norm
     xtr = x_src[torch.as_tensor(keep)].to(device)
@@ -750,37 +798,41 @@ def train(faceset_path, spec: ModelSpec, config: TrainConfig, *, progress: Progr
         "rounds": [r.index for r in rounds],
         "trainer_version": TRAINER_VERSION,
     }
-    if main:
-        write_json(run_dir / "config.json", config_doc)
+    _check_before_writing(fs, rounds, spec, config, device)
+    with training_marker(run_dir, enabled=main):  # tells listings that this run is in progress
+        if main:
+            write_json(run_dir / "config.json", config_doc)
 
-    x_unit = to_input(fs.images, in_size=spec.in_size, method=None)
-    x_norm = normalize(x_unit, method)
-    total = config.epochs * len(rounds)
-    done = 0
+        x_unit = to_input(fs.images, in_size=spec.in_size, method=None)
+        x_norm = normalize(x_unit, method)
+        total = config.epochs * len(rounds)
+        done = 0
 
-    def tick(k: int) -> None:
-        nonlocal done
-        done += k
-        progress(done, total, "train")
+        def tick(k: int) -> None:
+            nonlocal done
+            done += k
+            progress(done, total, "train")
 
-    results = []
-    for rnd in rounds:
-        fold_json = run_dir / "folds" / f"fold{rnd.index}.json"
-        done_json = main and fold_json.exists() and (run_dir / "weights" / f"fold{rnd.index}.pt").exists()
-        if distributed.broadcast_flag(ctx, done_json):
-            results.append(json.loads(fold_json.read_text()) if main else {})
-            tick(config.epochs)
-            continue
-        results.append(_train_round(fs, x_unit, x_norm, rnd, spec, config, method, device, run_dir, tick))
+        results = []
+        for rnd in rounds:
+            fold_json = run_dir / "folds" / f"fold{rnd.index}.json"
+            done_json = main and fold_json.exists() and (run_dir / "weights" / f"fold{rnd.index}.pt").exists()
+            if distributed.broadcast_flag(ctx, done_json):
+                results.append(json.loads(fold_json.read_text()) if main else {})
+                tick(config.epochs)
+                continue
+            results.append(_train_round(fs, x_unit, x_norm, rnd, spec, config, method, device, run_dir, tick))
 
-    if main:
-        protocol = _protocol(fs, rounds, spec, config, faceset_path.stem, len(fs))
-        summary = _summarise(results, fs, protocol, str(device), threads)
-        if ctx is not None:
-            summary["processes"] = ctx.world_size
-        write_json(run_dir / "metrics.json", summary)
-        with contextlib.suppress(OSError):
-            (run_dir / "ckpt").rmdir()  # empty once every round finished
+        if main:
+            protocol = _protocol(fs, rounds, spec, config, faceset_path.stem, len(fs))
+            summary = _summarise(results, fs, protocol, str(device), threads)
+            if ctx is not None:
+                summary["processes"] = ctx.world_size
+            config_doc["trained"] = now_text()  # when training ended; listings show it, not a file time
+            write_json(run_dir / "config.json", config_doc)
+            write_json(run_dir / "metrics.json", summary)
+            with contextlib.suppress(OSError):
+                (run_dir / "ckpt").rmdir()  # empty once every round finished
     distributed.barrier(ctx)
     return run_dir
 
