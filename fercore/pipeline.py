@@ -24,8 +24,8 @@ from fercore.store.faceset_h5 import FaceSetFileError, load_faceset, read_facese
 from fercore.store.layout import datasets_dir, records_path
 from fercore.util import Progress, file_hash, no_progress, stable_hash
 
-__all__ = ["DEFAULT_PRESET", "IMPORT_VERSION", "STAGES", "Imported", "build_default", "build_run", "import_dataset",
-           "phantom_path", "refresh_records"]
+__all__ = ["DEFAULT_PRESET", "FIRST_LOOK_FOLDS", "IMPORT_VERSION", "STAGES", "Imported", "build_default", "build_run",
+           "import_dataset", "phantom_path", "planned_run_dir", "refresh_records", "run_complete"]
 
 #: Bumped when a loader's output changes for the same input, so old cached files are not reused
 #: (2: 68-point landmarks and the canonical face geometry).
@@ -33,6 +33,8 @@ IMPORT_VERSION = 2
 
 #: The training preset of the embedded default.
 DEFAULT_PRESET = "phantom-default"
+#: The rounds of the default's first look (:func:`build_default` with ``first_look``).
+FIRST_LOOK_FOLDS = (0,)
 
 #: Stage names reported through ``progress(done, total, stage)``, in order.
 STAGES = ("phantom", "train", "record", "null", "analyze")
@@ -295,7 +297,7 @@ def build_run(
     return run_dir
 
 
-def build_default(*, progress: Progress | None = None) -> Path:
+def build_default(*, progress: Progress | None = None, first_look: bool = False) -> Path:
     """Build the embedded default run (phantom data, train, record, untrained null network,
     analysis), each stage cached, so the dashboard shows the controls at once.
 
@@ -303,10 +305,36 @@ def build_default(*, progress: Progress | None = None) -> Path:
     ----------
     progress : callable, optional
         ``progress(done, total, stage)`` across the five stages (:data:`STAGES`).
+    first_look : bool
+        Train only the rounds of :data:`FIRST_LOOK_FOLDS` (one of the ten): a complete run --
+        trained, recorded, analysed against its null -- in well under a minute on two cores, which
+        the dashboard shows while the full default trains (its own run directory; the full build
+        trains round 0 again, about a tenth of its training).
 
     Returns
     -------
     Path
         The run directory under :func:`fercore.store.layout.runs_dir`.
     """
-    return build_run(null="untrained", progress=progress)
+    return build_run(null="untrained", progress=progress,
+                     train_options={"folds": FIRST_LOOK_FOLDS} if first_look else None)
+
+
+def planned_run_dir(*, phantom=None, preset: str = DEFAULT_PRESET, train_options: Mapping | None = None) -> Path | None:
+    """The run directory :func:`build_run` with these arguments trains into (None while its
+    phantom FaceSet does not exist yet); nothing is trained or written."""
+    from fercore.training.loop import run_dir_for
+    from fercore.training.presets import DEFAULT_PHANTOM, resolve
+
+    path = phantom_path(DEFAULT_PHANTOM if phantom is None else phantom)
+    if not path.exists():
+        return None
+    spec, config = resolve(preset, path, **dict(train_options or {}))
+    return run_dir_for(path, spec, config)
+
+
+def run_complete(run_dir: Path | None) -> bool:
+    """Whether a run directory holds a finished training, records and their analysis."""
+    from fercore.store.reader import open_run
+
+    return bool(run_dir) and (Path(run_dir) / "metrics.json").exists() and open_run(run_dir).has_stats
