@@ -342,36 +342,137 @@ def bars(values: dict[str, np.ndarray], labels: list[str], *, title: str, horizo
 
 
 def time_panels(panels: list[tuple[str, dict[str, np.ndarray], str]], *, frame: int | None = None,
-                phases: np.ndarray | None = None) -> dict:
+                phases: np.ndarray | None = None, width: int = 560) -> dict:
     """Stacked line panels over frames sharing the frame axis: each ``(title, {series: (T,)
     values}, y label)``; a dashed rule at ``frame``; the apex frames (or the micro-expression's
-    frames) shaded when ``phases`` marks them (:data:`fercore.data.faceset.PHASE_CODES`)."""
+    frames) shaded when ``phases`` marks them (:data:`fercore.data.faceset.PHASE_CODES`).
+
+    The chart is ``width`` px of plot plus the y axis (at least 40 px, alike in every panel), nothing beside
+    it: each panel's legend stands above its plot, at most three entries a row, so the plots line
+    up frame for frame and the chart's width does not grow with the series' names (a legend at the
+    right was cut off in a column). The frame rides in its own dataset (``"frame"``), so charts of the
+    same series at another frame differ in data only."""
+    plot_px = int(width)
     datasets: dict[str, pd.DataFrame] = {}
     views = []
+    n_frames = max((len(y) for _, series, _ in panels for y in series.values()), default=1)
     apex = np.flatnonzero(np.isin(np.asarray(phases), (2, 4))) if phases is not None else np.array([], int)
     for i, (title, series, ylabel) in enumerate(panels):
         rows = [{"frame": t, "series": name, "value": v} for name, y in series.items()
                 for t, v in enumerate(_finite(y))]
         datasets[f"p{i}"] = pd.DataFrame(rows, columns=["frame", "series", "value"])
         x = {"field": "frame", "type": "quantitative", "title": "frame" if i == len(panels) - 1 else None,
-             "axis": {"tickMinStep": 1}}
+             "axis": {"tickMinStep": 1}, "scale": {"domain": [-0.5, n_frames - 0.5], "nice": False}}
         layers = []
         if len(apex):
             layers.append({"data": {"values": [{"a": float(apex.min()) - 0.5, "b": float(apex.max()) + 0.5}]},
                            "mark": {"type": "rect", "color": "#fde68a", "opacity": 0.4},
                            "encoding": {"x": {"field": "a", "type": "quantitative"}, "x2": {"field": "b"}}})
         layers.append({"data": {"name": f"p{i}"}, "mark": {"type": "line", "point": {"size": 16}},
-                       "encoding": {"x": x, "y": {"field": "value", "type": "quantitative", "title": ylabel},
+                       "encoding": {"x": x, "y": {"field": "value", "type": "quantitative", "title": ylabel,
+                                                  "axis": {"minExtent": 40}},
                                     "color": {"field": "series", "type": "nominal", "title": None,
-                                              "scale": {"range": list(SERIES_COLOURS)},
-                                              "legend": {"orient": "right", "labelLimit": 220}},
+                                              "scale": {"range": list(SERIES_COLOURS)}, "sort": list(series),
+                                              "legend": {"orient": "top", "direction": "horizontal", "columns": 3,
+                                                         "labelLimit": max(60, plot_px // 3 - 40),
+                                                         "offset": 4}},
                                     "tooltip": [{"field": "series"}, {"field": "frame"},
                                                 {"field": "value", "format": ".3g"}]}})
         if frame is not None:
-            layers.append({"data": {"values": [{"f": int(frame)}]},
+            layers.append({"data": {"name": "frame"},
                            "mark": {"type": "rule", "strokeDash": [4, 3], "color": "#6b7280"},
                            "encoding": {"x": {"field": "f", "type": "quantitative"}}})
-        views.append({"title": title, "width": 560, "height": 170, "layer": layers,
+        views.append({"title": title, "width": plot_px, "height": 150, "layer": layers,
                       "resolve": {"scale": {"color": "independent"}}})
-    return {"$schema": _SCHEMA, "autosize": _PAD, "datasets": datasets, "vconcat": views,
+    if frame is not None:
+        datasets["frame"] = pd.DataFrame({"f": [int(frame)]})
+    # padding: Vega's estimate of the rotated y titles' size falls 2-3 px short of the browser's
+    return {"$schema": _SCHEMA, "autosize": _PAD, "padding": {"left": 9, "right": 5, "top": 5, "bottom": 5},
+            "datasets": datasets, "vconcat": views,
             "resolve": {"scale": {"color": "independent"}, "legend": {"color": "independent"}}}
+
+
+def gallery(image: str, size: tuple[int, int], tiles: pd.DataFrame, *, current: int | None) -> dict:
+    """A grid of filters drawn as one image, with a clickable cell over each filter.
+
+    Parameters
+    ----------
+    image : str
+        The grid as a PNG data URI (one image: a browser fetches and draws one element, not one per
+        filter).
+    size : (width, height)
+        The image's size in pixels; the chart draws it 1:1.
+    tiles : DataFrame
+        One row per filter: ``filter``, its cell's box ``x0``, ``y0``, ``x1``, ``y1`` in pixels of
+        the image, and the tooltip's ``AU judged`` and ``stage reached``.
+    current : int, optional
+        The filter whose cell is framed (the one open beside the gallery).
+
+    Returns
+    -------
+    Vega-Lite spec with one selection for ``st.vega_lite_chart(on_select=...)``: ``tile`` (a click
+    on a cell: its ``filter``, read by :func:`selected_filter`). The clicked cell is framed at once
+    in the browser; ``current``'s frame shows while nothing is clicked or it is the clicked one.
+    """
+    w, h = (int(v) for v in size)
+    px = {"type": "quantitative", "scale": None, "axis": None}  # positions in pixels of the image
+    box = {"x": {**px, "field": "x0"}, "x2": {"field": "x1"}, "y": {**px, "field": "y0"}, "y2": {"field": "y1"}}
+    frame = tiles[tiles["filter"] == current] if current is not None else tiles.iloc[:0]
+    tooltip = [{"field": "filter"}, {"field": "AU judged"}, {"field": "stage reached"}]
+    return {"$schema": _SCHEMA, "autosize": _PAD, "width": w, "height": h,
+            "datasets": {"tiles": tiles, "current": frame},
+            "layer": [
+                {"data": {"values": [{"url": image}]},
+                 "mark": {"type": "image", "x": 0, "y": 0, "width": w, "height": h, "align": "left",
+                          "baseline": "top", "smooth": False},
+                 "encoding": {"url": {"field": "url", "type": "nominal"}}},
+                {"data": {"name": "current"}, "mark": {"type": "rect", "fill": None, "stroke": ACCENT,
+                                                       "strokeWidth": 3},
+                 "encoding": {**box, "opacity": {"condition": {"param": "tile", "empty": True, "value": 1},
+                                                 "value": 0}}},
+                {"data": {"name": "tiles"},
+                 "mark": {"type": "rect", "fill": "#ffffff", "fillOpacity": 0.001, "strokeWidth": 3,
+                          "cursor": "pointer"},
+                 "params": [{"name": "tile", "select": {"type": "point", "fields": ["filter"]}}],
+                 "encoding": {**box, "tooltip": tooltip,
+                              "stroke": {"condition": {"param": "tile", "empty": False, "value": ACCENT},
+                                         "value": None}}},
+            ],
+            "config": {**_GRID_CONFIG, "view": {"stroke": None}}}
+
+
+def selected_filter(event) -> int | None:
+    """The filter a click on :func:`gallery` names (None when nothing is selected)."""
+    for p in _get(_get(event, "selection") or {}, "tile") or []:
+        try:
+            return int(p["filter"])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return None
+
+
+def class_probabilities(probs: np.ndarray, class_names: list[str], *, title: str = "Class probabilities") -> dict:
+    """Horizontal bars of a face's class probabilities, each written at its bar, that fit the
+    column they are drawn in (``st.vega_lite_chart(..., width="stretch")``): the plot takes the
+    container's width less its labels (``"width": "container"``, autosize ``fit-x``; the height is
+    the plot's own), where :func:`bars` is a fixed 460 px of plot. ``probs`` (C,) in
+    ``class_names``' order, on a 0-1 axis."""
+    names = [str(c) for c in class_names]
+    frame = pd.DataFrame({"class": names, "probability": _finite(probs)})
+    frame["text"] = [f"{p:.2f}" if np.isfinite(p) else "" for p in frame["probability"]]
+    y = {"field": "class", "type": "nominal", "sort": names, "title": None,
+         "axis": {"labelLimit": 120, "labelOverlap": False}}
+    x = {"field": "probability", "type": "quantitative", "title": "probability",
+         "scale": {"domain": [0.0, 1.0], "nice": False}}
+    tooltip = [{"field": "class"}, {"field": "probability", "format": ".3g"}]
+
+    def text(inside: bool) -> dict:  # the value right of a short bar, inside the end of a long one
+        return {"mark": {"type": "text", "baseline": "middle", "align": "right" if inside else "left",
+                         "dx": -3 if inside else 3, "color": "#ffffff" if inside else "#374151"},
+                "transform": [{"filter": f"datum.probability {'>=' if inside else '<'} 0.8"}],
+                "encoding": {"x": x, "y": y, "text": {"field": "text"}}}
+
+    return {"$schema": _SCHEMA, "autosize": {"type": "fit-x", "contains": "padding"}, "title": title,
+            "width": "container", "height": max(120, 22 * len(names)), "datasets": {"probs": frame}, "data": {"name": "probs"},
+            "layer": [{"mark": {"type": "bar", "color": ACCENT}, "encoding": {"x": x, "y": y, "tooltip": tooltip}},
+                      text(False), text(True)]}

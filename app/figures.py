@@ -24,6 +24,24 @@ STAGE_LEGEND = ("- none, raw = raw top-K, dist = distinct top-K, +emo = beyond e
                 "+reg = in the AU's region")
 #: −log10 q is drawn up to this (q below 1e-12 reads as "at least 12").
 NEG_LOG10_CAP = 12.0
+#: A layer whose receptive field covers at least this share of the input image is shown by whole
+#: faces with the field's box drawn, not by patches: a patch that large is most of the face, cut
+#: off and padded with black where the field runs past the image (the default network's conv3:
+#: 32 px on a 48 px face, 44 %).
+FACE_TILE_SHARE = 0.4
+
+
+def filter_label(f: int, au: str, stage: int) -> str:
+    """What every filter picker shows for filter ``f``: ``#110 · judged by AU26 jaw drop · beyond
+    emotion`` (``au``: the label of the AU it is judged by; ``stage``: the deepest stage of the
+    funnel it reaches, an index into :data:`STAGE_NAMES`)."""
+    return f"#{int(f)} · judged by {au} · {STAGE_NAMES[int(stage)]}"
+
+
+def rf_share(rf: int, size: int) -> float:
+    """The share of a ``size`` × ``size`` image that a receptive field of ``rf`` pixels covers (the
+    part of the field that lies in the image, for a unit at the centre)."""
+    return min(int(rf), int(size)) ** 2 / float(int(size) ** 2)
 
 
 def neg_log10(q: np.ndarray, cap: float = NEG_LOG10_CAP) -> np.ndarray:

@@ -33,6 +33,13 @@ import streamlit as st
 #: ``python scripts/refresh_docs.py --stages`` (see docs/dashboard.md).
 STAGE_SECONDS = {"phantom": 4.0, "train": 160.0, "record": 2.0, "null": 2.0, "analyze": 2.0}
 PIPELINE = tuple(STAGE_SECONDS)
+#: Training rounds :data:`STAGE_SECONDS` ``train`` covers (the default's 10 folds); a job of fewer
+#: rounds (the first look: one) weighs its training by its share.
+REFERENCE_ROUNDS = 10
+#: Seconds one step of the reference workload (:func:`reference_step`: a training step of the
+#: default network's size, batch 16 of 48 px faces) took on the two free cores :data:`STAGE_SECONDS`
+#: were measured on, 15.5 ms at load 1.4-2 (``python -c "from app.jobs import reference_step; print(reference_step())"``).
+REFERENCE_STEP_SECONDS = 0.0155
 _STAGE_RE = re.compile(r"^(\w+) \((\d+)/(\d+)\)")
 
 
@@ -56,6 +63,8 @@ class Job:
     error: str | None = None
     details: str = ""
     result: str | None = None
+    pace: float = 1.0  # this machine's time for the reference workload over the reference's, at start
+    about: str = ""  # what the job is about beyond its target (the background default: the first-look run)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
@@ -89,19 +98,21 @@ class Job:
             stage, frac, stage_t = self.stage, self.frac, time.monotonic() - self.stage_started
             elapsed = (self.finished or time.monotonic()) - self.t0
             running = self.finished is None
-        weights = [STAGE_SECONDS.get(s, 1.0) for s in self.stages]
+        weights = [STAGE_SECONDS.get(s, 1.0) * (self.rounds / REFERENCE_ROUNDS if s == "train" and self.rounds else 1.0)
+                   for s in self.stages]
         i = self.stages.index(stage) if stage in self.stages else 0
         done_w = sum(weights[:i]) + weights[i] * frac if self.stages else 0.0
         fraction = 1.0 if not running and not self.error else (done_w / sum(weights) if weights else 0.0)
         remaining = None
         if running and self.stages:
             # this stage from its own pace once it has one, later stages from their measured cost,
-            # scaled by how this machine compares with the measurement on this stage
+            # scaled by how this machine compares with the measurement: on this stage once it has
+            # run a while, before that by the reference workload timed when the job started
             if frac > 0.02 and stage_t > 1.0:
                 here = stage_t * (1 - frac) / frac
-                pace = min(max(stage_t / (weights[i] * frac), 0.25), 4.0)
+                pace = min(max(stage_t / (weights[i] * frac), 0.25), 8.0)
             else:
-                here, pace = weights[i] * (1 - frac), 1.0
+                here, pace = weights[i] * (1 - frac) * self.pace, self.pace
             remaining = here + pace * sum(weights[i + 1:])
         fold = ""
         if stage == "train" and self.rounds:
@@ -115,6 +126,8 @@ class Job:
     # ------------------------------------------------------------------------------- run
     def _run(self, work: Callable[[Callable], object], done: Callable[[], None] | None) -> None:
         try:
+            if "train" in self.stages:  # the estimate before training has a pace of its own
+                self.pace = machine_pace()
             out = work(self.progress)
             self.result = None if out is None else str(out)
         except Exception as e:  # shown in the page by whoever follows the job
@@ -132,6 +145,46 @@ class Job:
         if self._thread is not None:
             self._thread.join(timeout)
         return not self.running
+
+
+def reference_step(steps: int = 8, repeats: int = 3) -> float:
+    """Seconds per step of the reference workload: SGD training steps of a zero-bias CNN of the
+    default network's size (conv 8 / 16 / 128, 5x5, batch 16 of 48 px faces), the best of
+    ``repeats`` runs of ``steps`` steps (after one warm-up step)."""
+    import torch
+    from torch import nn
+
+    gen = torch.Generator().manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 8, 5, padding=2, bias=False), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 5, padding=2, bias=False), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 128, 5, padding=2, bias=False), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(128 * 6 * 6, 300), nn.ReLU(), nn.Linear(300, 8))
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    x, y = torch.randn(16, 1, 48, 48, generator=gen), torch.randint(0, 8, (16,), generator=gen)
+
+    def step():
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+
+    step()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        best = min(best, (time.perf_counter() - t0) / steps)
+    return best
+
+
+def machine_pace() -> float:
+    """How much slower (> 1) or faster this machine runs the reference workload now than the
+    machine :data:`STAGE_SECONDS` were measured on with two free cores, between 0.25 and 8."""
+    try:
+        return min(max(reference_step() / REFERENCE_STEP_SECONDS, 0.25), 8.0)
+    except Exception:  # an estimate must never stop a build
+        return 1.0
 
 
 class Jobs:

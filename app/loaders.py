@@ -78,12 +78,21 @@ def list_runs() -> list[dict]:
                     "date_from_files": r.date_from_files, "records": r.records, "records_error": r.records_error,
                     "analysed": analysed, "null": null, "protocol": _protocol_short(cfg), "imported": r.imported,
                     "label": (f"{r.name.rsplit('-', 1)[0]} ({cfg['model'].get('format')}, trained elsewhere) · {dataset} · "
-                              f"{acc} · {when}") if r.imported else f"{dataset} · {model} · {acc} · {when}"})
+                              f"{acc} · {when}") if r.imported else
+                             f"{dataset} · {model} · {acc}{_rounds_note(cfg)} · {when}"})
     labels = [r["label"] for r in out]
     for r in out:  # two runs that read alike are told apart by their hash
         if labels.count(r["label"]) > 1:
             r["label"] += f" · {r['name'].rsplit('-', 1)[-1]}"
     return out
+
+
+def _rounds_note(cfg: dict) -> str:
+    """" · round 0 only" for a run trained on some of its data's rounds (the default's first look)."""
+    if (cfg.get("train") or {}).get("folds") is None:
+        return ""
+    rounds = [int(r) for r in cfg.get("rounds") or []]
+    return f" · round{'s' if len(rounds) > 1 else ''} {', '.join(map(str, rounds))} only"
 
 
 def _model_name(cfg: dict) -> str:
@@ -755,36 +764,113 @@ def _who() -> str:
     return session_id()
 
 
-def start_default_build():
-    """Start the default build on the server (or join the one running): (Job, started)."""
+def _default_builds() -> dict:
+    """The default's two builds as :func:`fercore.pipeline.build_run` keyword arguments: ``first``
+    (round 0 only: a complete run within a minute on two free cores) and ``full`` (every round),
+    with ``rounds``; the embedded default, or the test hook's build (:data:`DEFAULT_BUILD_ENV`)."""
     import json
     import os
 
-    from app import jobs
+    from fercore.pipeline import FIRST_LOOK_FOLDS
 
     spec = os.environ.get(DEFAULT_BUILD_ENV)
-    if spec:
-        kw = json.loads(spec)
-        if "train_options" in kw and "folds" in kw["train_options"]:
-            kw["train_options"]["folds"] = tuple(kw["train_options"]["folds"])
-        rounds = len(kw.get("train_options", {}).get("folds", ())) or int(kw.get("phantom", {}).get("n_folds", 10))
-
-        def work(progress):
-            from fercore.pipeline import build_run
-
-            return build_run(progress=progress, **kw)
-    else:
+    if not spec:
         from fercore.training.presets import DEFAULT_PHANTOM
 
-        rounds = int(DEFAULT_PHANTOM.get("n_folds", 10))
+        return {"first": {"null": "untrained", "train_options": {"folds": FIRST_LOOK_FOLDS}},
+                "full": {"null": "untrained"}, "rounds": int(DEFAULT_PHANTOM.get("n_folds", 10)), "hook": False}
+    kw = json.loads(spec)
+    opts = dict(kw.get("train_options", {}))
+    if "folds" in opts:
+        opts["folds"] = tuple(opts["folds"])
+    rounds = len(opts.get("folds", ())) or int(kw.get("phantom", {}).get("n_folds", 10))
+    return {"first": {**kw, "train_options": {**opts, "folds": FIRST_LOOK_FOLDS}}, "full": {**kw, "train_options": opts},
+            "rounds": rounds, "hook": True}
 
-        def work(progress):
-            from fercore import pipeline
 
-            return pipeline.build_default(progress=progress)
+def _build(kw: dict, first_look: bool):
+    """The work of one of the default's builds (the embedded default through
+    :func:`fercore.pipeline.build_default`)."""
 
-    return jobs.registry().start("default", "", work, label="Building the default run", stages=jobs.PIPELINE,
-                                 rounds=rounds, started_by=_who(), done=_after_build)
+    def work(progress):
+        from fercore import pipeline
+
+        if kw.get("hook"):
+            return pipeline.build_run(progress=progress, **kw["first" if first_look else "full"])
+        return pipeline.build_default(progress=progress, first_look=first_look)
+
+    return work
+
+
+def start_default_build():
+    """Start the default's first look on the server (or join the one running): (Job, started).
+
+    One round is trained, recorded and analysed first, so the views open within about a minute;
+    when it is done the other rounds train in a background job (:func:`start_full_default`)."""
+    from app import jobs
+
+    kw = _default_builds()
+
+    def then() -> None:
+        _after_build()
+        job = jobs.registry().latest("default", "")
+        if job is not None and not job.error and job.result:
+            start_full_default(job.result)
+
+    return jobs.registry().start("default", "", _build(kw, True), label="Building a first look at the default run "
+                                 "(one round of the training)", stages=jobs.PIPELINE, rounds=1,
+                                 started_by=_who(), done=then)
+
+
+def start_full_default(partial: str | None = None):
+    """Train the default's other rounds (and record and analyse the full run) in a background job
+    the views do not wait for: (Job, started). ``partial`` is the first-look run the views show
+    meanwhile."""
+    from app import jobs
+
+    kw = _default_builds()
+    job, started = jobs.registry().start("background", "default", _build(kw, False),
+                                         label="Training the default run's other rounds", stages=jobs.PIPELINE,
+                                         rounds=kw["rounds"], started_by=_who(), done=_after_build)
+    if started:
+        job.about = str(partial or "")
+    return job, started
+
+
+def background_default():
+    """The background job training the full default (running or the latest), or None."""
+    from app import jobs
+
+    return jobs.registry().find("background", "default") or jobs.registry().latest("background", "default")
+
+
+def resume_full_default(runs: list[dict]) -> None:
+    """Start the full default in the background when its first look is in the cache and it is
+    not (a server restarted during the background part); fold checkpoints make it resume."""
+    from fercore import pipeline
+
+    if background_default() is not None:
+        return
+    first, full = default_dirs()
+    if first is not None and first in {r["run_dir"] for r in runs} and not pipeline.run_complete(full):
+        start_full_default(first)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def default_dirs() -> tuple[str | None, str | None]:
+    """The run directories of the default's first look and of the full default (None before
+    the phantom data set exists)."""
+    from fercore import pipeline
+
+    kw = _default_builds()
+    out = []
+    for which in ("first", "full"):
+        try:
+            d = pipeline.planned_run_dir(**{k: v for k, v in kw[which].items() if k in ("phantom", "train_options")})
+        except (OSError, ValueError):
+            d = None
+        out.append(None if d is None else str(d))
+    return out[0], out[1]
 
 
 def start_rebuild(run_dir: str):
@@ -1019,3 +1105,151 @@ def projection_tiles(run_dir: str, stamp: float, layer: str, f: int, distinct: b
     tiles = [figures.resize(figures.to_uint8(proj[i]), 96) for i, idx in enumerate(t["index"]) if idx >= 0]
     caps = [f"act {a:.3g}" for a, idx in zip(t["activation"], t["index"], strict=True) if idx >= 0]
     return figures.png_bytes(figures.captioned_tiles(tiles, caps, cols=max(1, width // 102), lines=1))
+
+
+# ------------------------------------------------------------------ a sequence run, built on request
+#: The small sequence run the Sequences view offers to build on a run of still images: phantom
+#: sequences (:func:`fercore.data.phantom.sequences.generate_sequences` options), the training preset
+#: and its overrides, the null network the analysis compares with. Read when a build starts, so a
+#: test can make it tiny (tests/app/test_app_sequences.py).
+SEQUENCE_BUILD = {"sequences": dict(n_subjects=32, per_subject=8, n_frames=16, size=48, seed=0, n_folds=10),
+                  "preset": "phantom-default", "train_options": dict(folds=(0,)), "null": "untrained"}
+#: What that build costs from an empty cache on two CPU cores (seconds, wall), as the offer states
+#: it. Measured 2026-12-08: the job alone 18-22 s (load about 1; phantom 3.5 s, train 6.5 s,
+#: record and null 2 s, analyse 5 s), 46 s in a live dashboard whose tab polls it while other
+#: work holds part of a core (load 2.5-3.4); 20 subjects of 12 frames took 12-13 s but their
+#: network reached 80 % test accuracy instead of 93 %.
+SEQUENCE_BUILD_SECONDS = 30
+
+
+def sequence_build_words() -> str:
+    """The sequence build in words (data, preset, folds), for the Sequences view's offer."""
+    seq, opts = SEQUENCE_BUILD["sequences"], SEQUENCE_BUILD["train_options"]
+    folds = opts.get("folds")
+    rounds = f"{len(folds)} of its {seq.get('n_folds', 10)} subject-independent folds" if folds else "every fold"
+    return (f"{seq['n_subjects']} drawn subjects × {seq.get('per_subject', 8)} sequences × {seq['n_frames']} frames "
+            f"(neutral to apex, every AU known on every frame), the `{SEQUENCE_BUILD['preset']}` network trained on "
+            f"{rounds}, its filters recorded and analysed")
+
+
+def _sequence_data_path(options: dict) -> Path:
+    """Where the phantom sequences made with ``options`` are cached: named by the hash of the
+    options and the generators' versions, so the same build finds them again."""
+    from fercore.data.phantom import GENERATOR_VERSION
+    from fercore.data.phantom.sequences import SEQUENCE_VERSION
+    from fercore.store.layout import datasets_dir
+    from fercore.util import stable_hash
+
+    key = {**options, "sequence_version": SEQUENCE_VERSION, "generator_version": GENERATOR_VERSION}
+    return datasets_dir() / f"phantom-seq-{stable_hash(key)[:8]}.h5"
+
+
+def _pipeline_stage(progress, stage: str):
+    """A stage's own ``progress(done, total)`` mapped onto the pipeline's stages
+    (:data:`fercore.pipeline.STAGES`), as :class:`app.jobs.Job` reads them."""
+    from fercore.pipeline import STAGES
+
+    i, n = STAGES.index(stage), len(STAGES)
+
+    def inner(done: float, total: float, what: str = "") -> None:
+        frac = min(max(done / total, 0.0), 1.0) if total else 0.0
+        progress(int(round((i + frac) * 1000)), n * 1000, f"{stage} ({i + 1}/{n})")
+
+    return inner
+
+
+def start_sequence_build():
+    """Build (or find in the cache) the small sequence run of :data:`SEQUENCE_BUILD` on the
+    server: phantom sequences, trained, recorded, the null network, analysed; every stage is
+    cached, so a second build returns the same run within seconds. (Job, started); the job's
+    result is the run directory."""
+    from app import jobs
+
+    spec = {**SEQUENCE_BUILD, "sequences": dict(SEQUENCE_BUILD["sequences"]),
+            "train_options": dict(SEQUENCE_BUILD["train_options"])}
+
+    def work(progress):
+        from fercore.analysis.analyze import analyze
+        from fercore.analysis.nulls import ensure_null
+        from fercore.data.phantom.sequences import generate_sequences
+        from fercore.pipeline import STAGES
+        from fercore.recording.record import record
+        from fercore.store.faceset_h5 import FaceSetFileError, read_faceset_info, save_faceset
+        from fercore.store.reader import open_run
+        from fercore.training.presets import train_preset
+
+        path = _sequence_data_path(spec["sequences"])
+        stage = _pipeline_stage(progress, "phantom")
+        stage(0, 1)
+        try:
+            read_faceset_info(path)
+        except (FaceSetFileError, OSError):  # missing or damaged: made again
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_faceset(generate_sequences(**spec["sequences"], progress=stage), path)
+        run = Path(train_preset(path, spec["preset"], progress=_pipeline_stage(progress, "train"),
+                                **spec["train_options"]))
+        if not open_run(run).has_records:
+            record(run, progress=_pipeline_stage(progress, "record"))
+        null = spec["null"]
+        if null is not None:
+            ensure_null(run, kind=null, progress=_pipeline_stage(progress, "null"))
+        r = open_run(run)
+        if not (r.has_stats and (r.analysis_info().get("null") or None) == null):
+            analyze(run, null=null, progress=_pipeline_stage(progress, "analyze"))
+        progress(len(STAGES) * 1000, len(STAGES) * 1000, "done")
+        return run
+
+    folds = spec["train_options"].get("folds")
+    return jobs.registry().start("sequences", "", work, label="Building a sequence run", stages=jobs.PIPELINE,
+                                 rounds=len(folds) if folds else int(spec["sequences"].get("n_folds", 10)),
+                                 started_by=_who(), done=_after_build)
+
+
+def sequence_build_job():
+    """The server's running sequence build (:func:`start_sequence_build`), or None."""
+    from app import jobs
+
+    return jobs.registry().find("sequences", "")
+
+
+def sequence_build_result(job_id: str) -> str | None:
+    """The run directory (as :func:`list_runs` names it) that the finished sequence build
+    ``job_id`` made; None while it runs, when it failed, or when the server does not know it."""
+    from app import jobs
+
+    job = jobs.registry().get(job_id)
+    if job is None or job.running or job.error or not job.result:
+        return None
+    name = Path(job.result).name
+    return next((r["run_dir"] for r in list_runs() if r["name"] == name), None)
+
+
+def sequence_runs() -> list[dict]:
+    """The runs of the cache trained on phantom sequences (:func:`list_runs` entries), recorded first."""
+    return [r for r in list_runs() if r["source"] == "phantom-sequences" and r["recorded"]]
+
+
+# ------------------------------------------------------------------------------ the server's heap
+_HEAP_LOCK = threading.Lock()
+_HEAP_FROZEN = threading.Event()
+
+
+def freeze_heap() -> None:
+    """Once per server process: collect garbage, then leave every object alive now out of later
+    full collections (:func:`gc.freeze`). Called by a view once it has loaded a run, so the
+    modules, readers, FaceSets and cached tables it holds are not scanned again on every click.
+
+    Measured on the default run (two CPU cores): without it, a full collection went over about
+    330,000 long-lived objects every one or two clicks and stopped the server for 150-300 ms each
+    time, more than the rest of a click's run. Objects frozen stay alive as long as anything refers
+    to them (reference counting still frees them); only a cycle among them would never be
+    collected."""
+    import gc
+
+    if _HEAP_FROZEN.is_set():
+        return
+    with _HEAP_LOCK:
+        if not _HEAP_FROZEN.is_set():
+            gc.collect()
+            gc.freeze()
+            _HEAP_FROZEN.set()

@@ -45,7 +45,8 @@ _ABOUT_BUILD = (
     "No run exists in the cache yet, so the server builds the embedded default: phantom faces with known "
     "action units, a zero-bias CNN trained on them over 10 subject-independent folds, its filters recorded "
     "and related to AUs, and an untrained network of the same architecture as the control every figure is "
-    "compared with. This takes a few minutes once; afterwards the dashboard opens from the cache."
+    "compared with. One round is built first, so the views open within about a minute; the other rounds "
+    "then train in the background and the views switch to the full run when it is done."
 )
 
 
@@ -114,7 +115,10 @@ if not runs:
     job, _ = loaders.start_default_build()
     _follow_default_build(job)
     st.stop()
+loaders.resume_full_default(runs)
+ui.move_to_full_default()
 info = _pick_run(runs, url.get("run"))
+ui.background_status()
 try:
     with ui.guarded(f"The {page.title} view"):
         page.run()

@@ -162,3 +162,18 @@ def tabs(where, labels: dict[str, str], *, name: str, key: str) -> dict:
         put(name, by_label[st.session_state[key]])
 
     return dict(zip(slugs, where.tabs(list(labels.values()), key=key, on_change=changed), strict=True))
+
+
+#: Session-state key of a request to land on a filter's details in the Filters view.
+LAND_KEY = "fercore_land_on_filter"
+
+
+def land_on_filter(f: int) -> None:
+    """Ask the Filters view to bring filter ``f``'s details into view when it opens next (the FAU
+    map's *Open filter*; the shared value ``filter`` says which filter it shows)."""
+    st.session_state[LAND_KEY] = int(f)
+
+
+def landing() -> int | None:
+    """The filter a view asked the Filters view to land on, taken once (None when none was)."""
+    return st.session_state.pop(LAND_KEY, None)

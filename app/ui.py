@@ -19,6 +19,12 @@ RUN_KEY = "run_dir"
 OVERVIEW_TABS = {"confusion": "Confusion matrix", "curves": "Learning curves", "data": "Data set"}
 #: How often a page following a server-side job redraws its progress (seconds).
 POLL_S = 1.0
+#: What recording and analysing costs, said beside the buttons that start it.
+RECORD_COST = ("What it costs: a pass over the data set, a null network recorded the same way, and the analysis — "
+               "about 6 s for the default network on 2,400 phantom faces on two free cores, minutes for a large "
+               "network on tens of thousands of faces; the progress bar then shows the time left.")
+#: Seconds between two redraws of the background build's progress in the sidebar.
+BACKGROUND_POLL_S = 3.0
 
 
 def current_run() -> str | None:
@@ -138,6 +144,7 @@ def _require_run() -> tuple[str, float, object] | None:
                  f"(the analysis step did not run or was interrupted).")
         run_job_or_follow(loaders.start_rebuild, run_dir, key="rebuild_records",
                           label="Rebuild the records (record + analyse)")
+        st.caption(RECORD_COST)
         return None
     try:
         loaders.faceset(run_dir, stamp)
@@ -147,8 +154,55 @@ def _require_run() -> tuple[str, float, object] | None:
                           label="Record and analyse again on the current data set")
         return None
     resolve_view(r)
+    first_look_note(run_dir)
     au_targets_note(r)
     return run_dir, stamp, r
+
+
+def first_look_note(run_dir: str) -> None:
+    """At the top of every view of the default's first look while the full default trains."""
+    job = loaders.background_default()
+    if job is not None and job.running and job.about == run_dir:
+        snap = job.snapshot()
+        st.info(f"**First look (partial)**: this run is one round of the default's {job.rounds or 10}, trained, "
+                "recorded and analysed so that the views open at once; its accuracy is that round's. The full "
+                f"default is training in the background ({job_text(snap)}); the views switch to it when it is "
+                "done.", icon="⏳")
+
+
+def move_to_full_default() -> None:
+    """When the background build of the full default has ended, a session still on its first
+    look moves to the full run (once)."""
+    job = loaders.background_default()
+    if job is None or job.running or job.error or not job.result or not job.about:
+        return
+    if st.session_state.get(RUN_KEY) == job.about and st.session_state.get("fercore_moved_to_full") != job.id:
+        st.session_state[RUN_KEY] = job.result
+        st.session_state["fercore_moved_to_full"] = job.id
+
+
+def background_status() -> None:
+    """In the sidebar: the full default training in the background, redrawn every few seconds;
+    when it ends the whole page runs again (and :func:`move_to_full_default` moves the session)."""
+    job = loaders.background_default()
+    if job is None:
+        return
+    if not job.running:
+        if job.error:
+            st.sidebar.error(f"{job.label} failed: {job.error}")
+        return
+
+    @st.fragment(run_every=BACKGROUND_POLL_S)
+    def _status() -> None:
+        snap = job.snapshot()
+        if not snap["running"]:
+            st.rerun(scope="app")
+        st.progress(min(max(snap["fraction"], 0.0), 1.0), text=job_text(snap))
+        st.caption("The server trains the full default in the background; the views show its first look "
+                   "(one round) meanwhile and switch to it when it is done.")
+
+    with st.sidebar:
+        _status()
 
 
 def au_targets_note(r) -> None:
@@ -177,6 +231,7 @@ def record_imported(r) -> None:
                         help="the FaceSet files in the cache's datasets folder (phantom faces, imported data sets)")
     run_job_or_follow(loaders.start_record, str(r.run_dir), data, key="record_imported",
                       label="Record and analyse on this FaceSet")
+    st.caption(RECORD_COST)
 
 
 def resolve_view(r) -> None:

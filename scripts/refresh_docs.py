@@ -122,7 +122,7 @@ def sequences_screenshot(cache: Path, run: Path, out: Path, port: int = 8631) ->
             page.goto(f"http://127.0.0.1:{port}/sequences?run={run.name}&layer=features.conv3")
             page.get_by_role("heading", name="Sequences").first.wait_for()
             page.wait_for_selector(IDLE)
-            page.locator("[data-testid=stPlotlyChart]").first.wait_for()  # the frame player
+            page.locator("[data-testid=stImage] img").first.wait_for()  # the frame
             page.locator("[data-testid=stVegaLiteChart] :is(canvas, svg.marks)").first.wait_for()  # the curves
             page.wait_for_timeout(1500)
             page.wait_for_selector(IDLE)

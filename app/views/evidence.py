@@ -9,6 +9,26 @@ import streamlit as st
 
 from app import components, figures, loaders, state, ui
 
+#: The ranked table's columns shown unless *Every column* is on: column -> (short header, width in
+#: px, what it is). Together they fit the main column of a 1400 px wide window without scrolling
+#: sideways; the toggle shows the others, and both CSV downloads carry every column.
+SHOWN = {
+    "filter": ("filter", 52, None),
+    "AU name": ("AU", 128, None),
+    "stage reached": ("stage reached", 118, "the deepest stage of the funnel the pair reaches"),
+    "distinct top-K share": ("distinct", 66, "distinct top-K share: the share of the filter's top-K (at most one "
+                             "image per sequence, else subject) that show the AU"),
+    "excess share": ("excess", 62, "excess share: the distinct share less what the images' emotions predict"),
+    "within-emotion AUC": ("AUC", 54, "within-emotion AUC: does the filter tell the units that carry the AU from "
+                           "those that do not, within the emotions"),
+    "its 95 % interval, low": ("CI low", 58, "the within-emotion AUC's 95 % interval, low end"),
+    "its 95 % interval, high": ("CI high", 60, "the within-emotion AUC's 95 % interval, high end"),
+    "detectable AUC on this data": ("detectable", 76, "the within-emotion AUC the test detects on this data "
+                                    "(80 % power at the layer's burden)"),
+    "q (Benjamini-Hochberg)": ("q", 58, "the within-emotion test's q (Benjamini-Hochberg)"),
+    "verdict": ("verdict", 190, "the verdict in words (every word: Every column, or the CSV)"),
+}
+
 st.title("Evidence")
 ctx = ui.require_run()
 if ctx is None:
@@ -25,9 +45,18 @@ if not summary.get("warnings") and components.power_frame(summary, layer) is not
     st.caption(components.power_caption(summary, layer))
 st.subheader(f"Ranked filter × AU evidence, {layer}")
 table = loaders.evidence_table(run_dir, stamp, (layer,))
-st.dataframe(table, hide_index=True, width="stretch", height=420,
-             column_config={c: st.column_config.NumberColumn(format="%.3g") for c in table.columns
-                            if table[c].dtype.kind == "f"})
+every = st.toggle("Every column", key="evidence_every_column",
+                  help=f"the table shows {len(SHOWN)} of its {len(table.columns)} columns so that it fits the page; "
+                       "this shows them all (both CSV downloads always have every column)")
+config = {c: st.column_config.NumberColumn(format="%.3g") for c in table.columns if table[c].dtype.kind == "f"}
+if not every:
+    for c, (label, px, what) in SHOWN.items():
+        if c not in table.columns:
+            continue
+        kind = st.column_config.NumberColumn if table[c].dtype.kind in "fiu" else st.column_config.TextColumn
+        config[c] = kind(label, width=px, help=what or c, **({"format": "%.3g"} if table[c].dtype.kind == "f" else {}))
+st.dataframe(table, hide_index=True, width="stretch", height=420, column_config=config,
+             column_order=None if every else [c for c in SHOWN if c in table.columns])
 st.caption(f"{len(table)} pairs whose distinct top-K share is above the AU's base rate, ranked by the deepest stage "
            "of the funnel they reach, then the within-emotion test's q, then the excess share; each within-emotion AUC "
            "with its 95 % interval beside the AUC the test detects on this data. Pick a pair in the "

@@ -66,7 +66,7 @@ for msg in crop["messages"]:
 
 face = crop["image"]
 grey = crop["grey"]
-c1, c2, c3 = st.columns([2, 1, 2])
+c1, c2, c3 = st.columns([3, 2, 3])  # the crop's 192 px fit the middle column at a 1400 px window
 with c1:
     if crop["box"]:
         shown = figures.draw_box(grey, crop["box"], thickness=max(2, grey.shape[1] // 200))
@@ -105,8 +105,7 @@ with c3:
         else:
             st.caption("No run in the cache is trained on photographs yet: import a data set "
                        "(`python -m fercore import ...`) and train on it (`python -m fercore train ...`).")
-    st.vega_lite_chart(charts.bars({"probability": a["probs"]}, a["class_names"], title="Class probabilities",
-                                   value_title="probability", domain=(0.0, 1.0)), key="probs", width="content")
+    st.vega_lite_chart(charts.class_probabilities(a["probs"], a["class_names"]), key="probs", width="stretch")
     ui.csv_button("Probabilities (CSV)", "class,probability\n" + "\n".join(
         f"{c},{p:.3g}" for c, p in zip(a["class_names"], a["probs"], strict=True)), "probabilities.csv", "dl_probs")
 

@@ -191,8 +191,9 @@ def test_fau_map_opens_the_chosen_filter(tiny_cache):
     at = app(tiny_cache)
     at.run()
     at.switch_page("views/fau_map.py").run()
-    f = at.selectbox(key="fau_filter").options[-1]
-    at.selectbox(key="fau_filter").set_value(int(f)).run()
+    label = at.selectbox(key="fau_filter").options[-1]  # "#110 · judged by AU26 … · stage", as in the Filters view
+    f = int(label.split(" ")[0].lstrip("#"))
+    at.selectbox(key="fau_filter").set_value(f).run()
     at.button(key="open_filter").click().run()
     assert_clean(at)
     assert any(t.value == "Filters" for t in at.title)
@@ -295,21 +296,26 @@ def test_several_faces_use_the_largest(tiny_cache, face_png):
 
 
 # ------------------------------------------------------------------------ building and rebuilding
-def test_empty_cache_builds_the_default_with_a_progress_bar(tiny_cache, tiny_run, tmp_path, monkeypatch):
+def test_empty_cache_builds_a_first_look_then_the_full_default_in_the_background(tiny_cache, tiny_run, tmp_path,
+                                                                                  monkeypatch):
+    """An empty cache: the page follows the first look (one round) with a progress bar, then opens
+    the views on it, labelled partial, while the full default trains in the background; when that
+    is done the session moves to the full run."""
     import shutil
     import threading
 
     import fercore.pipeline
+    from app.loaders import background_default
 
-    calls, go = [], threading.Event()
+    calls, go_first, go_full = [], threading.Event(), threading.Event()
 
-    def fake_build(*, progress=None):  # the tiny run stands in for the default (same stages, smaller)
+    def fake_build(*, progress=None, first_look=False):  # the tiny run stands in for both builds
         progress(0, 4000, "stage")
-        assert go.wait(60)  # finishes only after the test has seen the page that follows it
+        assert (go_first if first_look else go_full).wait(60)  # each waits until the test has looked
         for done in range(1000, 4001, 1000):
             progress(done, 4000, "stage")
-        calls.append(1)
-        dest = tmp_path / "runs" / tiny_run.name
+        calls.append("first" if first_look else "full")
+        dest = tmp_path / "runs" / (tiny_run.name + ("-first" if first_look else ""))
         shutil.copytree(tiny_run, dest)
         return dest
 
@@ -317,13 +323,25 @@ def test_empty_cache_builds_the_default_with_a_progress_bar(tiny_cache, tiny_run
     at = app(tmp_path)
     at.run()
     assert not at.exception
-    assert "builds the embedded default" in texts(at)
-    go.set()
-    finish_jobs(at)
-    assert calls == [1]
+    assert "builds the embedded default" in texts(at) and "One round is built first" in texts(at)
+    go_first.set()
+    from app.jobs import registry
+
+    assert registry().latest("default", "").wait(60)
+    at.run()
+    assert calls == ["first"]
     assert_clean(at)
+    first = str(tmp_path / "runs" / (tiny_run.name + "-first"))
     assert any(t.value == "Overview" for t in at.title)
+    assert at.sidebar.selectbox(key="run_picker").value == first
+    assert "First look (partial)" in texts(at)  # a view opened during the background part
+    assert background_default().running and background_default().about == first
+    go_full.set()
+    finish_jobs(at)
+    assert calls == ["first", "full"]
+    assert_clean(at)
     assert at.sidebar.selectbox(key="run_picker").value == str(tmp_path / "runs" / tiny_run.name)
+    assert "First look (partial)" not in texts(at)
 
 
 def test_a_default_build_that_fails_after_training_says_why(tiny_run, tmp_path, monkeypatch):
@@ -331,7 +349,7 @@ def test_a_default_build_that_fails_after_training_says_why(tiny_run, tmp_path, 
 
     import fercore.pipeline
 
-    def failing_build(*, progress=None):  # trained, then the recording stage fails
+    def failing_build(*, progress=None, first_look=False):  # trained, then the recording stage fails
         dest = tmp_path / "runs" / tiny_run.name
         shutil.copytree(tiny_run, dest)
         (dest / "records.h5").unlink()
@@ -343,7 +361,7 @@ def test_a_default_build_that_fails_after_training_says_why(tiny_run, tmp_path, 
     finish_jobs(at)
     assert not at.exception
     msg = " ".join(e.value for e in at.error)
-    assert "Building the default run failed" in msg and "No space left on device" in msg  # the cause
+    assert "Building a first look at the default run (one round of the training) failed" in msg and "No space left on device" in msg  # the cause
     assert "records.h5 missing" in msg and at.button(key="rebuild_records")  # and what to do
 
 

@@ -350,3 +350,30 @@ def test_uploads_are_not_cached_across_sessions():
 
     for fn in (loaders.decode_and_crop, loaders.analyze_face):
         assert not hasattr(fn, "clear"), f"{fn.__name__} must not be a shared st.cache_data function"
+
+
+def test_the_first_estimate_is_scaled_by_the_machine_pace_and_the_rounds(monkeypatch):
+    """Before a stage has a pace of its own, what remains is its measured cost (training weighed by
+    the job's rounds) times how this machine runs the reference workload now."""
+    estimates = {}
+    for pace, rounds in ((1.0, 10), (2.0, 10), (1.0, 1)):
+        monkeypatch.setattr(jobs, "machine_pace", lambda p=pace: p)
+        reg, gate = jobs.Jobs(), []
+
+        def work(progress, gate=gate):
+            progress(1000, 5000, "train (2/5)")  # training starts
+            while not gate:
+                time.sleep(0.01)
+
+        job, _ = reg.start("default", "", work, label="Building", stages=jobs.PIPELINE, rounds=rounds)
+        deadline = time.monotonic() + 5
+        while job.snapshot()["stage"] != "train" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        estimates[(pace, rounds)] = job.snapshot()["remaining"]
+        gate.append(1)
+        assert job.wait(5)
+    w = jobs.STAGE_SECONDS
+    rest = w["record"] + w["null"] + w["analyze"]
+    assert estimates[(1.0, 10)] == pytest.approx(w["train"] + rest, rel=1e-3)
+    assert estimates[(2.0, 10)] == pytest.approx(2 * (w["train"] + rest), rel=1e-3)
+    assert estimates[(1.0, 1)] == pytest.approx(w["train"] / 10 + rest, rel=1e-3)

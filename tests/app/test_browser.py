@@ -199,10 +199,25 @@ def _tooltip(page, x: float, y: float, wait_ms: int = 1_500) -> dict:
     return dict(zip(cells[0::2], cells[1::2], strict=False))
 
 
+def _edge(page, x: float, y: float, dx: float, dy: float, tip: dict) -> float:
+    """How far (a fraction of (dx, dy)) from (x, y) the cell whose tooltip is ``tip`` reaches: a
+    binary search over the tooltips on the way, to about a thirtieth of the step."""
+    inside, outside = 0.0, 1.0
+    for _ in range(5):
+        mid = (inside + outside) / 2
+        at = _tooltip(page, x + dx * mid, y + dy * mid, wait_ms=600)
+        if (at.get("filter"), at.get("AU")) == (tip["filter"], tip["AU"]):
+            inside = mid
+        else:
+            outside = mid
+    return (inside + outside) / 2
+
+
 def _find_cell(page, rows: list[int], aus: list[str], row: int, col: int) -> tuple[float, float]:
-    """Where the FAU map draws row ``row`` × column ``col`` (``rows``: the filter of each row,
-    ``aus``: the column names). The cells' size is fixed (``charts.ROW_PX`` by ``charts.COL_PX``),
-    so one cell named by its tooltip locates every other; the target's own tooltip is checked."""
+    """The centre of the cell the FAU map draws at row ``row`` × column ``col`` (``rows``: the
+    filter of each row, ``aus``: the column names). The cells' size is fixed (``charts.ROW_PX`` by
+    ``charts.COL_PX``), so one cell named by its tooltip, its left and top edges found, locates
+    every other; the target's own tooltip is checked."""
     from app import charts
 
     canvas = page.locator("[data-testid=stVegaLiteChart] :is(canvas, svg.marks)").first
@@ -220,6 +235,10 @@ def _find_cell(page, rows: list[int], aus: list[str], row: int, col: int) -> tup
             break
     assert "filter" in tip, "no FAU map cell answered with a tooltip"
     r0, c0 = rows.index(int(tip["filter"])), aus.index(tip["AU"])
+    # the point found may lie anywhere in its cell: move it to the centre (a box dragged from
+    # there must cover the centres of the cells it is meant to select)
+    x0 += (0.5 - _edge(page, x0, y0, -charts.COL_PX, 0, tip)) * charts.COL_PX
+    y0 += (0.5 - _edge(page, x0, y0, 0, -charts.ROW_PX, tip)) * charts.ROW_PX
     x, y = x0 + (col - c0) * charts.COL_PX, y0 + (row - r0) * charts.ROW_PX
     at = _tooltip(page, x, y)
     assert (at.get("filter"), at.get("AU")) == (str(rows[row]), aus[col]), (at, rows[row], aus[col])
@@ -273,7 +292,8 @@ def test_every_view_and_an_upload(server, page, shots_dir, face_png):
     page.locator("[data-testid=stSidebarNav] a[href$='/filters']").click()
     settle(page, "Filters")
     no_exceptions(page)
-    page.locator("[data-testid=stImage] img").nth(3).wait_for()  # the filter grid, top patches, sources, deconv
+    page.locator("[data-testid=stVegaLiteChart] :is(canvas, svg.marks)").first.wait_for()  # the filter gallery
+    page.locator("[data-testid=stImage] img").nth(2).wait_for()  # top patches, sources, projections
     shoot(page, shots_dir / "filters.png")
 
     page.locator("[data-testid=stSidebarNav] a[href$='/fau-map']").click()
@@ -507,7 +527,7 @@ def test_the_build_runs_on_the_server_and_outlives_its_tab(build_server, browser
     first.get_by_text("builds the embedded default", exact=False).wait_for()
     bar = "[data-testid=stProgress]"
     first.locator(bar).first.wait_for()
-    first.get_by_text("Building the default run:", exact=False).first.wait_for()
+    first.get_by_text("Building a first look at the default run", exact=False).first.wait_for()
     first.get_by_text("you may close this tab", exact=False).first.wait_for(timeout=60_000)
 
     second = new_page(browser)
@@ -515,8 +535,8 @@ def test_the_build_runs_on_the_server_and_outlives_its_tab(build_server, browser
         second.goto(url)
         second.get_by_text("from another browser tab or by another user", exact=False).wait_for()
         second.locator(bar).first.wait_for()
-        text_2 = second.get_by_text("Building the default run:", exact=False).first.inner_text()
-        text_1 = first.get_by_text("Building the default run:", exact=False).first.inner_text()
+        text_2 = second.get_by_text("Building a first look at the default run", exact=False).first.inner_text()
+        text_1 = first.get_by_text("Building a first look at the default run", exact=False).first.inner_text()
         stages = []
         for text in (text_2, text_1):  # one job: its stage, elapsed time and estimate in both tabs
             m = re.search(r"\(stage (\d)/5", text)
@@ -530,11 +550,17 @@ def test_the_build_runs_on_the_server_and_outlives_its_tab(build_server, browser
             page_text = second.locator("[data-testid=stMain]").inner_text(timeout=5_000)
             raise AssertionError(f"the overview did not open after the build.\nPage:\n{page_text}\n"
                                  f"Server log (tail):\n{_server_log(proc)}") from e
+        second.get_by_text("First look (partial)", exact=False).first.wait_for()  # the other rounds train
+        second.get_by_text("Training the default run's other rounds", exact=False).first.wait_for()
+        # the background build's end moves the page to the full run: the partial label goes away
+        second.get_by_text("First look (partial)", exact=False).first.wait_for(state="detached", timeout=600_000)
         second.wait_for_selector(IDLE)
     finally:
         second.close()
-    (run,) = [d for d in (cache / "runs").iterdir() if d.is_dir()]
-    assert (run / "records.h5").exists() and (run / "null" / "untrained" / "records.h5").exists()
+    runs = sorted(d for d in (cache / "runs").iterdir() if d.is_dir())
+    assert len(runs) == 2  # the first look (round 0) and the full default (rounds 0-2)
+    for run in runs:
+        assert (run / "records.h5").exists() and (run / "null" / "untrained" / "records.h5").exists()
 
 
 # ------------------------------------------------------------- a network trained elsewhere
@@ -562,7 +588,8 @@ def test_an_imported_network_in_the_filters_view_and_an_upload(foreign_server, b
         no_exceptions(page)
         assert run.name in page.locator("[data-testid=stSidebar]").inner_text()
         page.get_by_text("guided backpropagation", exact=False).first.wait_for(timeout=60_000)
-        page.locator("[data-testid=stImage] img").nth(3).wait_for()  # grid, patches, sources, projections
+        page.locator("[data-testid=stVegaLiteChart] :is(canvas, svg.marks)").first.wait_for()  # the gallery
+        page.locator("[data-testid=stImage] img").nth(2).wait_for()  # patches, sources, projections
         from fercore.store.layout import load_config
 
         layer = load_config(run)["layers"][-1]
