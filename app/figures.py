@@ -1,6 +1,5 @@
 """Small drawing helpers of the dashboard: image conversions, boxes, overlays, captioned tiles,
-tables for display and CSV, and the Sequences view's frame player (a plotly animation, which
-plays in the browser; every other chart is a Vega-Lite spec of :mod:`app.charts`).
+tables for display and CSV (every chart is a Vega-Lite spec of :mod:`app.charts`).
 
 Pure functions of arrays; no file access, no models. Images are ``(H, W)`` uint8 grey or
 ``(H, W, 3)`` uint8 RGB.
@@ -11,7 +10,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
 #: Colour of receptive-field boxes.
 BOX_RGB = (234, 88, 12)
@@ -264,33 +262,3 @@ def series_name(key: str) -> str:
         return SERIES_NAMES[key]
     words = {"acc": "accuracy", "val": "validation", "train": "training"}
     return " ".join(words.get(w, w) for w in str(key).split("_"))
-
-
-def frames_player(images: np.ndarray, *, captions: list[str], size: int = 192) -> go.Figure:
-    """A sequence's frames as one figure with a frame slider and a play button (plotly
-    animation: it plays in the browser, no rerun per frame). ``images`` (T, S, S) uint8."""
-    t = len(images)
-    big = [resize(im, size) for im in images]
-
-    def trace(i: int) -> go.Image:
-        return go.Image(z=to_rgb(big[i]), hoverinfo="skip")
-
-    fig = go.Figure(data=[trace(0)], frames=[go.Frame(data=[trace(i)], name=str(i)) for i in range(t)])
-    steps = [{"args": [[str(i)], {"frame": {"duration": 0, "redraw": True}, "mode": "immediate"}],
-              "label": str(i), "method": "animate"} for i in range(t)]
-    fig.update_layout(
-        height=size + 150, width=size + 80, margin=dict(l=10, r=10, t=30, b=10),
-        title=dict(text=captions[0] if captions else "", font=dict(size=12)),
-        xaxis=dict(visible=False), yaxis=dict(visible=False),
-        updatemenus=[{"type": "buttons", "direction": "left", "x": 0.0, "y": -0.02, "xanchor": "left", "yanchor": "top",
-                      "buttons": [
-                          {"label": "▶ play", "method": "animate",
-                           "args": [None, {"frame": {"duration": 180, "redraw": True}, "fromcurrent": True}]},
-                          {"label": "❚❚", "method": "animate",
-                           "args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate"}]}]}],
-        sliders=[{"active": 0, "steps": steps, "x": 0.32, "len": 0.68, "y": -0.02, "yanchor": "top",
-                  "currentvalue": {"prefix": "frame "}, "pad": {"t": 0}}],
-    )
-    for i, fr in enumerate(fig.frames):
-        fr.layout = go.Layout(title=dict(text=captions[i] if i < len(captions) else ""))
-    return fig

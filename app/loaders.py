@@ -275,7 +275,7 @@ def confusion_figure(run_dir: str, stamp: float):
 @st.cache_data(show_spinner=False, max_entries=64)
 def topk(run_dir: str, stamp: float, layer: str, f: int, distinct: bool) -> dict:
     """The filter's top-K (the reader's TopK without its projections, which are made on demand:
-    :func:`projection_panel`) as a plain dict of arrays."""
+    :func:`projection_tiles`) as a plain dict of arrays."""
     r = reader(run_dir, stamp)
     n = r.n_filters(layer)
     if not 0 <= int(f) < n:
@@ -473,77 +473,12 @@ def filter_grid(run_dir: str, stamp: float, layer: str, kind: str, size: int = 4
     return [figures.png_bytes(figures.resize(img, size)) for img in imgs]
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def filter_grid_png(run_dir: str, stamp: float, layer: str, kind: str, order: tuple[int, ...],
-                    captions: tuple[str, ...] = (), cols: int = 12) -> bytes:
-    """The whole filter grid in ``order`` as one PNG, each tile 72 px with its caption drawn
-    under it (one image: a browser draws it in a tenth of the time of 128 separate ones)."""
-    import cv2
-
-    tiles = [cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_UNCHANGED)
-             for b in filter_grid(run_dir, stamp, layer, kind)]
-    chosen = [figures.resize(tiles[f], 72) for f in order]
-    if captions:
-        return figures.png_bytes(figures.captioned_tiles(chosen, list(captions), cols=cols))
-    return figures.png_bytes(figures.tile(chosen, cols=cols))
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def filter_panels(run_dir: str, stamp: float, layer: str, f: int, distinct: bool) -> dict:
-    """Everything the Filters view shows of one filter's top-K, drawn once and cached.
-
-    Returns
-    -------
-    dict
-        ``patches``, ``sources``: one PNG each, the top-K best first in a grid of tiles with their
-        captions drawn under them (activation values; image index, label and AUs under the
-        sources; also the download); ``table`` (rank, image, label, AUs, activation); ``n``
-        (images listed). The projections come on their own (:func:`projection_panel`): they are
-        made on demand.
-    """
-    t = topk(run_dir, stamp, layer, f, distinct)
-    fs = faceset(run_dir, stamp)
-    scale = max(1, 128 // fs.size)
-    size_in = int(reader(run_dir, stamp).header.get("image_size", fs.size))
-    patches, sources, acts, src_caps, rows = [], [], [], [], []
-    for i, idx in enumerate(t["index"]):
-        if idx < 0:
-            continue
-        patches.append(figures.resize(t["patch"][i], 96))
-        sources.append(figures.draw_box(figures.resize(fs.images[idx], size_in), t["box"][i], scale=scale))
-        label = fs.class_names[fs.labels[idx]] if fs.labels[idx] >= 0 else "unlabelled"
-        present = [f"AU{int(a)}" for a, v in zip(fs.au_ids, fs.aus[idx], strict=True) if v > 0]
-        acts.append(f"act {t['activation'][i]:.3g}")
-        src_caps.append(f"#{idx} {label}\n" + (" ".join(present) if present else "no AU"))
-        rows.append({"rank": len(rows) + 1, "image": int(idx), "label": label, "AUs present": " ".join(present),
-                     "activation": float(t["activation"][i])})
-    cols = 12  # 96 px tiles: a row fits the wide layout beside the sidebar
-    out = {"patches": figures.png_bytes(figures.captioned_tiles(patches, acts, cols=cols, lines=1)),
-           "sources": figures.png_bytes(figures.captioned_tiles(
-               sources, src_caps, cols=max(1, 1150 // (sources[0].shape[1] + 6)) if sources else 1, lines=3)),
-           "table": figures.sig3(pd.DataFrame(rows, columns=["rank", "image", "label", "AUs present", "activation"])),
-           "n": len(sources)}
-    return out
-
-
 # ----------------------------------------------------------------------- projections on demand
 def projections_ready(run_dir: str, stamp: float, layer: str, f: int | None) -> bool:
     """Whether filter ``f``'s projections (``None``: every filter's first one, for the grid) are
     computed (read from the cache each time: another tab or a job may have just written them)."""
     r = reader(run_dir, stamp)
     return (r.top1_projections(layer) if f is None else r.projections(layer, int(f))) is not None
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def projection_panel(run_dir: str, stamp: float, layer: str, f: int, distinct: bool) -> bytes:
-    """One filter's top-K projections as one PNG of captioned tiles, best first (call once
-    :func:`projections_ready`)."""
-    r = reader(run_dir, stamp)
-    t = topk(run_dir, stamp, layer, f, distinct)
-    proj = r.projections(layer, int(f))["distinct" if distinct else "raw"]
-    tiles = [figures.resize(figures.to_uint8(proj[i]), 96) for i, idx in enumerate(t["index"]) if idx >= 0]
-    caps = [f"act {a:.3g}" for a, idx in zip(t["activation"], t["index"], strict=True) if idx >= 0]
-    return figures.png_bytes(figures.captioned_tiles(tiles, caps, cols=12, lines=1))
 
 
 def start_projections(run_dir: str, stamp: float, layer: str, f: int | None):
@@ -1069,9 +1004,12 @@ def filter_gallery(run_dir: str, stamp: float, layer: str, kind: str, order_by: 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def filter_details(run_dir: str, stamp: float, layer: str, f: int, distinct: bool, width: int = DETAILS_PX) -> dict:
-    """What :func:`filter_panels` draws of one filter's top-K, laid out for a column ``width`` px
-    wide (the Filters view's details beside the gallery): ``patches``, ``sources`` (PNG bytes),
-    ``table`` and ``n`` as there."""
+    """One filter's top-K (raw or distinct), laid out for a column ``width`` px wide (the Filters
+    view's details beside the gallery): ``patches``, ``sources``: one PNG each, the top-K best first
+    in a grid of tiles with their captions drawn under them (activation values; image index, label
+    and AUs under the sources); ``table`` (rank, image, label, AUs, activation); ``n`` (images
+    listed). The projections come on their own (:func:`projection_tiles`): they are made on
+    demand."""
     t = topk(run_dir, stamp, layer, f, distinct)
     fs = faceset(run_dir, stamp)
     scale = max(1, 128 // fs.size)
@@ -1097,8 +1035,8 @@ def filter_details(run_dir: str, stamp: float, layer: str, f: int, distinct: boo
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def projection_tiles(run_dir: str, stamp: float, layer: str, f: int, distinct: bool, width: int = DETAILS_PX) -> bytes:
-    """:func:`projection_panel` laid out for a column ``width`` px wide (call once
-    :func:`projections_ready`)."""
+    """One filter's top-K projections as one PNG of captioned tiles, best first, laid out for a
+    column ``width`` px wide (call once :func:`projections_ready`)."""
     r = reader(run_dir, stamp)
     t = topk(run_dir, stamp, layer, f, distinct)
     proj = r.projections(layer, int(f))["distinct" if distinct else "raw"]
