@@ -312,7 +312,8 @@ def verdict(run_dir: str, stamp: float, layer: str, f: int, a: int) -> list[dict
     ev["spatial"] = ev["spatial_distinct"]
     crit = criteria(run_dir, stamp)
     names = reader(run_dir, stamp).class_names
-    return Verdict(rule(ev, crit, int(f), int(a)), explain(ev, crit, int(f), int(a), names))
+    rows = rule(ev, crit, int(f), int(a))
+    return Verdict(rows, explain(ev, crit, int(f), int(a), names, rows=rows))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -787,7 +788,9 @@ def resume_full_default(runs: list[dict]) -> None:
     if background_default() is not None:
         return
     first, full = default_dirs()
-    if first is not None and first in {r["run_dir"] for r in runs} and not pipeline.run_complete(full):
+    have = {r["run_dir"] for r in runs}
+    # on every page run: only the run list is consulted until the first look is there without the full run
+    if first is not None and first in have and full not in have and not pipeline.run_complete(full):
         start_full_default(first)
 
 

@@ -219,7 +219,7 @@ class Verdict(list):
         self.headline = headline
 
 
-def explain(ev, criteria: Criteria, f: int, a: int, class_names=()) -> str:
+def explain(ev, criteria: Criteria, f: int, a: int, class_names=(), rows: list[dict] | None = None) -> str:
     """The verdict on filter ``f`` and AU column ``a`` in one sentence, worded from the funnel; it
     explains the apparent conflicts between the top-K share and the within-emotion test.
 
@@ -239,8 +239,10 @@ def explain(ev, criteria: Criteria, f: int, a: int, class_names=()) -> str:
         and ``rates`` are used where present.
     class_names : sequence of str
         The emotion of each class index.
+    rows : list of dict, optional
+        :func:`verdict` of the same pair, when the caller has it already.
     """
-    rows = verdict(ev, criteria, f, a)
+    rows = verdict(ev, criteria, f, a) if rows is None else rows
     g = {k: np.asarray(v) for k, v in ev.items() if not isinstance(v, dict)}
     au = f"AU{int(g['au_ids'][a])}" if "au_ids" in g else f"AU column {a}"
     stage = {r["stage"]: r for r in rows}

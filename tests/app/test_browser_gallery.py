@@ -13,13 +13,12 @@ from __future__ import annotations
 import os
 
 import pytest
-from test_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
+from test_browser import (  # noqa: F401  (browser: the Chromium fixture of test_browser.py)
     IDLE,
     _local_server,
     _stop,
     _tooltip,
+    browser,
     new_page,
     no_exceptions,
     query,
@@ -46,15 +45,8 @@ def live(request, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+def chromium(browser):  # noqa: F811 (browser: the Chromium of test_browser.py, launched once)
+    return browser
 
 
 def _order(tiny_run) -> list[int]:
